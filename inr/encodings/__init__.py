@@ -1,0 +1,11 @@
+"""Input encodings: each is an nn.Module exposing `out_dim` and one `forward`."""
+from inr.encodings.fourier import GaussianFourierFeatures, PositionalEncoding
+from inr.encodings.hashgrid import HashGridConfig, HashGridEncoding, available_backends
+
+__all__ = [
+    "PositionalEncoding",
+    "GaussianFourierFeatures",
+    "HashGridConfig",
+    "HashGridEncoding",
+    "available_backends",
+]

@@ -1,0 +1,209 @@
+"""The fitting loop shared by every model and signal.
+
+A `FitTask` knows how to draw a batch and score the model on it; the `Trainer` owns the
+optimiser, the learning-rate schedule, the budget and the random state. Budgets can be
+steps, epochs or wall-clock seconds; the schedule (linear warm-up, cosine decay) runs on
+whichever budget is closest to exhausted, so a time-limited fit still anneals properly
+instead of being cut off at a high learning rate.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from inr.device import autocast, synchronize
+from inr.errors import InrError
+from inr.metrics import mse_to_psnr
+from inr.models.registry import OptimDefaults
+
+
+class FitTask(Protocol):
+    steps_per_epoch: int
+
+    def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (objective to minimise, MSE on the batch) for the batch of optimisation step `step`."""
+
+    def evaluate(self, model: nn.Module) -> dict:
+        """Full evaluation; must contain 'psnr'."""
+
+
+@dataclass
+class FitConfig:
+    steps: int | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+    lr: float | None = None  # None: the model's paper default
+    warmup: float = 0.02  # fraction of the budget
+    target_psnr: float | None = None
+    eval_every: int = 100
+    seed: int = 0
+    amp: bool = True  # bf16 autocast, CUDA only
+    checkpoint_every: int | None = None
+    grad_clip: float | None = None
+
+    def validate(self) -> None:
+        for name in ("steps", "epochs"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise InrError(f"--{name} must be a positive integer, got {v}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise InrError(f"--seconds must be positive, got {self.seconds}")
+        if self.steps is None and self.epochs is None and self.seconds is None:
+            raise InrError("give a budget: --steps, --epochs or --seconds")
+
+
+@dataclass
+class FitState:
+    step: int = 0
+    total_steps: int | None = None
+    elapsed: float = 0.0
+    seconds: float | None = None
+    loss: float = float("nan")
+    psnr: float = float("nan")  # on the latest training batch
+    lr: float = 0.0
+    steps_per_epoch: int = 1
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def epoch(self) -> float:
+        return self.step / max(1, self.steps_per_epoch)
+
+    @property
+    def progress(self) -> float:
+        parts = []
+        if self.total_steps:
+            parts.append(self.step / self.total_steps)
+        if self.seconds:
+            parts.append(self.elapsed / self.seconds)
+        return min(1.0, max(parts)) if parts else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        p = self.progress
+        return None if p <= 0 else self.elapsed * (1 - p) / p
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 1e-3)
+    span = max(1e-9, 1.0 - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / span)))
+
+
+Callback = Callable[[FitState], None]
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, task: FitTask, cfg: FitConfig, optim: OptimDefaults, device: torch.device):
+        cfg.validate()
+        self.model, self.task, self.cfg, self.device = model, task, cfg, device
+        self.base_lr = cfg.lr if cfg.lr is not None else optim.lr
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.base_lr, eps=optim.eps, betas=optim.betas, weight_decay=optim.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        total = cfg.steps
+        if cfg.epochs is not None:
+            by_epochs = cfg.epochs * task.steps_per_epoch
+            total = by_epochs if total is None else min(total, by_epochs)
+        self.state = FitState(total_steps=total, seconds=cfg.seconds, steps_per_epoch=task.steps_per_epoch)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def training_state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, json) that let a fit continue exactly where it stopped."""
+        tensors: dict[str, torch.Tensor] = {"rng.sampler": self.generator.get_state()}
+        opt = self.optimizer.state_dict()
+        scalars: dict = {}
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+                else:
+                    scalars[f"{pid}.{k}"] = v
+        info = {
+            "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
+            "state": {k: v for k, v in asdict(self.state).items()},
+            "fit_config": asdict(self.cfg),
+            "base_lr": self.base_lr,
+        }
+        return tensors, info
+
+    def load_training_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
+        self.generator.set_state(tensors["rng.sampler"])
+        state: dict[int, dict] = {}
+        for key, val in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = val.to(self.device)
+        for key, val in info["optimizer"]["scalars"].items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = val
+        self.optimizer.load_state_dict({"state": state, "param_groups": info["optimizer"]["param_groups"]})
+        saved = info["state"]
+        self.state.step = saved["step"]
+        self.state.elapsed = saved["elapsed"]
+        self.state.history = saved.get("history", [])
+        if self.cfg.steps is None and self.cfg.epochs is None and self.cfg.seconds is None:
+            self.state.total_steps = saved["total_steps"]
+
+    # ------------------------------------------------------------------ loop
+    def _done(self) -> bool:
+        s = self.state
+        if s.total_steps is not None and s.step >= s.total_steps:
+            return True
+        return s.seconds is not None and s.elapsed >= s.seconds
+
+    def step_once(self) -> float:
+        """One optimisation step; returns the batch loss (before the update)."""
+        s = self.state
+        lr = self.base_lr * lr_factor(s.progress, self.cfg.warmup)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        with autocast(self.device, self.cfg.amp):
+            loss, mse = self.task.batch_loss(self.model, self.generator, s.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        s.step += 1
+        s.lr = lr
+        s.loss = float(loss.detach())
+        s.psnr = mse_to_psnr(float(mse.detach()))
+        return s.loss
+
+    def run(self, callback: Callback | None = None, checkpoint: Callable[["Trainer"], None] | None = None) -> FitState:
+        """Train until the budget or target PSNR is reached.
+
+        Ctrl-C (KeyboardInterrupt) writes a checkpoint first, then propagates, so the caller
+        can stop cleanly and the fit can be resumed.
+        """
+        s = self.state
+        try:
+            while not self._done():
+                t0 = time.perf_counter()
+                self.step_once()
+                if s.step % 10 == 0 or s.step == 1:
+                    synchronize(self.device)
+                s.elapsed += time.perf_counter() - t0
+                if s.step % self.cfg.eval_every == 0 or s.step == 1:
+                    s.history.append({"step": s.step, "seconds": round(s.elapsed, 3), "psnr": s.psnr, "loss": s.loss})
+                if callback:
+                    callback(s)
+                if checkpoint and self.cfg.checkpoint_every and s.step % self.cfg.checkpoint_every == 0:
+                    checkpoint(self)
+                if self.cfg.target_psnr is not None and s.psnr >= self.cfg.target_psnr:
+                    if self.task.evaluate(self.model)["psnr"] >= self.cfg.target_psnr:
+                        break
+        except KeyboardInterrupt:
+            if checkpoint:
+                checkpoint(self)
+            raise
+        s.history.append({"step": s.step, "seconds": round(s.elapsed, 3), "psnr": s.psnr, "loss": s.loss})
+        return s

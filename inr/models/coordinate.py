@@ -1,0 +1,239 @@
+"""Coordinate MLPs: f(coords) -> values, for images (2-D), video (3-D) and audio (1-D)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding
+from inr.models.registry import ModelSpec, OptimDefaults, register
+
+
+def _adapt_dims(cfg, signal):
+    return dataclasses.replace(cfg, in_dim=signal.coord_dim, out_dim=signal.channels)
+
+
+# --------------------------------------------------------------------------- SIREN
+@dataclass
+class SirenConfig:
+    """SIREN (Sitzmann et al. 2020): w0 = 30, Adam lr 1e-4 as in the paper's image fits."""
+
+    in_dim: int = 2
+    out_dim: int = 3
+    hidden: int = 256
+    layers: int = 3  # hidden sine layers after the first one
+    w0: float = 30.0
+    w0_first: float = 30.0
+
+
+class SineLayer(nn.Module):
+    def __init__(self, in_f: int, out_f: int, w0: float, first: bool):
+        super().__init__()
+        self.w0 = w0
+        self.linear = nn.Linear(in_f, out_f)
+        # Paper init: first layer U(-1/n, 1/n); later layers U(-sqrt(6/n)/w0, sqrt(6/n)/w0), so that
+        # pre-activations w0 * (Wx + b) stay ~ arcsine-distributed through depth.
+        bound = 1.0 / in_f if first else math.sqrt(6.0 / in_f) / w0
+        with torch.no_grad():
+            self.linear.weight.uniform_(-bound, bound)
+            self.linear.bias.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    def __init__(self, cfg: SirenConfig):
+        super().__init__()
+        self.config = cfg
+        layers = [SineLayer(cfg.in_dim, cfg.hidden, cfg.w0_first, first=True)]
+        layers += [SineLayer(cfg.hidden, cfg.hidden, cfg.w0, first=False) for _ in range(cfg.layers)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cfg.hidden, cfg.out_dim)
+        bound = math.sqrt(6.0 / cfg.hidden) / cfg.w0
+        with torch.no_grad():
+            self.head.weight.uniform_(-bound, bound)
+            self.head.bias.fill_(0.5)  # start at mid-grey: targets live in [0, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+register(
+    ModelSpec(
+        name="siren",
+        config_cls=SirenConfig,
+        model_cls=Siren,
+        kind="coord",
+        signals=("image", "video", "audio"),
+        description="SIREN: MLP with sine activations (w0=30) and the paper's initialisation",
+        optim=OptimDefaults(lr=1e-4),
+        adapt=_adapt_dims,
+        width_field="hidden",
+    )
+)
+
+
+# --------------------------------------------------------------------------- Poly-INR
+@dataclass
+class PolyConfig:
+    """Poly-INR (Singh et al. 2023): no positional encoding; after every ReLU the features are
+    multiplied element-wise by an affine map of the coordinates, which raises the polynomial
+    degree by one per layer."""
+
+    in_dim: int = 2
+    out_dim: int = 3
+    hidden: int = 256
+    layers: int = 6
+
+
+class PolyINR(nn.Module):
+    def __init__(self, cfg: PolyConfig):
+        super().__init__()
+        self.config = cfg
+        self.inp = nn.Linear(cfg.in_dim, cfg.hidden)
+        self.linears = nn.ModuleList(nn.Linear(cfg.hidden, cfg.hidden) for _ in range(cfg.layers))
+        self.affines = nn.ModuleList(nn.Linear(cfg.in_dim, cfg.hidden) for _ in range(cfg.layers))
+        self.head = nn.Linear(cfg.hidden, cfg.out_dim)
+        with torch.no_grad():
+            for a in self.affines:  # start close to the identity product (x * 1)
+                a.weight.normal_(0.0, 0.1)
+                a.bias.fill_(1.0)
+            self.head.bias.fill_(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for lin, aff in zip(self.linears, self.affines):
+            h = torch.relu(lin(h)) * aff(x)
+        return self.head(h)
+
+
+register(
+    ModelSpec(
+        name="poly",
+        config_cls=PolyConfig,
+        model_cls=PolyINR,
+        kind="coord",
+        signals=("image", "video", "audio"),
+        description="Poly-INR: ReLU MLP multiplied by affine maps of the coordinates, no encoding",
+        optim=OptimDefaults(lr=1e-3),
+        adapt=_adapt_dims,
+        width_field="hidden",
+    )
+)
+
+
+# --------------------------------------------------------------------------- Fourier-feature MLP
+@dataclass
+class FFNConfig:
+    """Fourier-feature MLP (Tancik et al. 2020): Gaussian features, sigma = 10, 256 features."""
+
+    in_dim: int = 2
+    out_dim: int = 3
+    num_features: int = 256
+    sigma: float = 10.0
+    hidden: int = 256
+    layers: int = 3
+    seed: int = 0
+
+
+class FourierFeatureMLP(nn.Module):
+    def __init__(self, cfg: FFNConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoding = GaussianFourierFeatures(cfg.in_dim, cfg.num_features, cfg.sigma, cfg.seed)
+        dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.layers
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cfg.hidden, cfg.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.encoding(x)))
+
+
+register(
+    ModelSpec(
+        name="ffn",
+        config_cls=FFNConfig,
+        model_cls=FourierFeatureMLP,
+        kind="coord",
+        signals=("image", "video", "audio"),
+        description="Fourier-feature MLP: Gaussian random Fourier features (sigma=10) + ReLU MLP",
+        optim=OptimDefaults(lr=1e-3),
+        adapt=_adapt_dims,
+        width_field="hidden",
+    )
+)
+
+
+# --------------------------------------------------------------------------- hash grid + MLP
+@dataclass
+class HashMLPConfig:
+    """Instant-NGP image setting: L=16, F=2, N_min=16, 2 hidden layers of 64 ReLU units,
+    Adam(lr 1e-2, betas (0.9, 0.99), eps 1e-15). N_max follows the signal's resolution."""
+
+    in_dim: int = 2
+    out_dim: int = 3
+    n_levels: int = 16
+    n_features: int = 2
+    table_size: int = 1 << 16
+    base_resolution: int = 16
+    max_resolution: int = 512
+    hidden: int = 64
+    layers: int = 2
+    backend: str = "auto"
+
+    def grid_config(self) -> HashGridConfig:
+        return HashGridConfig(
+            in_dim=self.in_dim,
+            n_levels=self.n_levels,
+            n_features=self.n_features,
+            table_size=self.table_size,
+            base_resolution=self.base_resolution,
+            max_resolution=self.max_resolution,
+        )
+
+
+class HashGridMLP(nn.Module):
+    def __init__(self, cfg: HashMLPConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoding = HashGridEncoding(cfg.grid_config(), backend=cfg.backend)
+        dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.layers
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cfg.hidden, cfg.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.encoding(x)))
+
+
+def _adapt_hash(cfg: HashMLPConfig, signal) -> HashMLPConfig:
+    # Finest level ~ finest sampled axis: finer tables only memorise hash collisions.
+    finest = max(signal.spatial_shape)
+    base = min(cfg.base_resolution, max(2, finest // 4))
+    return dataclasses.replace(
+        cfg, in_dim=signal.coord_dim, out_dim=signal.channels, max_resolution=max(finest, base + 1), base_resolution=base
+    )
+
+
+register(
+    ModelSpec(
+        name="hashgrid",
+        config_cls=HashMLPConfig,
+        model_cls=HashGridMLP,
+        kind="coord",
+        signals=("image", "video", "audio"),
+        description="Instant-NGP: multiresolution hash grid + small ReLU MLP (torch or tiny-cuda-nn)",
+        optim=OptimDefaults(lr=1e-2, eps=1e-15, betas=(0.9, 0.99)),
+        adapt=_adapt_hash,
+        width_field="table_size",
+    )
+)

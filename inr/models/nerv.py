@@ -1,0 +1,362 @@
+"""Frame-wise video INRs: NeRV, NeRV++ and HNeRV, sharing one upsampling decoder.
+
+NeRV (Chen et al. 2021): frame index t -> positional encoding (b = 1.25, 80 levels) -> stem
+-> base feature map -> [conv k x k -> PixelShuffle(s) -> GELU] per stage -> 3x3 RGB head.
+The layout follows HNeRV's re-implementation of the NeRV baseline (kernel 3 everywhere,
+channel reduction 2, lower width 12) so the two are compared as in the HNeRV paper.
+
+HNeRV (Chen et al. 2023): a ConvNeXt encoder maps each frame to a tiny embedding (16 x 2 x 4
+for 1280x640 with strides 5,4,4,2,2); the decoder grows kernel sizes with depth
+(min(1 + 2i, 5)) and reduces channels by only 1.2 per stage, moving parameters to the
+high-resolution layers. The embeddings are stored with the decoder; the encoder is a
+fit-time tool and is not part of the representation.
+
+NeRV++ (Ghorbel et al. 2024): the NeRV decoder with a separable-conv residual block
+(depthwise k x k -> GELU -> pointwise 1x1, added back) after each upsampling block and a
+bilinear-interpolation skip path (bilinear x s, 1x1 conv to the new width) added to it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inr.encodings import PositionalEncoding
+from inr.models.geometry import Geometry, derive_geometry
+from inr.models.registry import ModelSpec, OptimDefaults, register
+
+
+def stage_widths(fc_dim: int, n_stages: int, reduce: float, lower_width: int) -> list[int]:
+    widths, ngf = [], fc_dim
+    for _ in range(n_stages):
+        ngf = int(max(round(ngf / reduce), lower_width))
+        widths.append(ngf)
+    return widths
+
+
+def stage_kernels(ks: tuple[int, int], n_stages: int) -> list[int]:
+    return [min(ks[0] + 2 * i, ks[1]) for i in range(n_stages)]
+
+
+class UpBlock(nn.Module):
+    """conv k x k (c_in -> c_out * s^2) -> PixelShuffle(s) -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, 1, (kernel - 1) // 2)
+        self.shuffle = nn.PixelShuffle(stride) if stride > 1 else nn.Identity()
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.shuffle(self.conv(x)))
+
+
+class SeparableResBlock(nn.Module):
+    """x + pointwise(GELU(depthwise(x))): NeRV++'s cheap extra capacity at full resolution."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, kernel, 1, kernel // 2, groups=channels)
+        self.pw = nn.Conv2d(channels, channels, 1)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pw(self.act(self.dw(x)))
+
+
+class NeRVPPStage(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int):
+        super().__init__()
+        self.pre = SeparableResBlock(c_in, 3)
+        self.up = UpBlock(c_in, c_out, stride, kernel)
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+        self.post = SeparableResBlock(c_out, 3)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        skip = x if self.stride == 1 else F.interpolate(x, scale_factor=self.stride, mode="bilinear", align_corners=False)
+        return self.post(self.up(x) + self.skip(skip))
+
+
+class Decoder(nn.Module):
+    """1x1 stem (in_ch -> fc_dim * fh * fw, reshaped to a base map) + upsampling stages + head."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        fc_dim: int,
+        fc_hw: tuple[int, int],
+        strides: tuple[int, ...],
+        ks: tuple[int, int],
+        reduce: float,
+        lower_width: int,
+        stem_hidden: int = 0,
+        plus_plus: bool = False,
+    ):
+        super().__init__()
+        self.fc_dim, self.fc_hw = fc_dim, fc_hw
+        out_f = fc_dim * fc_hw[0] * fc_hw[1]
+        if stem_hidden:
+            self.stem = nn.Sequential(nn.Conv2d(in_ch, stem_hidden, 1), nn.GELU(), nn.Conv2d(stem_hidden, out_f, 1), nn.GELU())
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(in_ch, out_f, 1), nn.GELU())
+        widths = stage_widths(fc_dim, len(strides), reduce, lower_width)
+        kernels = stage_kernels(ks, len(strides))
+        stages, c_in = [], fc_dim
+        for c_out, s, k in zip(widths, strides, kernels):
+            stages.append(NeRVPPStage(c_in, c_out, s, k) if plus_plus else UpBlock(c_in, c_out, s, k))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Conv2d(c_in, 3, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.stem(z)
+        n, _, h, w = x.shape
+        fh, fw = self.fc_hw
+        # (n, C*fh*fw, h, w) -> (n, C, fh*h, fw*w): the stem's output channels become the base map.
+        x = x.view(n, -1, fh, fw, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, -1, fh * h, fw * w)
+        for stage in self.stages:
+            x = stage(x)
+        return torch.tanh(self.head(x)) * 0.5 + 0.5
+
+
+def _geometry(cfg) -> Geometry:
+    return Geometry(cfg.height, cfg.width, cfg.pad_height, cfg.pad_width, tuple(cfg.strides))
+
+
+def _crop(x: torch.Tensor, cfg) -> torch.Tensor:
+    return x[..., : cfg.height, : cfg.width]
+
+
+def _pad(frames: torch.Tensor, cfg) -> torch.Tensor:
+    dh, dw = cfg.pad_height - frames.shape[-2], cfg.pad_width - frames.shape[-1]
+    return F.pad(frames, (0, dw, 0, dh), mode="replicate") if dh or dw else frames
+
+
+def _adapt_video(cfg, signal):
+    if signal.kind != "video":
+        from inr.errors import InrError
+
+        raise InrError("NeRV-family models need a video input")
+    t, h, w, _ = signal.data.shape
+    g = derive_geometry(h, w, cfg.min_base, cfg.max_base)
+    return dataclasses.replace(cfg, height=h, width=w, frames=t, pad_height=g.pad_height, pad_width=g.pad_width, strides=g.strides)
+
+
+# --------------------------------------------------------------------------- NeRV / NeRV++
+@dataclass
+class NeRVConfig:
+    """Defaults: HNeRV's NeRV baseline (pe 1.25_80, ks 0_3_3, reduce 2, lower width 12), Adam
+    lr 1e-3 with warm-up + cosine, L2 loss, batch 2 (HNeRV README's Bunny command)."""
+
+    height: int = 640
+    width: int = 1280
+    frames: int = 132
+    pad_height: int = 640
+    pad_width: int = 1280
+    strides: tuple[int, ...] = (5, 4, 2, 2)
+    fc_dim: int = 64
+    pe_base: float = 1.25
+    pe_levels: int = 80
+    stem_hidden: int = 0
+    ks: tuple[int, int] = (3, 3)
+    reduce: float = 2.0
+    lower_width: int = 12
+    min_base: int = 8
+    max_base: int = 16
+
+
+class NeRV(nn.Module):
+    plus_plus = False
+
+    def __init__(self, cfg: NeRVConfig):
+        super().__init__()
+        self.config = cfg
+        geo = _geometry(cfg)
+        self.pe = PositionalEncoding(1, cfg.pe_levels, cfg.pe_base)
+        self.decoder = Decoder(
+            self.pe.out_dim, cfg.fc_dim, geo.base, tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width,
+            cfg.stem_hidden, plus_plus=self.plus_plus,
+        )
+
+    def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        t = idx.float()[:, None] / self.config.frames  # HNeRV's normalisation: idx / T
+        z = self.pe(t)[:, :, None, None]
+        return _crop(self.decoder(z), self.config)
+
+
+class NeRVPlusPlus(NeRV):
+    plus_plus = True
+
+
+# --------------------------------------------------------------------------- HNeRV
+@dataclass
+class HNeRVConfig:
+    """Defaults from the HNeRV README's Bunny command: enc/dec strides 5,4,4,2,2, enc_dim 64_16,
+    ks 0_1_5, reduce 1.2, lower width 12, ConvNeXt encoder with 1 block per stage, L2 loss,
+    Adam lr 1e-3, batch 2; embeddings quantised to 6 bits at export."""
+
+    height: int = 640
+    width: int = 1280
+    frames: int = 132
+    pad_height: int = 640
+    pad_width: int = 1280
+    strides: tuple[int, ...] = (5, 4, 4, 2, 2)
+    fc_dim: int = 64
+    enc_dim: int = 64
+    embed_dim: int = 16
+    enc_blocks: int = 1
+    ks: tuple[int, int] = (1, 5)
+    reduce: float = 1.2
+    lower_width: int = 12
+    min_base: int = 2
+    max_base: int = 10
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ConvNeXtBlock(nn.Module):
+    """depthwise 7x7 -> LayerNorm -> 1x1 (4x) -> GELU -> 1x1 -> layer scale, residual."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, 4 * dim)
+        self.pw2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(1e-6 * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtEncoder(nn.Module):
+    def __init__(self, strides: tuple[int, ...], dim: int, embed_dim: int, blocks: int):
+        super().__init__()
+        dims = [dim] * (len(strides) - 1) + [embed_dim]
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, (s, d) in enumerate(zip(strides, dims)):
+            if i == 0:
+                layers += [nn.Conv2d(c_in, d, s, s), ChannelsFirstLayerNorm(d)]
+            else:
+                layers += [ChannelsFirstLayerNorm(c_in), nn.Conv2d(c_in, d, s, s)]
+            layers += [ConvNeXtBlock(d) for _ in range(blocks)]
+            c_in = d
+        self.net = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class HNeRV(nn.Module):
+    def __init__(self, cfg: HNeRVConfig):
+        super().__init__()
+        self.config = cfg
+        geo = _geometry(cfg)
+        self.encoder = ConvNeXtEncoder(tuple(cfg.strides), cfg.enc_dim, cfg.embed_dim, cfg.enc_blocks)
+        self.decoder = Decoder(cfg.embed_dim, cfg.fc_dim, (1, 1), tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width)
+        self.embed_shape = (cfg.embed_dim, *geo.base)
+        self.embeddings: torch.Tensor | None = None  # (T, C, h, w) once cached or loaded
+
+    def stored_param_count(self) -> int:
+        return sum(p.numel() for p in self.decoder.parameters()) + self.config.frames * math.prod(self.embed_shape)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.encoder(_pad(frames, self.config))
+
+    @torch.no_grad()
+    def cache_embeddings(self, frames: torch.Tensor, batch: int = 8) -> torch.Tensor:
+        """Embed every frame once; decoding then runs the decoder alone, as a player would."""
+        self.embeddings = torch.cat([self.encode(frames[i : i + batch]) for i in range(0, frames.shape[0], batch)])
+        return self.embeddings
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.embeddings = None  # the encoder is changing again: cached embeddings go stale
+        return super().train(mode)
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.embeddings is None else {"embeddings": self.embeddings}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "embeddings" in tensors:
+            self.embeddings = tensors["embeddings"]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return _crop(self.decoder(z), self.config)
+
+    def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embeddings is not None and not self.training:
+            z = self.embeddings[idx]
+        else:
+            if frames is None:
+                raise ValueError("HNeRV needs frames (or cached embeddings) to decode")
+            z = self.encode(frames)
+        return self.decode(z)
+
+
+_VIDEO_OPTIM = OptimDefaults(lr=1e-3, betas=(0.9, 0.999))
+
+register(
+    ModelSpec(
+        name="nerv",
+        config_cls=NeRVConfig,
+        model_cls=NeRV,
+        kind="frame",
+        signals=("video",),
+        description="NeRV: frame index -> positional encoding -> conv + PixelShuffle decoder",
+        optim=_VIDEO_OPTIM,
+        adapt=_adapt_video,
+        width_field="fc_dim",
+    )
+)
+register(
+    ModelSpec(
+        name="nervpp",
+        config_cls=NeRVConfig,
+        model_cls=NeRVPlusPlus,
+        kind="frame",
+        signals=("video",),
+        description="NeRV++: NeRV decoder + separable-conv residual blocks and bilinear skips",
+        optim=_VIDEO_OPTIM,
+        adapt=_adapt_video,
+        width_field="fc_dim",
+    )
+)
+register(
+    ModelSpec(
+        name="hnerv",
+        config_cls=HNeRVConfig,
+        model_cls=HNeRV,
+        kind="frame",
+        signals=("video",),
+        description="HNeRV: ConvNeXt-encoded per-frame embeddings + balanced NeRV decoder",
+        optim=_VIDEO_OPTIM,
+        adapt=_adapt_video,
+        width_field="fc_dim",
+    )
+)

@@ -1,0 +1,89 @@
+"""Model registry: name -> (config dataclass, module class, how it is trained).
+
+Configs are plain dataclasses so they serialise to JSON (checkpoints, bitstream headers)
+and back without pickling anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from inr.errors import InrError
+
+
+@dataclass(frozen=True)
+class OptimDefaults:
+    """Adam settings each paper uses; the fitting loop takes them unless overridden."""
+
+    lr: float
+    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config_cls: type
+    model_cls: type[nn.Module]
+    kind: str  # "coord": f(coords) -> values; "frame": f(frame index / frames) -> images
+    signals: tuple[str, ...]
+    description: str
+    optim: OptimDefaults
+    # Fills a config's shape fields (in/out dims, resolution, frame count) from a signal.
+    adapt: Callable[[Any, Any], Any]
+    # Name of the integer config field that scales the parameter count monotonically.
+    width_field: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InrError(f"unknown model '{name}' (choose from: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def all_specs() -> list[ModelSpec]:
+    _load_builtin()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_builtin() -> None:
+    # Imported lazily so that the registry module itself has no import cycle with models.
+    import inr.models.coordinate  # noqa: F401
+    import inr.models.nerv  # noqa: F401
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(spec: ModelSpec, data: dict) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(spec.config_cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise InrError(f"config for {spec.name} has unknown fields: {sorted(unknown)}")
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+    return spec.config_cls(**kwargs)
+
+
+def build(spec: ModelSpec, cfg: Any) -> nn.Module:
+    return spec.model_cls(cfg)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,63 @@
+"""Size a model to a parameter budget by searching its width field.
+
+Counting parameters from a built module (on the meta device, so nothing is allocated) is
+exact for every architecture, including ones whose count has no closed form.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch
+
+from inr.errors import InrError
+from inr.models.registry import ModelSpec
+
+
+def parse_param_budget(text: str) -> int:
+    """'0.75M', '750k', '750000' -> 750000."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", str(text))
+    if not m:
+        raise InrError(f"cannot read parameter budget '{text}' (examples: 0.75M, 300k, 120000)")
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    if value < 1:
+        raise InrError(f"parameter budget must be positive, got '{text}'")
+    return int(round(value))
+
+
+def stored_params(spec: ModelSpec, cfg) -> int:
+    """Parameters that a compressed file has to carry (HNeRV: decoder + embeddings)."""
+    with torch.device("meta"):
+        model = spec.model_cls(cfg)
+    if hasattr(model, "stored_param_count"):
+        return int(model.stored_param_count())
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
+    """Return a copy of `cfg` whose stored parameter count is as close to `budget` as the width
+    allows; raise if the closest is still off by more than `tolerance`."""
+    field = spec.width_field
+
+    def count(width: int) -> int:
+        return stored_params(spec, dataclasses.replace(cfg, **{field: width}))
+
+    lo, hi = 1, 2
+    while count(hi) < budget:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 26:
+            raise InrError(f"{spec.name}: cannot reach {budget} parameters")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count(mid) < budget:
+            lo = mid
+        else:
+            hi = mid
+    best = min((lo, hi), key=lambda w: abs(count(w) - budget))
+    got = count(best)
+    if abs(got - budget) > tolerance * budget:
+        raise InrError(
+            f"{spec.name}: closest size to {budget} parameters is {got} "
+            f"({100 * (got - budget) / budget:+.1f} %); choose another budget"
+        )
+    return dataclasses.replace(cfg, **{field: best})

@@ -1,0 +1,121 @@
+"""From a signal to a fitted model: choose and size the model, fit it, score it.
+
+Front ends (CLI, server, UI) call these functions; media I/O stays outside `inr`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from inr import checkpoint as ckpt
+from inr.errors import InrError
+from inr.fit import FitConfig, FitState, Trainer
+from inr.models import ModelSpec, count_params, get_spec, size_to_budget
+from inr.models.sizing import stored_params
+from inr.signals import Signal
+from inr.tasks import CoordTask, FrameTask
+
+
+@dataclass
+class FitOptions:
+    model: str
+    params: int | None = None  # stored-parameter budget; None: the model's defaults
+    overrides: dict | None = None  # config fields set explicitly
+    batch_size: int | None = None  # coords per step (coord models) or frames per step (frame models)
+    loss: str = "l2"
+    fit: FitConfig = dataclasses.field(default_factory=FitConfig)
+
+
+def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int):
+    if signal.kind not in spec.signals:
+        raise InrError(f"model '{spec.name}' does not handle {signal.kind} signals (it handles: {', '.join(spec.signals)})")
+    cfg = spec.adapt(spec.config_cls(), signal)
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    if params is not None:
+        cfg = size_to_budget(spec, cfg, params)
+    torch.manual_seed(seed)
+    return cfg, spec.model_cls(cfg)
+
+
+def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
+    if spec.kind == "frame":
+        return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
+    default_batch = None if signal.num_samples <= 1 << 18 else 1 << 16
+    return CoordTask(signal, device, batch_size=opts.batch_size or default_batch, loss=opts.loss)
+
+
+@dataclass
+class FitOutcome:
+    spec: ModelSpec
+    config: object
+    model: nn.Module
+    state: FitState
+    metrics: dict  # evaluate() output without the reconstruction
+    reconstruction: torch.Tensor  # (*spatial, C) on CPU
+
+
+def fit_signal(
+    signal: Signal,
+    opts: FitOptions,
+    device: torch.device,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    callback: Callable[[FitState], None] | None = None,
+) -> FitOutcome:
+    """Fit `opts.model` to `signal`; with `resume`, continue from `checkpoint_dir`."""
+    spec = get_spec(opts.model)
+    training = None
+    if resume:
+        if checkpoint_dir is None or not (Path(checkpoint_dir) / "config.json").is_file():
+            raise InrError(f"nothing to resume in {checkpoint_dir}")
+        rspec, cfg, model, header = ckpt.load(checkpoint_dir, device)
+        if rspec.name != spec.name:
+            raise InrError(f"checkpoint holds model '{rspec.name}', not '{spec.name}'")
+        training = ckpt.load_training(checkpoint_dir)
+    else:
+        cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
+    model = model.to(device)
+    task = make_task(spec, signal, device, opts)
+    trainer = Trainer(model, task, opts.fit, spec.optim, device)
+    if training is not None:
+        trainer.load_training_state(*training)
+    meta = {"signal": signal.kind, "shape": list(signal.data.shape), **signal.meta}
+
+    def save(tr: Trainer) -> None:
+        if checkpoint_dir is not None:
+            ckpt.save(checkpoint_dir, spec, cfg, model, meta, tr)
+
+    state = trainer.run(callback=callback, checkpoint=save if checkpoint_dir is not None else None)
+    result = task.evaluate(model)
+    recon = result.pop("reconstruction").cpu()
+    save(trainer)  # after evaluation: HNeRV's embeddings are cached now and travel along
+    result.update(
+        {
+            "model": spec.name,
+            "params": stored_params(spec, cfg),
+            "trainable_params": count_params(model),
+            "steps": state.step,
+            "epochs": round(state.epoch, 3),
+            "seconds": round(state.elapsed, 3),
+        }
+    )
+    return FitOutcome(spec, cfg, model, state, result, recon)
+
+
+def load_for_render(path: Path, device: torch.device):
+    spec, cfg, model, header = ckpt.load(path, device)
+    model.eval()
+    return spec, cfg, model, header
+
+
+def timed(fn: Callable, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

@@ -1,0 +1,124 @@
+"""Fit tasks: how a model family meets a signal (batches, losses, full reconstruction)."""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim as _ssim
+from torch import nn
+
+from inr.device import synchronize
+from inr.metrics import ms_ssim_frames, per_frame_psnr, psnr, ssim
+from inr.signals import CoordinateSampler, Signal, render
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """'l2' (HNeRV, SIREN, Instant-NGP) or 'l1_ssim' = 0.7 L1 + 0.3 (1 - SSIM) (NeRV)."""
+    if kind == "l2":
+        return F.mse_loss(pred, target)
+    if kind == "l1_ssim":
+        win = min(11, min(pred.shape[-2:]) // 2 * 2 - 1)
+        s = _ssim(pred.float().clamp(0, 1), target.float(), data_range=1.0, size_average=True, win_size=max(win, 3))
+        return 0.7 * F.l1_loss(pred, target) + 0.3 * (1 - s)
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+class CoordTask:
+    """Coordinate MLPs on any signal: random batches of (coords, values), or the full grid."""
+
+    def __init__(self, signal: Signal, device: torch.device, batch_size: int | None = None, loss: str = "l2"):
+        self.signal, self.device, self.loss_kind = signal, device, loss
+        self.sampler = CoordinateSampler(signal, batch_size, device)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+
+    def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
+        coords, values = self.sampler.sample(generator)
+        pred = model(coords).float()
+        mse = F.mse_loss(pred, values)
+        return (mse if self.loss_kind == "l2" else F.l1_loss(pred, values)), mse
+
+    def reconstruct(self, model: nn.Module, scale: float = 1.0) -> torch.Tensor:
+        shape = list(self.signal.spatial_shape)
+        if scale != 1.0:  # time is not rescaled: a 2x video has the same frames, twice the pixels
+            start = 1 if self.signal.kind == "video" else 0
+            shape = shape[:start] + [max(1, round(n * scale)) for n in shape[start:]]
+        model.eval()
+        return render(model, shape, self.device).clamp(0, 1)
+
+    def evaluate(self, model: nn.Module) -> dict:
+        t0 = time.perf_counter()
+        recon = self.reconstruct(model)
+        synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        target = self.signal.data.to(recon.device)
+        out: dict = {"psnr": psnr(recon, target), "reconstruction": recon}
+        if self.signal.kind == "image":
+            out["ssim"] = ssim(recon.cpu(), target.cpu())
+            out["decode_seconds"] = seconds
+        elif self.signal.kind == "video":
+            out.update(_video_metrics(recon.cpu(), target.cpu(), seconds))
+        return out
+
+
+def _video_metrics(recon: torch.Tensor, target: torch.Tensor, seconds: float) -> dict:
+    frames = per_frame_psnr(recon, target)
+    ms = ms_ssim_frames(recon, target)
+    return {
+        "psnr": sum(frames) / len(frames),
+        "per_frame_psnr": frames,
+        "msssim": sum(ms) / len(ms),
+        "decode_seconds": seconds,
+        "decode_fps": len(frames) / max(seconds, 1e-9),
+    }
+
+
+class FrameTask:
+    """Frame-wise video models (NeRV family): epochs over shuffled frames in batches.
+
+    Each epoch's order is drawn from a generator seeded by (seed, epoch), so the batch of any
+    step is a pure function of the step number and a resumed fit sees the same batches.
+    """
+
+    def __init__(self, signal: Signal, device: torch.device, batch_size: int = 1, loss: str = "l2", seed: int = 0):
+        if signal.kind != "video":
+            raise ValueError("frame models need a video signal")
+        self.signal, self.device, self.loss_kind, self.seed = signal, device, loss, seed
+        self.frames = signal.data.permute(0, 3, 1, 2).contiguous().to(device)  # (T, C, H, W)
+        self.num_frames = self.frames.shape[0]
+        self.batch_size = max(1, min(batch_size, self.num_frames))
+        self.steps_per_epoch = -(-self.num_frames // self.batch_size)
+
+    def _batch_indices(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.num_frames, generator=gen)
+        return order[pos * self.batch_size : (pos + 1) * self.batch_size].to(self.device)
+
+    def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
+        idx = self._batch_indices(step)
+        target = self.frames[idx]
+        pred = model(idx, target).float()
+        mse = F.mse_loss(pred, target)
+        return reconstruction_loss(pred, target, self.loss_kind), mse
+
+    @torch.no_grad()
+    def reconstruct(self, model: nn.Module, batch: int = 4) -> torch.Tensor:
+        model.eval()
+        outs = []
+        for i in range(0, self.num_frames, batch):
+            idx = torch.arange(i, min(i + batch, self.num_frames), device=self.device)
+            outs.append(model(idx, self.frames[idx]).float().clamp(0, 1))
+        return torch.cat(outs).permute(0, 2, 3, 1)  # (T, H, W, C)
+
+    def evaluate(self, model: nn.Module) -> dict:
+        model.eval()
+        if hasattr(model, "cache_embeddings"):
+            model.cache_embeddings(self.frames)  # time the decoder alone, as a decoder would run
+        t0 = time.perf_counter()
+        recon = self.reconstruct(model)
+        synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        out = _video_metrics(recon.cpu(), self.signal.data.cpu(), seconds)
+        out["reconstruction"] = recon
+        return out

@@ -1,0 +1,1 @@
+"""Job service (store, workers, REST API). Depends on `video` and `inr`."""

@@ -1,0 +1,1 @@
+"""Front ends: the `inr` command line and the Gradio app."""

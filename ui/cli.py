@@ -1,0 +1,281 @@
+"""The `inr` command line. Argument parsing and progress display only; the work lives in
+`inr` (models, fitting) and `video` (media, codecs, reports).
+
+Errors a user can cause print one line on stderr and exit 2; Ctrl-C exits 130 after the
+current checkpoint is written.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from inr.errors import InrError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return v
+
+
+def model_names() -> list[str]:
+    from inr.models import all_specs
+
+    return [s.name for s in all_specs()]
+
+
+# ------------------------------------------------------------------ progress
+class FitProgress:
+    """Rich progress bar fed by the trainer's callback: step, PSNR, ETA."""
+
+    def __init__(self, label: str, total_steps: int | None, seconds: float | None):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.by_time = total_steps is None
+        total = seconds if self.by_time else total_steps
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.task = self.progress.add_task(label, total=total, info="")
+        self._last = 0.0
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, state) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and state.step != state.total_steps:
+            return
+        self._last = now
+        done = state.elapsed if self.by_time else state.step
+        info = f"step {state.step}  epoch {state.epoch:.1f}  PSNR {state.psnr:5.2f} dB  lr {state.lr:.1e}"
+        self.progress.update(self.task, completed=done, info=info)
+
+
+# ------------------------------------------------------------------ commands
+def _read_options(args):
+    from video.media import ReadOptions, parse_size
+
+    return ReadOptions(
+        max_frames=getattr(args, "max_frames", None),
+        resize=parse_size(getattr(args, "resize", None), "resize"),
+        crop=parse_size(getattr(args, "crop", None), "crop"),
+    )
+
+
+def _fit_options(args, is_video: bool):
+    from inr.fit import FitConfig
+    from inr.models import parse_param_budget
+    from inr.pipeline import FitOptions
+
+    steps, epochs, seconds = args.steps, args.epochs, args.seconds
+    if steps is None and epochs is None and seconds is None:
+        if is_video:
+            epochs = 30
+        else:
+            steps = 1000
+    fit = FitConfig(
+        steps=steps,
+        epochs=epochs,
+        seconds=seconds,
+        lr=args.lr,
+        target_psnr=args.target_psnr,
+        seed=args.seed,
+        amp=not args.no_amp,
+        checkpoint_every=args.checkpoint_every,
+    )
+    params = parse_param_budget(args.params) if args.params else None
+    return FitOptions(model=args.model, params=params, batch_size=args.batch_size, loss=args.loss, fit=fit)
+
+
+def cmd_fit(args) -> int:
+    from inr.device import select_device
+    from inr.models import get_spec
+    from video.fitting import fit_media
+    from video.media import probe
+
+    spec = get_spec(args.model)
+    device = select_device(args.device)
+    info = probe(args.input)
+    is_video = info.kind != "image"
+    kind = "video" if is_video else "image"
+    if kind not in spec.signals:
+        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    opts = _fit_options(args, is_video)
+    total = opts.fit.steps
+    if opts.fit.epochs is not None and total is None:
+        total = None  # steps per epoch is known only once the task exists; show time or epochs
+    label = f"fit {spec.name} on {device.type}"
+    with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
+        if total is None and opts.fit.seconds is None:
+            bar = _EpochBar(bar, opts.fit.epochs)
+        metrics = fit_media(args.input, opts, _read_options(args), args.output, device, resume=args.resume, callback=bar)
+    keys = ["model", "params", "psnr", "ssim", "msssim", "steps", "epochs", "seconds", "decode_fps"]
+    summary = "  ".join(f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics)
+    print(summary)
+    print(f"wrote {metrics['output']} and {Path(args.output) / 'metrics.json'}")
+    return 0
+
+
+class _EpochBar:
+    """Adapter: drive a step bar by epochs when the step count is not known up front."""
+
+    def __init__(self, bar: FitProgress, epochs: int):
+        self.bar, self.epochs = bar, epochs
+        bar.by_time = False
+        bar.progress.update(bar.task, total=epochs)
+
+    def __call__(self, state) -> None:
+        self.bar.progress.update(
+            self.bar.task,
+            completed=min(self.epochs, state.epoch),
+            info=f"epoch {state.epoch:.1f}/{self.epochs}  PSNR {state.psnr:5.2f} dB  lr {state.lr:.1e}",
+        )
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def cmd_render(args) -> int:
+    import torch
+
+    from inr.device import select_device
+    from inr.pipeline import load_for_render
+    from inr.signals import render
+    from video.media import save_image, write_video
+
+    device = select_device(args.device)
+    spec, cfg, model, header = load_for_render(Path(args.checkpoint), device)
+    shape = header["meta"]["shape"][:-1]
+    if spec.kind != "coord":
+        if args.scale != 1:
+            raise InrError(f"{spec.name} renders at its trained resolution only; --scale needs a coordinate model")
+        if getattr(model, "embeddings", "absent") is None:
+            raise InrError("checkpoint has no cached embeddings to decode from")
+        with torch.no_grad():
+            out = torch.cat([model(torch.arange(i, min(i + 4, shape[0]), device=device)) for i in range(0, shape[0], 4)])
+        out = out.permute(0, 2, 3, 1)
+    else:
+        start = 1 if header["meta"]["signal"] == "video" else 0
+        scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:]]
+        out = render(model, scaled, device).clamp(0, 1)
+    target = Path(args.output)
+    if header["meta"]["signal"] == "image":
+        save_image(target, out)
+    else:
+        write_video(target, out, fps=header["meta"].get("fps", 25.0))
+    print(f"wrote {target} ({'x'.join(str(int(n)) for n in out.shape[:-1])})")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from inr.models import all_specs
+
+    for spec in all_specs():
+        print(f"{spec.name:10s} {'/'.join(spec.signals):18s} {spec.description}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def _add_geometry(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-frames", type=positive_int, help="use at most F frames")
+    p.add_argument("--resize", metavar="WxH", help="resize frames first (bicubic)")
+    p.add_argument("--crop", metavar="WxH", help="then centre-crop (HNeRV crops Bunny to 1280x640)")
+
+
+def _add_budget(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=positive_int, help="optimisation steps")
+    p.add_argument("--epochs", type=positive_int, help="passes over the signal (frames or pixels)")
+    p.add_argument("--seconds", type=positive_float, help="wall-clock training budget; the LR schedule follows it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="inr", description="Store images and videos as neural networks.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (e.g. which hash-grid backend runs)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("fit", help="fit an INR to an image or video", description="Fit an INR to an image or a video.")
+    p.add_argument("input", help="image, video file or folder of frames")
+    p.add_argument("--model", required=True, help="see `inr models`")
+    p.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
+    _add_budget(p)
+    p.add_argument("--target-psnr", type=positive_float, help="stop early once the PSNR reaches this (dB)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
+    p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
+    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM)")
+    p.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
+    _add_geometry(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("render", help="render a checkpoint, at any scale for coordinate models")
+    p.add_argument("checkpoint", help="OUT_DIR/checkpoint from `inr fit`")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="spatial scale (INRs are continuous)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", required=True, help="PNG for images, mp4 or folder/ for video")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    func: Callable = args.func
+    try:
+        return int(func(args) or 0)
+    except InrError as exc:
+        sys.stderr.write(f"inr {args.command}: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write(f"inr {args.command}: interrupted; finished outputs and the last checkpoint are intact\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

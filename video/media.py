@@ -1,0 +1,298 @@
+"""Reading and writing images and videos as uint8 tensors (T, H, W, 3).
+
+Videos are decoded by ffmpeg (through ffmpeg-python) into raw RGB on a pipe; crop/resize
+and the frame range are applied by ffmpeg's filters so only the frames we keep are ever in
+memory. Inputs are probed first and refused, with the memory they would need, if they
+would not fit. All writers go to a temporary name in the same folder and rename at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import ffmpeg
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from inr.errors import InrError
+from video.ffmpeg_bin import ffmpeg_exe
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts"}
+DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of uint8 frames we are willing to hold
+
+
+# ------------------------------------------------------------------ atomic writes
+@contextlib.contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look normal
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------ geometry options
+def parse_size(text: str | None, what: str) -> tuple[int, int] | None:
+    """'320x180' -> (320, 180) as (width, height)."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX:]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise InrError(f"--{what} expects WIDTHxHEIGHT (e.g. 320x180), got '{text}'")
+    return int(m.group(1)), int(m.group(2))
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    kind: str  # "image" | "video" | "frames"
+    width: int
+    height: int
+    frames: int
+    fps: float
+    codec: str = ""
+    files: list[str] = field(default_factory=list)  # for a folder of frames
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+# ------------------------------------------------------------------ images
+def load_image(path: Path | str) -> torch.Tensor:
+    """(H, W, 3) uint8. Alpha is dropped, grey is expanded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InrError(f"{path}: no such file")
+    try:
+        arr = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for non-images
+        raise InrError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise InrError(f"{path}: unsupported image layout {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        arr = (arr.astype(np.float64) / np.iinfo(arr.dtype).max * 255).round().astype(np.uint8) if arr.dtype.kind == "u" else arr.clip(0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float in [0, 1] -> uint8 with rounding (not truncation)."""
+    if x.dtype == torch.uint8:
+        return x.cpu().numpy()
+    return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def save_image(path: Path | str, pixels: torch.Tensor) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, to_uint8(pixels), extension=path.suffix or ".png")
+    return path
+
+
+# ------------------------------------------------------------------ video probing
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Size, frame count and fps of a video file, an image or a folder of frames."""
+    path = Path(path)
+    if path.is_dir():
+        files = _frame_files(path)
+        if not files:
+            raise InrError(f"{path}: folder has no PNG/JPEG frames")
+        first = load_image(files[0])
+        return MediaInfo(str(path), "frames", first.shape[1], first.shape[0], len(files), 25.0, "png", [str(f) for f in files])
+    if not path.is_file():
+        raise InrError(f"{path}: no such file")
+    if is_image_path(path):
+        img = load_image(path)
+        return MediaInfo(str(path), "image", img.shape[1], img.shape[0], 1, 0.0, path.suffix.lstrip("."))
+    # ffprobe is not shipped with imageio-ffmpeg; `ffmpeg -i` prints the same stream line.
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True, check=False)
+    err = proc.stderr
+    m = re.search(r"Stream #\d+:\d+(?:\[\w+\])?(?:\(\w+\))?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})", err)
+    if not m:
+        first = err.strip().splitlines()[-1] if err.strip() else "no video stream"
+        raise InrError(f"{path}: not a readable video ({first})")
+    codec, width, height = m.group(1), int(m.group(2)), int(m.group(3))
+    fps_m = re.search(r"([\d.]+) fps", err) or re.search(r"([\d.]+) tbr", err)
+    fps = float(fps_m.group(1)) if fps_m else 25.0
+    frames = _count_frames(path)
+    if frames == 0:
+        raise InrError(f"{path}: video has zero decodable frames")
+    return MediaInfo(str(path), "video", width, height, frames, fps, codec)
+
+
+def _count_frames(path: Path) -> int:
+    """Exact count by decoding to null (container frame counts are often missing or wrong)."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+        capture_output=True, text=True, check=False,
+    )
+    counts = re.findall(r"frame=\s*(\d+)", proc.stderr)
+    return int(counts[-1]) if counts else 0
+
+
+# ------------------------------------------------------------------ reading
+@dataclass
+class ReadOptions:
+    max_frames: int | None = None
+    start: int = 0
+    resize: tuple[int, int] | None = None  # (width, height), applied before crop
+    crop: tuple[int, int] | None = None  # (width, height), centred
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+
+
+def output_geometry(info: MediaInfo, opts: ReadOptions) -> tuple[int, int, int]:
+    """(frames, height, width) after frame range, resize and crop; validates the request."""
+    w, h = opts.resize or (info.width, info.height)
+    if opts.crop:
+        cw, ch = opts.crop
+        if cw > w or ch > h:
+            raise InrError(f"--crop {cw}x{ch} is larger than the frame {w}x{h}")
+        w, h = cw, ch
+    if opts.start >= info.frames:
+        raise InrError(f"start frame {opts.start} is past the end ({info.frames} frames)")
+    t = info.frames - opts.start
+    if opts.max_frames is not None:
+        if opts.max_frames < 1:
+            raise InrError("--max-frames must be positive")
+        t = min(t, opts.max_frames)
+    need = t * h * w * 3
+    # float32 copies for training need 4x more again; the check is on what we hold in uint8.
+    if need > opts.memory_limit:
+        raise InrError(
+            f"{info.path}: {t} frames of {w}x{h} need {need / 2**30:.1f} GiB (limit {opts.memory_limit / 2**30:.1f} GiB); "
+            "use --max-frames or --resize"
+        )
+    return t, h, w
+
+
+def read_video(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch.Tensor, MediaInfo]:
+    """Decode to (T, H, W, 3) uint8 with the requested range, resize and centre crop."""
+    opts = opts or ReadOptions()
+    info = probe(path)
+    t, h, w = output_geometry(info, opts)
+    if info.kind == "image":
+        frames = load_image(path)[None]
+        return _apply_geometry_torch(frames, opts), info
+    if info.kind == "frames":
+        files = info.files[opts.start : opts.start + t]
+        frames = torch.stack([load_image(f) for f in files])
+        if len({tuple(f.shape) for f in frames}) > 1:
+            raise InrError(f"{path}: frames differ in size")
+        return _apply_geometry_torch(frames, opts), info
+    stream = ffmpeg.input(str(path))
+    v = stream.video
+    if opts.start:
+        v = v.filter("select", f"gte(n,{opts.start})").filter("setpts", "N/FRAME_RATE/TB")
+    if opts.resize:
+        v = v.filter("scale", opts.resize[0], opts.resize[1], flags="bicubic")
+    if opts.crop:
+        v = v.filter("crop", opts.crop[0], opts.crop[1])  # centred by default
+    out = ffmpeg.output(v, "pipe:", format="rawvideo", pix_fmt="rgb24", vframes=t, **{"fps_mode": "passthrough"})
+    try:
+        raw, _ = ffmpeg.run(out, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
+    except ffmpeg.Error as exc:
+        last = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise InrError(f"{path}: ffmpeg could not decode it ({last[-1] if last else 'unknown error'})") from None
+    n = len(raw) // (h * w * 3)
+    if n == 0:
+        raise InrError(f"{path}: no frames decoded")
+    arr = np.frombuffer(raw[: n * h * w * 3], dtype=np.uint8).reshape(n, h, w, 3)
+    info.frames = n
+    return torch.from_numpy(arr.copy()), info
+
+
+def _apply_geometry_torch(frames: torch.Tensor, opts: ReadOptions) -> torch.Tensor:
+    if opts.resize:
+        x = frames.permute(0, 3, 1, 2).float()
+        x = torch.nn.functional.interpolate(x, size=(opts.resize[1], opts.resize[0]), mode="bicubic", align_corners=False)
+        frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if opts.crop:
+        cw, ch = opts.crop
+        h, w = frames.shape[1:3]
+        top, left = (h - ch) // 2, (w - cw) // 2
+        frames = frames[:, top : top + ch, left : left + cw]
+    return frames.contiguous()
+
+
+# ------------------------------------------------------------------ writing
+def write_video(path: Path | str, frames: torch.Tensor, fps: float = 25.0, lossless: bool = False, crf: int = 18) -> Path:
+    """(T, H, W, 3) uint8/float -> mp4/mkv (H.264; lossless = RGB x264 -qp 0) or a PNG folder
+    (path ending in '/' or an existing directory)."""
+    path = Path(path)
+    arr = to_uint8(frames)
+    if str(path).endswith(os.sep) or path.is_dir() or path.suffix == "":
+        return write_frames_dir(path, arr)
+    t, h, w, _ = arr.shape
+    if lossless:
+        codec = {"vcodec": "libx264rgb", "qp": 0, "pix_fmt": "rgb24", "preset": "veryfast"}
+    else:
+        if h % 2 or w % 2:  # yuv420p needs even sizes: pad by one edge row/column
+            arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            h, w = arr.shape[1:3]
+        codec = {"vcodec": "libx264", "crf": crf, "pix_fmt": "yuv420p", "preset": "medium", "movflags": "+faststart"}
+    with atomic_path(path) as tmp:
+        proc = (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps or 25.0)
+            .output(str(tmp), **codec)
+            .overwrite_output()
+            .run_async(cmd=ffmpeg_exe(), pipe_stdin=True, pipe_stderr=True, quiet=True)
+        )
+        _, err = proc.communicate(input=np.ascontiguousarray(arr).tobytes())
+        if proc.returncode != 0:
+            raise InrError(f"ffmpeg could not write {path}: {err.decode(errors='replace').strip().splitlines()[-1:]}")
+    return path
+
+
+def write_frames_dir(folder: Path, frames: np.ndarray) -> Path:
+    folder = Path(folder)
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    try:
+        for i, f in enumerate(frames):
+            iio.imwrite(tmp / f"frame_{i:05d}.png", f)
+        if folder.exists():
+            for old in folder.glob("frame_*.png"):
+                old.unlink()
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, folder / f.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
