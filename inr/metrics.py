@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
+import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim as _ssim_cs
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -40,6 +41,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def msssim_scales(height: int, width: int) -> int:
+    """Most scales (<= 5) for which the 11-tap window still fits the coarsest level."""
     short = min(height, width)
     for scales in range(5, 0, -1):
         if short > 10 * 2 ** (scales - 1):
@@ -47,15 +49,35 @@ def msssim_scales(height: int, width: int) -> int:
     return 1
 
 
+def ms_ssim_nchw(x: torch.Tensor, y: torch.Tensor, scales: int | None = None) -> torch.Tensor:
+    """MS-SSIM per image of (N, C, H, W) batches in [0, 1] (Wang et al. 2003).
+
+    pytorch-msssim's own ms_ssim insists on 5 scales (short side > 160); this runs its
+    per-scale SSIM/contrast terms over as many scales as the frame allows, with the standard
+    weights renormalised. With 5 scales it equals pytorch-msssim's result (tested).
+    """
+    scales = scales or msssim_scales(*x.shape[-2:])
+    weights = torch.tensor(MSSSIM_WEIGHTS[:scales], dtype=torch.float32, device=x.device)
+    weights = weights / weights.sum()
+    win = _fspecial_gauss_1d(11, 1.5).repeat([x.shape[1], 1, 1, 1]).to(x.device)
+    mcs = []
+    for i in range(scales):
+        ssim_pc, cs = _ssim_cs(x, y, data_range=1.0, win=win, size_average=False)
+        if i < scales - 1:
+            mcs.append(torch.relu(cs))
+            pad = [s % 2 for s in x.shape[2:]]
+            x = F.avg_pool2d(x, kernel_size=2, padding=pad)
+            y = F.avg_pool2d(y, kernel_size=2, padding=pad)
+    stack = torch.stack(mcs + [torch.relu(ssim_pc)], dim=0)
+    return torch.prod(stack ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
 def ms_ssim_frames(a: torch.Tensor, b: torch.Tensor) -> list[float]:
-    """Per-frame MS-SSIM of (N, H, W, C) batches."""
+    """Per-frame MS-SSIM of channels-last (N, H, W, C) batches."""
     a4, b4 = _nchw(a).clamp(0, 1), _nchw(b).clamp(0, 1)
-    scales = msssim_scales(*a4.shape[-2:])
-    if scales == 1:
-        return [float(v) for v in _ssim(a4, b4, data_range=1.0, size_average=False)]
-    w = torch.tensor(MSSSIM_WEIGHTS[:scales], dtype=torch.float32)
-    vals = _ms_ssim(a4, b4, data_range=1.0, size_average=False, weights=(w / w.sum()).tolist())
-    return [float(v) for v in vals]
+    if min(a4.shape[-2:]) < 11:
+        return [float(v) for v in _ssim(a4, b4, data_range=1.0, size_average=False, win_size=3)]
+    return [float(v) for v in ms_ssim_nchw(a4, b4)]
 
 
 def per_frame_psnr(a: torch.Tensor, b: torch.Tensor) -> list[float]:

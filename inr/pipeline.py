@@ -47,7 +47,10 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
 def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
     if spec.kind == "frame":
         return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
-    default_batch = None if signal.num_samples <= 1 << 18 else 1 << 16
+    # On a CPU many small random batches beat few full ones per second of compute (measured on
+    # a 96x64x8 clip: 27.8 dB in 8 s vs 25.5 dB in 21 s); a GPU wants big batches to stay busy.
+    cap = 1 << 18 if device.type == "cuda" else 1 << 14
+    default_batch = None if signal.num_samples <= cap else cap
     return CoordTask(signal, device, batch_size=opts.batch_size or default_batch, loss=opts.loss)
 
 

@@ -332,6 +332,7 @@ register(
         optim=_VIDEO_OPTIM,
         adapt=_adapt_video,
         width_field="fc_dim",
+        fine_field="lower_width",
     )
 )
 register(
@@ -345,6 +346,7 @@ register(
         optim=_VIDEO_OPTIM,
         adapt=_adapt_video,
         width_field="fc_dim",
+        fine_field="lower_width",
     )
 )
 register(
@@ -358,5 +360,6 @@ register(
         optim=_VIDEO_OPTIM,
         adapt=_adapt_video,
         width_field="fc_dim",
+        fine_field="lower_width",
     )
 )

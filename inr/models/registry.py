@@ -37,6 +37,8 @@ class ModelSpec:
     adapt: Callable[[Any, Any], Any]
     # Name of the integer config field that scales the parameter count monotonically.
     width_field: str
+    # Optional second integer field searched (1..64) when the width alone steps too coarsely.
+    fine_field: str | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -34,9 +34,8 @@ def stored_params(spec: ModelSpec, cfg) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
-    """Return a copy of `cfg` whose stored parameter count is as close to `budget` as the width
-    allows; raise if the closest is still off by more than `tolerance`."""
+def _closest_width(spec: ModelSpec, cfg, budget: int) -> tuple[int, int]:
+    """(width, stored count) with the count closest to `budget`; counts grow with width."""
     field = spec.width_field
 
     def count(width: int) -> int:
@@ -53,11 +52,33 @@ def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
             lo = mid
         else:
             hi = mid
-    best = min((lo, hi), key=lambda w: abs(count(w) - budget))
-    got = count(best)
+    return min(((w, count(w)) for w in (lo, hi)), key=lambda wc: abs(wc[1] - budget))
+
+
+def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
+    """Return a copy of `cfg` whose stored parameter count is as close to `budget` as the width
+    allows; raise if the closest is still off by more than `tolerance`.
+
+    Small models can jump by more than the tolerance per width step (NeRV's stem, HNeRV's
+    lower-width floor), so the optional fine field is then searched too, re-fitting the width
+    for each of its values.
+    """
+    width, got = _closest_width(spec, cfg, budget)
+    chosen = {spec.width_field: width}
+    if abs(got - budget) > tolerance * budget / 4 and spec.fine_field:
+        for fine in range(1, 65):
+            trial = dataclasses.replace(cfg, **{spec.fine_field: fine})
+            try:
+                w, c = _closest_width(spec, trial, budget)
+            except InrError:
+                continue
+            if abs(c - budget) < abs(got - budget):
+                got, chosen = c, {spec.width_field: w, spec.fine_field: fine}
+            if abs(got - budget) <= tolerance * budget / 4:
+                break
     if abs(got - budget) > tolerance * budget:
         raise InrError(
             f"{spec.name}: closest size to {budget} parameters is {got} "
             f"({100 * (got - budget) / budget:+.1f} %); choose another budget"
         )
-    return dataclasses.replace(cfg, **{field: best})
+    return dataclasses.replace(cfg, **chosen)

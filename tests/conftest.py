@@ -1,0 +1,46 @@
+"""Shared fixtures: small real media derived at run time from the bundled Bunny samples."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "inr" / "assets"
+SAMPLE_IMAGE = ASSETS / "bunny_256.png"
+SAMPLE_CLIP = ASSETS / "bunny_320x180_32f.mp4"
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> torch.Tensor:
+    from video.media import load_image
+
+    return load_image(SAMPLE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def crop64(sample_image) -> torch.Tensor:
+    """A 64x64 crop of a real frame: detailed enough that PSNR thresholds mean something."""
+    return sample_image[96:160, 96:160]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> torch.Tensor:
+    """8 real frames at 96x64 (uint8, T x H x W x 3)."""
+    from video.media import ReadOptions, read_video
+
+    frames, _ = read_video(SAMPLE_CLIP, ReadOptions(max_frames=8, resize=(96, 64)))
+    return frames
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_file(tmp_path_factory, tiny_clip) -> Path:
+    """The tiny clip written losslessly, for CLI tests that read files."""
+    from video.media import write_video
+
+    path = tmp_path_factory.mktemp("media") / "tiny.mkv"
+    return write_video(path, tiny_clip, fps=25.0, lossless=True)
