@@ -206,6 +206,92 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_encode(args) -> int:
+    from inr.device import select_device
+    from inr.export.compress import ExportOptions
+    from inr.models import get_spec
+    from video.encode import encode_file
+    from video.media import probe
+
+    spec = get_spec(args.model)
+    kind = "image" if probe(args.input).kind == "image" else "video"
+    if kind not in spec.signals:
+        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    if args.bpp is not None and args.params:
+        raise InrError("give either --bpp or --params, not both")
+    if not str(args.output).endswith(".inr"):
+        raise InrError("output must end in .inr")
+    device = select_device(args.device)
+    opts = _fit_options(args, kind == "video")
+    exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune)
+    exp.validate()
+    with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
+        cb = _PhaseBar(bar, opts.fit)
+        report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=args.bpp, callback=cb, phase=cb.phase)
+    keys = ["model", "bytes", "bpp", "psnr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"]
+    print("  ".join(f"{k}={_fmt(report[k])}" for k in keys))
+    print(f"wrote {args.output} and {args.output}.json")
+    return 0
+
+
+class _PhaseBar:
+    """Progress over the encode phases (fit, prune fine-tune, QAT), each with its own bar."""
+
+    def __init__(self, bar: FitProgress, fit):
+        self.bar, self.fit = bar, fit
+        self.name = "fit"
+
+    def phase(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, state) -> None:
+        total = state.total_steps or (state.seconds or 1)
+        done = state.step if state.total_steps else state.elapsed
+        self.bar.progress.update(
+            self.bar.task,
+            total=total,
+            completed=min(done, total),
+            description=f"{self.name:5s}",
+            info=f"step {state.step}  PSNR {state.psnr:5.2f} dB",
+        )
+
+
+def cmd_decode(args) -> int:
+    from inr.device import select_device
+    from video.encode import decode_file
+
+    res = decode_file(args.input, args.output, select_device(args.device), lossless=args.lossless)
+    print(f"wrote {res['output']} ({res['frames']} frame(s), {res['decode_fps']:.1f} frames/s decode)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import json
+
+    from video.encode import inspect_file
+
+    info = inspect_file(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    h = info["header"]
+    sig = h["signal"]
+    print(f"{args.input}: {info['bytes']} bytes, model {h['model']}, {sig['kind']} {'x'.join(map(str, sig['shape']))}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in h["config"].items()))
+    print("sections:")
+    for name, size in info["breakdown"].items():
+        print(f"  {name:14s} {size:9d} bytes  {100 * size / info['bytes']:5.1f} %")
+    print(f"  {'total':14s} {info['accounted']:9d} bytes")
+    print("tensors (in section WGTS):")
+    for t in h["tensors"]:
+        shape = "x".join(map(str, t["shape"]))
+        print(f"  {t['name']:40s} {shape:>16s} {t['bits']:2d} bit {t['coder']:9s} {t['bytes']:8d} bytes{'  pruned' if t['pruned'] else ''}")
+    if "embeddings" in h:
+        e = h["embeddings"]
+        print(f"embeddings: {'x'.join(map(str, e['shape']))} at {e['bits']} bits ({e['coder']}), in section EMBD")
+    return 0
+
+
 def cmd_models(args) -> int:
     from inr.models import all_specs
 
@@ -256,6 +342,36 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", required=True, help="PNG for images, mp4 or folder/ for video")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("encode", help="fit, prune, quantize and entropy-code into an .inr file")
+    p.add_argument("input", help="image, video file or folder of frames")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.inr")
+    p.add_argument("--model", required=True, help="see `inr models`")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--bpp", type=positive_float, help="target bits per pixel (rate control, within 10 %%)")
+    size.add_argument("--params", help="parameter budget, e.g. 0.3M")
+    p.add_argument("--bits", type=int, default=8, help="weight bit depth, 2..16")
+    p.add_argument("--embed-bits", type=int, default=6, help="HNeRV embedding bit depth, 2..16")
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of weights to prune globally, [0, 1)")
+    _add_budget(p)
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
+    p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
+    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
+    _add_geometry(p)
+    p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
+
+    p = sub.add_parser("decode", help="decode an .inr file to video, frames or an image")
+    p.add_argument("input", metavar="FILE.inr")
+    p.add_argument("-o", "--output", required=True, help="OUT.mp4, OUT_DIR/ (PNG frames) or OUT.png")
+    p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 instead of yuv420p for playback")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="print an .inr file's header and where every byte goes")
+    p.add_argument("input", metavar="FILE.inr")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)

@@ -5,7 +5,7 @@ from the 2/3/5-smooth part of gcd(H, W), as large as possible while the base map
 short side >= `min_base`; P is then split into at most `max_stages` strides no larger than 5
 (merging 2x2 into 4), largest first: 1280x720 -> 5,2,2,2,2 (base 9x16); 1280x640 with
 min_base 2 -> 5,4,4,2,2 (base 2x4). Sizes without such a factorisation are padded up to a
-multiple of a power of two; the decoder output is cropped back, so users never see padding.
+multiple of the smallest power of two that works; the decoder output is cropped back, so users never see padding.
 """
 from __future__ import annotations
 
@@ -73,11 +73,11 @@ def derive_geometry(height: int, width: int, min_base: int, max_base: int, max_s
     total = _best_total(height, width, min_base, max_stages)
     if min(height, width) // total <= max_base:
         return Geometry(height, width, height, width, split_strides(total, max_stages))
-    # No exact factorisation gives a small base map: pad to a multiple of 2^k.
-    k = 0
-    while k < 2 * max_stages and min(height, width) / 2 ** (k + 1) >= min_base:
-        k += 1
-    unit = 2**k
-    ph, pw = -(-height // unit) * unit, -(-width // unit) * unit
-    total = _best_total(ph, pw, min_base, max_stages)
-    return Geometry(height, width, ph, pw, split_strides(total, max_stages))
+    # No exact factorisation gives a small base map: pad to the smallest multiple of 2^k that does.
+    for k in range(1, 3 * max_stages):
+        unit = 2**k
+        ph, pw = -(-height // unit) * unit, -(-width // unit) * unit
+        total = _best_total(ph, pw, min_base, max_stages)
+        if min(ph, pw) // total <= max_base:
+            return Geometry(height, width, ph, pw, split_strides(total, max_stages))
+    raise InrError(f"cannot find an upsampling layout for {width}x{height}; use --resize or --crop")

@@ -215,7 +215,7 @@ class HNeRVConfig:
     reduce: float = 1.2
     lower_width: int = 12
     min_base: int = 2
-    max_base: int = 10
+    max_base: int = 6  # keep embeddings small: pad awkward sizes rather than grow the base map
 
 
 class ChannelsFirstLayerNorm(nn.Module):
@@ -273,9 +273,12 @@ class ConvNeXtEncoder(nn.Module):
 
 
 class HNeRV(nn.Module):
+    export_excludes = ("encoder.",)  # the encoder only exists to fit; files carry embeddings
+
     def __init__(self, cfg: HNeRVConfig):
         super().__init__()
         self.config = cfg
+        self.frozen = False
         geo = _geometry(cfg)
         self.encoder = ConvNeXtEncoder(tuple(cfg.strides), cfg.enc_dim, cfg.embed_dim, cfg.enc_blocks)
         self.decoder = Decoder(cfg.embed_dim, cfg.fc_dim, (1, 1), tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width)
@@ -294,8 +297,13 @@ class HNeRV(nn.Module):
         self.embeddings = torch.cat([self.encode(frames[i : i + batch]) for i in range(0, frames.shape[0], batch)])
         return self.embeddings
 
+    def freeze_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Decode from these embeddings from now on, in training too (quantization-aware
+        fine-tuning trains the decoder against the embeddings the file will carry)."""
+        self.embeddings, self.frozen = embeddings, True
+
     def train(self, mode: bool = True):
-        if mode:
+        if mode and not self.frozen:
             self.embeddings = None  # the encoder is changing again: cached embeddings go stale
         return super().train(mode)
 
@@ -310,7 +318,7 @@ class HNeRV(nn.Module):
         return _crop(self.decoder(z), self.config)
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embeddings is not None and not self.training:
+        if self.embeddings is not None and (self.frozen or not self.training):
             z = self.embeddings[idx]
         else:
             if frames is None:

@@ -1,0 +1,118 @@
+"""The `.inr` container: one writer, one reader, every byte accounted for.
+
+    offset  size  field
+    0       4     magic b"INRC"
+    4       1     format version (1)
+    5       1     flags (0; reserved)
+    6       2     number of sections (u16 LE)
+    8       4     header length H (u32 LE)
+    12      4     CRC32 of the header bytes
+    16      H     header: zlib-compressed UTF-8 JSON
+    ...           sections, each: tag (4 ASCII bytes) | length L (u32) | CRC32 (u32) | L bytes
+
+Nothing may follow the last section. The reader checks sizes against the file and against
+hard limits before allocating, verifies every CRC, and raises `BitstreamError` (an InrError:
+exit code 2 in the CLI) for anything malformed. See docs/bitstream.md.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+
+from inr.errors import InrError
+
+MAGIC = b"INRC"
+VERSION = 1
+PREAMBLE = struct.Struct("<4sBBHII")  # magic, version, flags, n_sections, header_len, header_crc
+SECTION = struct.Struct("<4sII")  # tag, length, crc32
+MAX_HEADER_BYTES = 256 << 10
+MAX_HEADER_JSON = 4 << 20
+MAX_SECTIONS = 16
+KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD")
+
+
+class BitstreamError(InrError):
+    """The file is not a valid `.inr` bitstream (truncated, corrupted, or out of limits)."""
+
+
+@dataclass
+class Container:
+    header: dict
+    sections: dict[str, bytes]
+    sizes: dict[str, int]  # byte accounting: "preamble", "header", "section:TAG" (framing included)
+
+
+def write(header: dict, sections: dict[str, bytes]) -> bytes:
+    hdr = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+    if len(hdr) > MAX_HEADER_BYTES:
+        raise BitstreamError("header too large")
+    out = bytearray(PREAMBLE.pack(MAGIC, VERSION, 0, len(sections), len(hdr), zlib.crc32(hdr)))
+    out += hdr
+    for tag, payload in sections.items():
+        t = tag.encode("ascii")
+        if t not in KNOWN_TAGS:
+            raise ValueError(f"unknown section {tag}")
+        out += SECTION.pack(t, len(payload), zlib.crc32(payload))
+        out += payload
+    return bytes(out)
+
+
+def read(data: bytes) -> Container:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError("expected bytes")
+    data = bytes(data)
+    if len(data) < PREAMBLE.size:
+        raise BitstreamError(f"file too short ({len(data)} bytes) to be an .inr bitstream")
+    magic, version, flags, n_sections, header_len, header_crc = PREAMBLE.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise BitstreamError("not an .inr file (bad magic)")
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .inr format version {version} (this decoder reads {VERSION})")
+    if flags != 0:
+        raise BitstreamError("unknown flags set")
+    if n_sections > MAX_SECTIONS:
+        raise BitstreamError(f"too many sections ({n_sections})")
+    if header_len > MAX_HEADER_BYTES or PREAMBLE.size + header_len > len(data):
+        raise BitstreamError("header length exceeds the file (truncated or corrupt)")
+    pos = PREAMBLE.size
+    hdr = data[pos : pos + header_len]
+    if zlib.crc32(hdr) != header_crc:
+        raise BitstreamError("header CRC mismatch (corrupt file)")
+    try:
+        dec = zlib.decompressobj()
+        raw = dec.decompress(hdr, MAX_HEADER_JSON)
+        if dec.unconsumed_tail or not dec.eof:
+            raise BitstreamError("header does not decompress cleanly")
+        header = json.loads(raw.decode("utf-8"))
+    except BitstreamError:
+        raise
+    except Exception as exc:
+        raise BitstreamError(f"header is not valid compressed JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise BitstreamError("header must be a JSON object")
+    pos += header_len
+    sizes = {"preamble": PREAMBLE.size, "header": header_len}
+    sections: dict[str, bytes] = {}
+    for _ in range(n_sections):
+        if pos + SECTION.size > len(data):
+            raise BitstreamError("truncated section table")
+        tag, length, crc = SECTION.unpack_from(data, pos)
+        pos += SECTION.size
+        if tag not in KNOWN_TAGS:
+            raise BitstreamError(f"unknown section tag {tag!r}")
+        name = tag.decode()
+        if name in sections:
+            raise BitstreamError(f"duplicate section {name}")
+        if pos + length > len(data):
+            raise BitstreamError(f"section {name} runs past the end of the file (truncated)")
+        payload = data[pos : pos + length]
+        if zlib.crc32(payload) != crc:
+            raise BitstreamError(f"section {name} CRC mismatch (corrupt file)")
+        sections[name] = payload
+        sizes[f"section:{name}"] = SECTION.size + length
+        pos += length
+    if pos != len(data):
+        raise BitstreamError(f"{len(data) - pos} unexpected trailing bytes")
+    return Container(header, sections, sizes)

@@ -1,0 +1,234 @@
+"""Signal -> `.inr` bytes: fit, prune + fine-tune, quantization-aware fine-tune, serialise;
+and the way back: bytes -> decoded signal. Rate control lives here too.
+
+The training budget (steps, epochs or seconds) is split: most goes to the fit, a fraction
+each to fine-tuning after pruning and to QAT, so `--seconds S` bounds the whole encode.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from inr.device import synchronize
+from inr.errors import InrError
+from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.export.prune import global_magnitude_masks, module_and_attr
+from inr.export.quant import FakeQuant, Mask, dequantize, quantize
+from inr.fit import FitConfig, FitState, Trainer
+from inr.models import get_spec
+from inr.pipeline import FitOptions, fit_signal, make_task
+from inr.signals import Signal, render
+
+
+@dataclass
+class ExportOptions:
+    bits: int = 8
+    embed_bits: int = 6  # HNeRV's embedding bit depth (its README: --quant_embed_bit 6)
+    prune: float = 0.0
+    finetune_fraction: float = 0.1  # of the training budget, for each of prune-FT and QAT
+    finetune_lr_scale: float = 0.1
+
+    def validate(self) -> None:
+        if not 2 <= self.bits <= 16 or not 2 <= self.embed_bits <= 16:
+            raise InrError("--bits must be between 2 and 16")
+        if not 0.0 <= self.prune < 1.0:
+            raise InrError("--prune must be in [0, 1)")
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    spec: object
+    config: object
+    model: nn.Module  # the quantized model the file decodes to (parametrized, eval mode)
+    float_metrics: dict  # of the unquantized fit
+    fit_state: FitState
+
+
+def split_budget(fit: FitConfig, fraction: float, phases: int) -> tuple[FitConfig, FitConfig]:
+    """(main, finetune) configs; finetune gets `fraction` of the budget for each extra phase."""
+
+    def part(v, share, integer):
+        if v is None:
+            return None
+        x = v * share
+        return max(1, round(x)) if integer else max(x, 1e-3)
+
+    main_share = 1.0 - fraction * phases
+    main = dataclasses.replace(
+        fit,
+        steps=part(fit.steps, main_share, True),
+        epochs=part(fit.epochs, main_share, True),
+        seconds=part(fit.seconds, main_share, False),
+    )
+    ft = dataclasses.replace(
+        fit,
+        steps=part(fit.steps, fraction, True),
+        epochs=part(fit.epochs, fraction, True),
+        seconds=part(fit.seconds, fraction, False),
+        warmup=0.0,
+        target_psnr=None,
+        checkpoint_every=None,
+    )
+    return main, ft
+
+
+def _finetune(model, spec, signal, opts: FitOptions, ft: FitConfig, lr: float, device, callback) -> None:
+    task = make_task(spec, signal, device, opts)
+    Trainer(model, task, dataclasses.replace(ft, lr=lr), spec.optim, device).run(callback=callback)
+
+
+def _parametrize(model: nn.Module, names, make) -> None:
+    for name in names:
+        mod, attr = module_and_attr(model, name)
+        parametrize.register_parametrization(mod, attr, make(name))
+
+
+def _unparametrize(model: nn.Module, keep_effect: bool) -> None:
+    for mod in list(model.modules()):
+        if parametrize.is_parametrized(mod):
+            for attr in list(mod.parametrizations.keys()):
+                parametrize.remove_parametrizations(mod, attr, leave_parametrized=keep_effect)
+
+
+def encode_signal(
+    signal: Signal,
+    opts: FitOptions,
+    exp: ExportOptions,
+    device: torch.device,
+    callback: Callable[[FitState], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> Encoded:
+    exp.validate()
+    spec = get_spec(opts.model)
+    phase = phase or (lambda name: None)
+    main_fit, ft = split_budget(opts.fit, exp.finetune_fraction, 1 + (exp.prune > 0))
+    phase("fit")
+    outcome = fit_signal(signal, dataclasses.replace(opts, fit=main_fit), device, callback=callback)
+    model, cfg = outcome.model, outcome.config
+    base_lr = (opts.fit.lr or spec.optim.lr) * exp.finetune_lr_scale
+    names = list(stored_tensors(model))
+
+    masks: dict[str, torch.Tensor] = {}
+    if exp.prune > 0:
+        phase("prune")
+        masks = global_magnitude_masks(stored_tensors(model), exp.prune)
+        _parametrize(model, masks, lambda n: Mask(masks[n]))
+        _finetune(model, spec, signal, opts, ft, base_lr, device, callback)
+        _unparametrize(model, keep_effect=True)
+
+    embeddings = None
+    if hasattr(model, "cache_embeddings"):
+        model.eval()
+        frames = signal.data.permute(0, 3, 1, 2).to(device)
+        emb = model.cache_embeddings(frames).cpu()
+        embeddings = quantize(emb, exp.embed_bits)
+        model.freeze_embeddings(dequantize(embeddings.q, embeddings.offset, embeddings.scale).to(device))
+
+    phase("qat")
+    _parametrize(model, names, lambda n: FakeQuant(exp.bits, masks.get(n)))
+    _finetune(model, spec, signal, opts, ft, base_lr, device, callback)
+    model.eval()
+    # Serialise from the float weights the fake-quant saw: quantize() gives the same integers.
+    originals = {n: _original(model, n) for n in names}
+    probe = _ParamView(originals)
+    data = encode_model(spec, cfg, probe, _signal_meta(signal), exp.bits, masks, embeddings)
+    return Encoded(data, spec, cfg, model, outcome.metrics, outcome.state)
+
+
+def _original(model: nn.Module, name: str) -> torch.Tensor:
+    mod, attr = module_and_attr(model, name)
+    return mod.parametrizations[attr].original.detach().cpu()
+
+
+class _ParamView(nn.Module):
+    """Presents {name: tensor} through named_parameters() for the serialiser."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        super().__init__()
+        self._tensors = tensors
+
+    def named_parameters(self, *args, **kwargs):  # type: ignore[override]
+        return iter((n, nn.Parameter(t, requires_grad=False)) for n, t in self._tensors.items())
+
+
+def _signal_meta(signal: Signal) -> dict:
+    meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
+    for key in ("fps", "crop", "resize", "source"):
+        if key in signal.meta:
+            meta[key] = signal.meta[key]
+    if "source" in meta:
+        meta["source"] = str(meta["source"]).rsplit("/", 1)[-1]  # a name, never a full local path
+    return meta
+
+
+# ------------------------------------------------------------------ decoding
+@torch.no_grad()
+def render_model(spec, model: nn.Module, shape: list[int], device: torch.device, batch: int = 4) -> torch.Tensor:
+    """The decoded signal (*spatial, C) in [0, 1] on CPU."""
+    model = model.to(device).eval()
+    if spec.kind == "frame":
+        frames = shape[0]
+        outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
+        return torch.cat(outs).permute(0, 2, 3, 1)
+    return render(model, shape[:-1], device).clamp(0, 1).cpu()
+
+
+def decode_bytes(data: bytes, device: torch.device) -> tuple[torch.Tensor, dict, float]:
+    """bytes -> (decoded signal, header, seconds spent decoding, parsing included)."""
+    t0 = time.perf_counter()
+    spec, cfg, model, header = decode_model(data)
+    if getattr(model, "embeddings", None) is not None:
+        model.embeddings = model.embeddings.to(device)
+    out = render_model(spec, model, header["signal"]["shape"], device)
+    synchronize(device)
+    return out, header, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------ rate control
+def encode_to_bpp(
+    signal: Signal,
+    opts: FitOptions,
+    exp: ExportOptions,
+    bpp: float,
+    device: torch.device,
+    tolerance: float = 0.10,
+    attempts: int = 3,
+    callback: Callable[[FitState], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> tuple[Encoded, dict]:
+    """Pick the parameter budget so the file lands within `tolerance` of `bpp`.
+
+    bpp = file bits / pixels (frames x H x W). The first guess assumes ~0.8 x bits per
+    stored parameter (entropy coding of bell-shaped weights); each further attempt re-sizes
+    with the bits per parameter actually measured, file overhead included.
+    """
+    if bpp <= 0:
+        raise InrError("--bpp must be positive")
+    pixels = signal.num_samples if signal.kind != "audio" else signal.data.shape[0]
+    target = bpp * pixels / 8
+    bits_per_param = 0.8 * exp.bits
+    tried: list[dict] = []
+    best: Encoded | None = None
+    for _ in range(attempts):
+        params = max(int(target * 8 / bits_per_param), 64)
+        try:
+            enc = encode_signal(signal, dataclasses.replace(opts, params=params), exp, device, callback, phase)
+        except InrError as exc:
+            raise InrError(f"--bpp {bpp} cannot be met with {opts.model} ({exc})") from None
+        size = len(enc.data)
+        tried.append({"params": params, "bytes": size, "bpp": size * 8 / pixels})
+        if best is None or abs(size - target) < abs(len(best.data) - target):
+            best = enc
+        if abs(size - target) <= tolerance * target:
+            break
+        bits_per_param = size * 8 / params
+    assert best is not None
+    report = {"target_bpp": bpp, "target_bytes": round(target), "attempts": tried, "within_tolerance": abs(len(best.data) - target) <= tolerance * target}
+    return best, report

@@ -1,0 +1,195 @@
+"""Export: quantization numerics, entropy coding, exact round trips, size effects, rate control."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inr.bitstream import BitstreamError
+from inr.export.codec import decode_model, info
+from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp, render_model
+from inr.export.entropy import Reader, decode_mask, decode_symbols, encode_mask, encode_symbols
+from inr.export.prune import global_magnitude_masks
+from inr.export.quant import dequantize, fake_quant, quantize
+from inr.fit import FitConfig
+from inr.metrics import psnr
+from inr.pipeline import FitOptions
+from inr.signals import image_signal, video_signal
+from ui.cli import main
+
+CPU = torch.device("cpu")
+
+
+# ------------------------------------------------------------------ numerics
+def test_quantize_matches_float64_reference():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 5, 3, 3, generator=gen)
+    for bits in (2, 4, 8, 12, 16):
+        qt = quantize(w, bits)
+        rows = w.double().reshape(6, -1)
+        off, sc = qt.offset.double(), qt.scale.double()
+        ref_q = torch.round((rows - off[:, None]) / sc[:, None]).clamp(0, 2**bits - 1)
+        diff = (qt.q.reshape(6, -1).double() - ref_q).abs()
+        # The codec computes in float32; at ties float64 may round the other way.
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
+        err = (dequantize(qt.q, qt.offset, qt.scale).double() - w.double()).abs().reshape(6, -1)
+        # half a step, plus the float16 rounding of offset/scale accumulated over the range
+        assert (err.max(1).values <= sc * 0.5 + sc * 2**bits * 1e-3 + 1e-3).all()
+
+
+def test_fake_quant_is_exact_without_grad_and_straight_through_with():
+    w = torch.randn(4, 16, requires_grad=True)
+    exact = dequantize(*(lambda q: (q.q, q.offset, q.scale))(quantize(w, 6)))
+    with torch.no_grad():
+        assert torch.equal(fake_quant(w, 6), exact)
+    fake_quant(w, 6).sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # identity gradient
+
+
+def test_entropy_coding_round_trip_and_near_entropy():
+    rng = np.random.default_rng(1)
+    for alphabet, symbols in [
+        (256, np.clip(np.round(rng.normal(120, 15, 20000)), 0, 255)),
+        (64, np.clip(np.round(rng.laplace(30, 2, 500)), 0, 63)),
+        (16, np.full(50, 3)),
+        (65536, rng.integers(0, 65536, 300)),
+    ]:
+        symbols = symbols.astype(np.int32)
+        block, _ = encode_symbols(symbols, alphabet)
+        r = Reader(block)
+        assert np.array_equal(decode_symbols(r, symbols.size, alphabet), symbols) and r.remaining == 0
+        p = np.bincount(symbols) / symbols.size
+        entropy_bytes = -(p[p > 0] * np.log2(p[p > 0])).sum() * symbols.size / 8
+        if symbols.size >= 10000:
+            assert len(block) < 1.03 * entropy_bytes + 64
+    mask = (rng.random(5000) > 0.4).astype(np.int32)
+    block = encode_mask(mask)
+    assert np.array_equal(decode_mask(Reader(block), 5000), mask)
+    assert len(block) < 5000 / 8 * 0.99  # better than a raw bitmap
+
+
+def test_global_pruning_ratio():
+    gen = torch.Generator().manual_seed(0)
+    named = {"a.weight": torch.randn(10, 20, generator=gen), "b.weight": torch.randn(30, 5, generator=gen), "b.bias": torch.randn(30)}
+    masks = global_magnitude_masks(named, 0.4)
+    assert set(masks) == {"a.weight", "b.weight"}  # biases are not pruned
+    kept = sum(float(m.sum()) for m in masks.values())
+    assert abs(kept / 350 - 0.6) < 0.01
+
+
+# ------------------------------------------------------------------ files
+def _encode(tiny_clip, model="nerv", frames=4, epochs=40, **exp):
+    sig = video_signal(tiny_clip[:frames])
+    opts = FitOptions(model=model, params=30_000, batch_size=2, fit=FitConfig(epochs=epochs, lr=5e-3))
+    return sig, encode_signal(sig, opts, ExportOptions(**exp), CPU)
+
+
+@pytest.fixture(scope="module")
+def hnerv_encoded(tiny_clip):
+    return _encode(tiny_clip, model="hnerv", epochs=30)
+
+
+def test_decode_equals_quantized_model_output(hnerv_encoded):
+    sig, enc = hnerv_encoded
+    at_encode = render_model(enc.spec, enc.model, list(sig.data.shape), CPU)
+    decoded, header, _ = decode_bytes(enc.data, CPU)
+    assert torch.equal(decoded, at_encode)
+    again, _, _ = decode_bytes(enc.data, CPU)
+    assert torch.equal(decoded, again)  # deterministic
+    assert header["embeddings"]["bits"] == 6 and header["embeddings"]["shape"][0] == 4
+
+
+def test_info_accounts_for_every_byte(hnerv_encoded):
+    _, enc = hnerv_encoded
+    rep = info(enc.data)
+    assert rep["accounted"] == rep["bytes"] == len(enc.data)
+    wgts = rep["breakdown"]["section:WGTS"] - 12  # minus tag, length, CRC
+    assert wgts == sum(t["bytes"] for t in rep["header"]["tensors"])
+
+
+def test_pruning_and_fewer_bits_shrink_the_file(tiny_clip):
+    sig, base = _encode(tiny_clip, bits=8)
+    _, pruned = _encode(tiny_clip, bits=8, prune=0.4)
+    _, fewer = _encode(tiny_clip, bits=4)
+    q_base = psnr(decode_bytes(base.data, CPU)[0], sig.data)
+    q_pruned = psnr(decode_bytes(pruned.data, CPU)[0], sig.data)
+    q_fewer = psnr(decode_bytes(fewer.data, CPU)[0], sig.data)
+    assert len(pruned.data) < 0.85 * len(base.data)
+    assert len(fewer.data) < 0.75 * len(base.data)
+    assert q_pruned > q_base - 1.5, (q_base, q_pruned)
+    assert q_fewer > q_base - 3.0, (q_base, q_fewer)
+    assert abs(q_base - base.float_metrics["psnr"]) < 0.5  # 8-bit QAT costs almost nothing
+
+
+def test_bpp_rate_control_within_10_percent(tiny_clip):
+    sig = video_signal(tiny_clip[:4])
+    opts = FitOptions(model="nerv", batch_size=2, fit=FitConfig(epochs=10, lr=5e-3))
+    target = 6.0  # bits per pixel on a 4 x 64 x 96 clip -> 18432 bytes (NeRV needs >= ~16k params here)
+    enc, report = encode_to_bpp(sig, opts, ExportOptions(), target, CPU)
+    bpp = len(enc.data) * 8 / (4 * 64 * 96)
+    assert abs(bpp - target) <= 0.1 * target, report
+    assert report["within_tolerance"]
+
+
+def test_image_encode_and_cli(tmp_path, crop64):
+    from PIL import Image
+
+    png = tmp_path / "c.png"
+    Image.fromarray(crop64.numpy()).save(png)
+    out = tmp_path / "c.inr"
+    assert main(["encode", str(png), "-o", str(out), "--model", "hashgrid", "--params", "8k", "--steps", "60"]) == 0
+    rep = json.loads((tmp_path / "c.inr.json").read_text())
+    assert rep["bytes"] == out.stat().st_size
+    assert abs(rep["bpp"] - rep["bytes"] * 8 / (64 * 64)) < 1e-9
+    assert rep["psnr"] > 20
+    assert main(["decode", str(out), "-o", str(tmp_path / "d.png")]) == 0
+    assert Image.open(tmp_path / "d.png").size == (64, 64)
+
+
+def test_video_cli_encode_decode_info(tmp_path, tiny_clip_file, capsys):
+    out = tmp_path / "v.inr"
+    rc = main(["encode", str(tiny_clip_file), "-o", str(out), "--model", "nerv", "--params", "30k", "--epochs", "5", "--max-frames", "4", "--prune", "0.2", "--bits", "6"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "v.inr.json").read_text())
+    for key in ("bytes", "bpp", "psnr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"):
+        assert key in rep
+    assert rep["bytes"] == out.stat().st_size and rep["bpp"] == pytest.approx(rep["bytes"] * 8 / (4 * 64 * 96))
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["accounted"] == rep["bytes"] and any(t["pruned"] for t in parsed["header"]["tensors"])
+    assert main(["info", str(out)]) == 0
+    assert "section:WGTS" in capsys.readouterr().out
+    assert main(["decode", str(out), "-o", str(tmp_path / "frames") + "/"]) == 0
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 4
+    assert main(["decode", str(out), "-o", str(tmp_path / "v.mkv"), "--lossless"]) == 0
+
+
+def test_corrupt_file_cli_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.inr"
+    bad.write_bytes(b"INRC" + bytes(40))
+    assert main(["info", str(bad)]) == 2
+    assert main(["decode", str(bad), "-o", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_decoder_rejects_oversized_claims(hnerv_encoded):
+    """A header that claims a huge model is refused before anything is allocated."""
+    import zlib
+
+    from inr import bitstream
+
+    _, enc = hnerv_encoded
+    box = bitstream.read(enc.data)
+    box.header["config"]["fc_dim"] = 10**6
+    forged = bitstream.write(box.header, box.sections)
+    with pytest.raises(BitstreamError, match="parameters|tensor list"):
+        decode_model(forged)
+    box.header["signal"]["shape"] = [10**6, 4096, 4096, 3]
+    with pytest.raises(BitstreamError, match="limits|frames"):
+        decode_model(bitstream.write(box.header, box.sections))
+    assert zlib  # imported for symmetry with the writer

@@ -1,0 +1,110 @@
+"""File-level encode/decode: media in, `.inr` + JSON report out, and back to media.
+
+Quality in the report is measured on what a decoder rebuilds from the written file, never
+on the float model.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from inr.errors import InrError
+from inr.export.codec import info as bitstream_info
+from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
+from inr.fit import FitState
+from inr.metrics import ms_ssim_frames, per_frame_psnr, psnr, ssim
+from inr.pipeline import FitOptions
+from video.fitting import load_signal, write_json
+from video.media import ReadOptions, atomic_path, save_image, write_video
+
+
+def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
+    if kind == "image":
+        return {"psnr": psnr(decoded, original), "ssim": ssim(decoded, original), "msssim": ms_ssim_frames(decoded[None], original[None])[0]}
+    frames = per_frame_psnr(decoded, original)
+    ms = ms_ssim_frames(decoded, original)
+    return {"psnr": sum(frames) / len(frames), "msssim": sum(ms) / len(ms), "per_frame_psnr": frames}
+
+
+def encode_file(
+    path: Path | str,
+    out: Path | str,
+    opts: FitOptions,
+    exp: ExportOptions,
+    read: ReadOptions,
+    device: torch.device,
+    bpp: float | None = None,
+    callback: Callable[[FitState], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> dict:
+    out = Path(out)
+    signal, info = load_signal(path, read)
+    t0 = time.perf_counter()
+    rate = None
+    if bpp is not None:
+        enc, rate = encode_to_bpp(signal, opts, exp, bpp, device, callback=callback, phase=phase)
+    else:
+        enc = encode_signal(signal, opts, exp, device, callback=callback, phase=phase)
+    encode_seconds = time.perf_counter() - t0
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(enc.data)
+    data = out.read_bytes()  # measure what is on disk
+    decoded, header, decode_seconds = decode_bytes(data, device)
+    original = signal.data
+    frames = original.shape[0] if signal.kind == "video" else 1
+    pixels = frames * original.shape[-3] * original.shape[-2]
+    report = {
+        "file": str(out),
+        "model": enc.spec.name,
+        "bytes": len(data),
+        "bpp": len(data) * 8 / pixels,
+        **quality(decoded, original, signal.kind),
+        "encode_seconds": encode_seconds,
+        "decode_seconds": decode_seconds,
+        "decode_fps": frames / decode_seconds,
+        "params": header_params(header),
+        "bits": exp.bits,
+        "prune": exp.prune,
+        "float_psnr": enc.float_metrics["psnr"],
+        "width": int(original.shape[-2]),
+        "height": int(original.shape[-3]),
+        "frames": frames,
+        "device": str(device),
+    }
+    if rate:
+        report["rate_control"] = rate
+    write_json(Path(str(out) + ".json"), report)
+    return report
+
+
+def header_params(header: dict) -> int:
+    """Stored parameters (weights + embeddings) as the file describes them."""
+    emb = header.get("embeddings")
+    return sum(math.prod(t["shape"]) for t in header["tensors"]) + (math.prod(emb["shape"]) if emb else 0)
+
+
+def decode_file(path: Path | str, out: Path | str, device: torch.device, lossless: bool = False) -> dict:
+    path, out = Path(path), Path(out)
+    if not path.is_file():
+        raise InrError(f"{path}: no such file")
+    decoded, header, seconds = decode_bytes(path.read_bytes(), device)
+    kind = header["signal"]["kind"]
+    if kind == "image":
+        if out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
+            raise InrError("an image decodes to a lossless image file: use a .png output")
+        save_image(out, decoded)
+    else:
+        write_video(out, decoded, fps=header["signal"].get("fps", 25.0), lossless=lossless)
+    frames = decoded.shape[0] if kind == "video" else 1
+    return {"output": str(out), "kind": kind, "frames": frames, "decode_seconds": seconds, "decode_fps": frames / seconds}
+
+
+def inspect_file(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InrError(f"{path}: no such file")
+    return bitstream_info(path.read_bytes())
