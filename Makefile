@@ -6,8 +6,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= out/demo
+INR    := $(VENV)/bin/inr
+CLIP   := inr/assets/bunny_320x180_32f.mp4
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-all clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,14 +20,24 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The main job on the bundled sample: encode -> decode -> report.
 demo: install
-	$(VENV)/bin/inr fit inr/assets/bunny_256.png --model hashgrid --seconds 30 -o $(DEMO)
+	$(INR) encode $(CLIP) -o $(DEMO)/bunny.inr --model hnerv --params 100k --seconds 60
+	$(INR) decode $(DEMO)/bunny.inr -o $(DEMO)/bunny_decoded.mp4
+	$(INR) info $(DEMO)/bunny.inr
+	$(INR) compare $(CLIP) --models hnerv --bpp 0.2,0.4 --seconds 45 --crf 23,28,33,38,43 -o $(DEMO)/report
 
 test: install
 	$(PY) -m pytest -q tests
 
 bench: install
 	$(PY) bench/bench_image.py
+	$(PY) bench/bench_video.py
+	$(PY) bench/bench_export.py
+
+bench-all: bench
+	$(PY) bench/bench_rd.py
+	$(PY) bench/tables.py
 
 clean:
 	rm -rf $(VENV) out

@@ -292,6 +292,75 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise InrError(f"--{what} expects comma-separated numbers, got '{text}'") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise InrError(f"--{what} needs positive values, got '{text}'")
+    return vals
+
+
+def cmd_compare(args) -> int:
+    from inr.device import select_device
+    from video.compare import DEFAULT_CRFS, CompareOptions, run_compare
+
+    opts = CompareOptions(
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        bpps=_float_list(args.bpp, "bpp"),
+        codecs=[c.strip() for c in args.codecs.split(",") if c.strip()],
+        presets=[p.strip() for p in args.presets.split(",") if p.strip()],
+        crfs=[int(c) for c in _float_list(args.crf, "crf")] if args.crf else list(DEFAULT_CRFS),
+        epochs=args.epochs,
+        seconds=args.seconds,
+        seed=args.seed,
+        bits=args.bits,
+        read=_read_options(args),
+    )
+    res = run_compare(args.input, opts, args.output, select_device(args.device), log=lambda m: print(m, flush=True))
+    for model, codecs in res["bd_rate"].items():
+        for codec, presets in codecs.items():
+            for preset, v in presets.items():
+                print(f"BD-rate {model} vs {codec} {preset}: {'n/a (curves do not overlap)' if v is None else f'{v:+.1f} %'}")
+    print(f"wrote {args.output}/report.html, results.json, results.csv")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from video.batch import BatchJob, run_batch
+
+    if args.bpp is None and not args.params:
+        raise InrError("give --bpp or --params")
+    if args.workers < 1:
+        raise InrError("--workers must be at least 1")
+
+    def make_job(src: str, dst: str) -> BatchJob:
+        return BatchJob(src, dst, args.model, args.bpp, args.params, args.epochs, args.seconds, args.bits, args.seed, args.max_frames, args.resize)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}")) as bar:
+        overall = bar.add_task("files", total=None, info="")
+        per_file: dict[str, int] = {}
+
+        def report(event: str, name: str, value: float = 0.0) -> None:
+            if event == "plan":
+                bar.update(overall, total=value, info=name)
+            elif event == "start":
+                per_file[name] = bar.add_task(f"  {Path(name).name}", total=1.0, info="")
+            elif event == "progress" and name in per_file:
+                bar.update(per_file[name], completed=value)
+            elif event == "done":
+                bar.advance(overall)
+                if name in per_file:
+                    bar.update(per_file[name], completed=1.0, info="ok" if value else "failed")
+
+        summary = run_batch(args.input, args.output, make_job, args.recursive, args.workers, args.ray, report)
+    print(f"{summary['done']} done, {summary['failed']} failed, {summary['total_bytes']} bytes; manifest: {args.output}/manifest.csv")
+    return 0 if summary["failed"] == 0 else 1
+
+
 def cmd_models(args) -> int:
     from inr.models import all_specs
 
@@ -372,6 +441,37 @@ def build_parser() -> Parser:
     p.add_argument("input", metavar="FILE.inr")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("compare", help="rate-distortion report: INR models vs H.264/H.265")
+    p.add_argument("input", help="video file or folder of frames")
+    p.add_argument("--models", default="hnerv", help="comma-separated INR models")
+    p.add_argument("--bpp", default="0.05,0.1,0.2", help="comma-separated target bpp for the INRs")
+    p.add_argument("--codecs", default="h264,h265")
+    p.add_argument("--presets", default="medium,veryslow")
+    p.add_argument("--crf", help="comma-separated CRF sweep for the codecs (default 18..48 step 5)")
+    p.add_argument("--bits", type=int, default=8)
+    _add_budget(p)
+    _add_geometry(p)
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("batch", help="compress every video under a folder (resumable)")
+    p.add_argument("input", metavar="DIR")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
+    p.add_argument("--model", default="hnerv")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--bpp", type=positive_float)
+    size.add_argument("--params")
+    p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--recursive", action="store_true")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (cores are split between them)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', an address, or 'local')")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--seconds", type=positive_float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-frames", type=positive_int)
+    p.add_argument("--resize", metavar="WxH")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)

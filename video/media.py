@@ -102,8 +102,10 @@ def load_image(path: Path | str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Float in [0, 1] -> uint8 with rounding (not truncation)."""
+def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Float in [0, 1] -> uint8 with rounding (not truncation); uint8 passes through."""
+    if isinstance(x, np.ndarray):
+        return x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
     if x.dtype == torch.uint8:
         return x.cpu().numpy()
     return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

@@ -22,7 +22,7 @@ from inr.export.prune import global_magnitude_masks, module_and_attr
 from inr.export.quant import FakeQuant, Mask, dequantize, quantize
 from inr.fit import FitConfig, FitState, Trainer
 from inr.models import get_spec
-from inr.pipeline import FitOptions, fit_signal, make_task
+from inr.pipeline import FitOptions, FitOutcome, fit_signal, make_task
 from inr.signals import Signal, render
 
 
@@ -105,13 +105,31 @@ def encode_signal(
     callback: Callable[[FitState], None] | None = None,
     phase: Callable[[str], None] | None = None,
 ) -> Encoded:
+    """Fit, then export: the whole encoder, within the budget given in `opts.fit`."""
     exp.validate()
-    spec = get_spec(opts.model)
-    phase = phase or (lambda name: None)
     main_fit, ft = split_budget(opts.fit, exp.finetune_fraction, 1 + (exp.prune > 0))
-    phase("fit")
+    (phase or (lambda name: None))("fit")
     outcome = fit_signal(signal, dataclasses.replace(opts, fit=main_fit), device, callback=callback)
-    model, cfg = outcome.model, outcome.config
+    return export_fitted(outcome, signal, opts, exp, ft, device, callback, phase)
+
+
+def export_fitted(
+    outcome: FitOutcome,
+    signal: Signal,
+    opts: FitOptions,
+    exp: ExportOptions,
+    ft: FitConfig,
+    device: torch.device,
+    callback: Callable[[FitState], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> Encoded:
+    """Prune + fine-tune, quantize-aware fine-tune and serialise an already fitted model.
+
+    The model in `outcome` is modified in place (callers sweeping settings pass a copy).
+    """
+    exp.validate()
+    phase = phase or (lambda name: None)
+    spec, model, cfg = outcome.spec, outcome.model, outcome.config
     base_lr = (opts.fit.lr or spec.optim.lr) * exp.finetune_lr_scale
     names = list(stored_tensors(model))
 
@@ -125,6 +143,7 @@ def encode_signal(
 
     embeddings = None
     if hasattr(model, "cache_embeddings"):
+        model.frozen = False
         model.eval()
         frames = signal.data.permute(0, 3, 1, 2).to(device)
         emb = model.cache_embeddings(frames).cpu()
@@ -137,8 +156,7 @@ def encode_signal(
     model.eval()
     # Serialise from the float weights the fake-quant saw: quantize() gives the same integers.
     originals = {n: _original(model, n) for n in names}
-    probe = _ParamView(originals)
-    data = encode_model(spec, cfg, probe, _signal_meta(signal), exp.bits, masks, embeddings)
+    data = encode_model(spec, cfg, _ParamView(originals), _signal_meta(signal), exp.bits, masks, embeddings)
     return Encoded(data, spec, cfg, model, outcome.metrics, outcome.state)
 
 
@@ -202,18 +220,20 @@ def encode_to_bpp(
     attempts: int = 3,
     callback: Callable[[FitState], None] | None = None,
     phase: Callable[[str], None] | None = None,
+    bits_per_param: float | None = None,
 ) -> tuple[Encoded, dict]:
     """Pick the parameter budget so the file lands within `tolerance` of `bpp`.
 
     bpp = file bits / pixels (frames x H x W). The first guess assumes ~0.8 x bits per
-    stored parameter (entropy coding of bell-shaped weights); each further attempt re-sizes
-    with the bits per parameter actually measured, file overhead included.
+    stored parameter (entropy coding of bell-shaped weights) unless `bits_per_param` (measured
+    on an earlier file of the same model) is given; each further attempt re-sizes with the
+    bits per parameter actually measured, file overhead included.
     """
     if bpp <= 0:
         raise InrError("--bpp must be positive")
     pixels = signal.num_samples if signal.kind != "audio" else signal.data.shape[0]
     target = bpp * pixels / 8
-    bits_per_param = 0.8 * exp.bits
+    bits_per_param = bits_per_param or 0.8 * exp.bits
     tried: list[dict] = []
     best: Encoded | None = None
     for _ in range(attempts):
@@ -223,7 +243,7 @@ def encode_to_bpp(
         except InrError as exc:
             raise InrError(f"--bpp {bpp} cannot be met with {opts.model} ({exc})") from None
         size = len(enc.data)
-        tried.append({"params": params, "bytes": size, "bpp": size * 8 / pixels})
+        tried.append({"params": params, "bytes": size, "bpp": size * 8 / pixels, "bits_per_param": size * 8 / params})
         if best is None or abs(size - target) < abs(len(best.data) - target):
             best = enc
         if abs(size - target) <= tolerance * target:
