@@ -85,6 +85,8 @@ def fit_signal(
     else:
         cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
     model = model.to(device)
+    if device.type == "cuda" and spec.kind == "frame":
+        model = model.to(memory_format=torch.channels_last)  # NHWC convs use tensor cores better
     task = make_task(spec, signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
     if training is not None:

@@ -100,7 +100,7 @@ def _read_options(args):
     )
 
 
-def _fit_options(args, is_video: bool):
+def _fit_options(args, is_video: bool, size_kb: float | None = None):
     from inr.fit import FitConfig
     from inr.models import parse_param_budget
     from inr.pipeline import FitOptions
@@ -122,6 +122,9 @@ def _fit_options(args, is_video: bool):
         checkpoint_every=args.checkpoint_every,
     )
     params = parse_param_budget(args.params) if args.params else None
+    if size_kb:
+        # fit has no quantizer yet: size at 8 bits per stored parameter, the export default
+        params = int(size_kb * 1024)
     return FitOptions(model=args.model, params=params, batch_size=args.batch_size, loss=args.loss, fit=fit)
 
 
@@ -138,7 +141,7 @@ def cmd_fit(args) -> int:
     kind = "video" if is_video else "image"
     if kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
-    opts = _fit_options(args, is_video)
+    opts = _fit_options(args, is_video, size_kb=args.size_kb)
     total = opts.fit.steps
     if opts.fit.epochs is not None and total is None:
         total = None  # steps per epoch is known only once the task exists; show time or epochs
@@ -211,7 +214,7 @@ def cmd_encode(args) -> int:
     from inr.export.compress import ExportOptions
     from inr.models import get_spec
     from video.encode import encode_file
-    from video.media import probe
+    from video.media import output_geometry, probe
 
     spec = get_spec(args.model)
     kind = "image" if probe(args.input).kind == "image" else "video"
@@ -222,12 +225,17 @@ def cmd_encode(args) -> int:
     if not str(args.output).endswith(".inr"):
         raise InrError("output must end in .inr")
     device = select_device(args.device)
+    bpp = args.bpp
+    if args.size_kb:  # a file-size target is a bpp target over this input's pixels
+        info = probe(args.input)
+        t, h, w = output_geometry(info, _read_options(args))
+        bpp = args.size_kb * 1024 * 8 / (t * h * w)
     opts = _fit_options(args, kind == "video")
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune)
     exp.validate()
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
         cb = _PhaseBar(bar, opts.fit)
-        report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=args.bpp, callback=cb, phase=cb.phase)
+        report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=bpp, callback=cb, phase=cb.phase)
     keys = ["model", "bytes", "bpp", "psnr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"]
     print("  ".join(f"{k}={_fmt(report[k])}" for k in keys))
     print(f"wrote {args.output} and {args.output}.json")
@@ -386,13 +394,16 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="inr", description="Store images and videos as neural networks.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details (e.g. which hash-grid backend runs)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more details")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only (hides e.g. the hash-grid backend line)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("fit", help="fit an INR to an image or video", description="Fit an INR to an image or a video.")
     p.add_argument("input", help="image, video file or folder of frames")
     p.add_argument("--model", required=True, help="see `inr models`")
-    p.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
+    fit_size = p.add_mutually_exclusive_group()
+    fit_size.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
+    fit_size.add_argument("--size-kb", type=positive_float, help="size budget in KiB at 8 bits per parameter (1 KiB = 1024 params)")
     _add_budget(p)
     p.add_argument("--target-psnr", type=positive_float, help="stop early once the PSNR reaches this (dB)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
@@ -418,6 +429,7 @@ def build_parser() -> Parser:
     p.add_argument("--model", required=True, help="see `inr models`")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--bpp", type=positive_float, help="target bits per pixel (rate control, within 10 %%)")
+    size.add_argument("--size-kb", type=positive_float, help="target file size in KiB (rate control, within 10 %%)")
     size.add_argument("--params", help="parameter budget, e.g. 0.3M")
     p.add_argument("--bits", type=int, default=8, help="weight bit depth, 2..16")
     p.add_argument("--embed-bits", type=int, default=6, help="HNeRV embedding bit depth, 2..16")
@@ -481,7 +493,9 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # inr's own INFO lines (which hash-grid backend runs) are shown unless -q.
+    logging.getLogger("inr").setLevel(logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO))
     func: Callable = args.func
     try:
         return int(func(args) or 0)

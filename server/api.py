@@ -1,0 +1,181 @@
+"""REST API (FastAPI): create jobs with an upload, follow them, cancel them, fetch artifacts.
+
+Uploads are streamed to disk under a generated name (never a client-supplied path) with the
+size limit enforced while streaming, then probed with ffmpeg before a job exists. With a
+token configured, every route (OpenAPI included) needs `Authorization: Bearer <token>`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from inr.errors import InrError
+from server.limits import LimitError, Limits
+from server.store import KINDS, JobStore
+
+TOKEN_ENV = "INR_TOKEN"
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    token: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    workers: int = 1
+    device: str = "auto"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "inr-codec"
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without a token."""
+    if token:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InrError(f"refusing to listen on {host} without a token: anyone on the network could run jobs. Use --token T (or {TOKEN_ENV}) or --host 127.0.0.1")
+
+
+def public_job(job: dict) -> dict:
+    """What clients see: no server-side paths."""
+    out = {k: v for k, v in job.items() if k not in ("input",)}
+    out["artifacts"] = [{"name": a, "url": f"/api/jobs/{job['id']}/artifacts/{a}"} for a in job["artifacts"]]
+    return out
+
+
+def create_app(cfg: ServerConfig) -> FastAPI:
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(cfg.db_path)
+
+    app = FastAPI(title="inr-codec", version="0.1.0")
+    app.state.store = store
+    app.state.config = cfg
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        """Every route, the OpenAPI schema and docs included, when a token is configured."""
+        if cfg.token:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), cfg.token.encode()):
+                return JSONResponse(status_code=401, content={"detail": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.exception_handler(InrError)
+    async def inr_error(_: Request, exc: InrError) -> JSONResponse:
+        status = exc.status if isinstance(exc, LimitError) else 422
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"ok": True}
+
+    @app.post("/api/jobs", status_code=201)
+    async def create_job(kind: str = Form(...), params: str = Form("{}"), file: UploadFile = File(...)) -> dict:
+        from server.jobs import read_options, validate_params
+
+        if kind not in KINDS:
+            raise HTTPException(422, f"unknown job kind '{kind}' (choose from {', '.join(KINDS)})")
+        try:
+            parsed = json.loads(params or "{}")
+        except json.JSONDecodeError:
+            raise HTTPException(422, "params must be JSON") from None
+        parsed = validate_params(kind, parsed)
+        suffix = cfg.limits.check_suffix(file.filename or "", kind)
+        uploads = cfg.data_dir / "uploads"
+        uploads.mkdir(exist_ok=True)
+        dest = uploads / f"{uuid.uuid4().hex}{suffix}"
+        size = 0
+        try:
+            with dest.open("wb") as f:
+                while chunk := await file.read(1 << 20):
+                    size += len(chunk)
+                    if size > cfg.limits.max_upload_bytes:
+                        raise LimitError(f"upload exceeds {cfg.limits.max_upload_bytes >> 20} MiB", 413)
+                    f.write(chunk)
+            if size == 0:
+                raise LimitError("empty upload")
+            if kind == "decode":
+                from video.encode import inspect_file
+
+                inspect_file(dest)  # BitstreamError -> 422
+            else:
+                cfg.limits.check_media(dest, read_options(parsed))
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        name = Path(file.filename or "upload").name[:200]
+        return public_job(store.create(kind, parsed, str(dest), name))
+
+    @app.get("/api/jobs")
+    def list_jobs(limit: int = 100) -> list[dict]:
+        return [public_job(j) for j in store.list(min(max(limit, 1), 1000))]
+
+    def _job(job_id: str) -> dict:
+        job = store.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    @app.get("/api/jobs/{job_id}")
+    def get_job(job_id: str) -> dict:
+        return public_job(_job(job_id))
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict:
+        job = _job(job_id)
+        if job["status"] in ("done", "failed", "cancelled"):
+            raise HTTPException(409, f"job {job_id} already {job['status']}")
+        return public_job(store.request_cancel(job_id))  # type: ignore[arg-type]
+
+    @app.get("/api/jobs/{job_id}/artifacts/{name:path}")
+    def artifact(job_id: str, name: str) -> FileResponse:
+        job = _job(job_id)
+        if name not in job["artifacts"]:  # only names the worker recorded: no path games
+            raise HTTPException(404, f"job {job_id} has no artifact {name}")
+        path = cfg.data_dir / "jobs" / job_id / name
+        if not path.is_file():
+            raise HTTPException(404, "artifact missing on disk")
+        return FileResponse(path, filename=Path(name).name)
+
+    return app
+
+
+def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> None:
+    """Start workers and the HTTP server (optionally with the Gradio UI mounted at /)."""
+    import uvicorn
+
+    from server.worker import WorkerPool
+
+    check_bind(host, cfg.token)
+    app = create_app(cfg)
+    recovered = app.state.store.recover()
+    if recovered:
+        print(f"marked {recovered} interrupted job(s) as failed")
+    pool = WorkerPool(cfg.db_path, cfg.data_dir, cfg.workers, cfg.device)
+    pool.start()
+    try:
+        if with_ui:
+            from ui.app import mount_ui
+
+            app = mount_ui(app, cfg)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        pool.stop()

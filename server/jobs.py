@@ -1,0 +1,130 @@
+"""Running one job: parameters -> the same library calls the CLI makes, progress -> the store.
+
+Parameters arrive as JSON from the API and are validated here (`validate_params`) before a
+job is created, so workers only see work that can start.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from inr.errors import InrError
+from server.store import JobStore
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback when a cancel was requested."""
+
+
+FIT_KEYS = {"model", "params", "epochs", "seconds", "steps", "seed", "max_frames", "resize", "crop", "bpp", "bits", "prune", "lr"}
+COMPARE_KEYS = {"models", "bpps", "codecs", "presets", "crfs", "epochs", "seconds", "seed", "max_frames", "resize", "crop"}
+
+
+def validate_params(kind: str, params: dict) -> dict:
+    """Check and normalise a job's parameters; raises InrError with a user-facing message."""
+    from inr.models import get_spec, parse_param_budget
+    from video.media import parse_size
+
+    if not isinstance(params, dict):
+        raise InrError("params must be a JSON object")
+    allowed = {"fit": FIT_KEYS, "encode": FIT_KEYS, "decode": set(), "compare": COMPARE_KEYS}[kind]
+    unknown = set(params) - allowed
+    if unknown:
+        raise InrError(f"unknown parameter(s) for {kind}: {', '.join(sorted(unknown))}")
+    out = dict(params)
+    if kind in ("fit", "encode"):
+        get_spec(str(out.setdefault("model", "hnerv")))
+        if "params" in out:
+            parse_param_budget(str(out["params"]))
+    if kind == "compare":
+        for m in out.setdefault("models", ["hnerv"]):
+            get_spec(str(m))
+        bpps = out.setdefault("bpps", [0.1, 0.2])
+        if not bpps or any(not isinstance(b, (int, float)) or b <= 0 for b in bpps):
+            raise InrError("bpps must be positive numbers")
+    for key in ("epochs", "steps", "max_frames", "bits", "seed"):
+        if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool) or (out[key] <= 0 and key != "seed")):
+            raise InrError(f"{key} must be a positive integer")
+    for key in ("seconds", "bpp", "lr"):
+        if key in out and (not isinstance(out[key], (int, float)) or out[key] <= 0):
+            raise InrError(f"{key} must be a positive number")
+    if "prune" in out and not (isinstance(out["prune"], (int, float)) and 0 <= out["prune"] < 1):
+        raise InrError("prune must be in [0, 1)")
+    for key in ("resize", "crop"):
+        if key in out:
+            parse_size(out[key], key)
+    if kind in ("fit", "encode", "compare") and not any(k in out for k in ("epochs", "seconds", "steps")):
+        out["seconds"] = 60.0  # a bounded default: a web request must not start an unbounded fit
+    return out
+
+
+def read_options(params: dict):
+    from video.media import ReadOptions, parse_size
+
+    return ReadOptions(max_frames=params.get("max_frames"), resize=parse_size(params.get("resize"), "resize"), crop=parse_size(params.get("crop"), "crop"))
+
+
+def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto") -> list[str]:
+    """Run `job`; return its artifact names (files under data_dir/jobs/<id>/)."""
+    from inr.device import select_device
+
+    job_id, kind, params = job["id"], job["kind"], job["params"]
+    out = data_dir / "jobs" / job_id
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(job["input"])
+    device = select_device(device_name)
+    last = [0.0]
+
+    def progress(state) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        if store.cancel_requested(job_id):
+            raise JobCancelled()
+        store.set_progress(job_id, {"step": state.step, "epoch": round(state.epoch, 2), "psnr": round(state.psnr, 3),
+                                    "progress": round(state.progress, 4), "eta": None if state.eta is None else round(state.eta, 1)})
+
+    if kind == "fit":
+        from inr.fit import FitConfig
+        from inr.models import parse_param_budget
+        from inr.pipeline import FitOptions
+        from video.fitting import fit_media
+
+        fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
+        opts = FitOptions(model=params["model"], params=parse_param_budget(params["params"]) if "params" in params else None, fit=fit)
+        metrics = fit_media(src, opts, read_options(params), out / "fit", device, callback=progress)
+        return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
+    if kind == "encode":
+        from inr.export.compress import ExportOptions
+        from inr.fit import FitConfig
+        from inr.models import parse_param_budget
+        from inr.pipeline import FitOptions
+        from video.encode import decode_file, encode_file
+
+        fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
+        opts = FitOptions(model=params["model"], params=parse_param_budget(params["params"]) if "params" in params else None, fit=fit)
+        exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
+        report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"), callback=progress)
+        is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+        decoded = "decoded.png" if is_image else "decoded.mp4"
+        decode_file(out / "output.inr", out / decoded, device)
+        return ["output.inr", "output.inr.json", decoded]
+    if kind == "decode":
+        from video.encode import decode_file, inspect_file
+
+        info = inspect_file(src)
+        name = "decoded.png" if info["header"]["signal"]["kind"] == "image" else "decoded.mp4"
+        decode_file(src, out / name, device)
+        return [name]
+    if kind == "compare":
+        from video.compare import CompareOptions, run_compare
+
+        opts = CompareOptions(
+            models=params["models"], bpps=params["bpps"], codecs=params.get("codecs", ["h264", "h265"]),
+            presets=params.get("presets", ["medium"]), crfs=params.get("crfs", [23, 28, 33, 38, 43]),
+            epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), read=read_options(params),
+        )
+        run_compare(src, opts, out / "report", device, log=lambda m: None, callback=progress)
+        return ["report/report.html", "report/results.json", "report/results.csv"]
+    raise InrError(f"unknown job kind {kind}")
