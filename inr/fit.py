@@ -112,6 +112,8 @@ class Trainer:
             by_epochs = cfg.epochs * task.steps_per_epoch
             total = by_epochs if total is None else min(total, by_epochs)
         self.state = FitState(total_steps=total, seconds=cfg.seconds, steps_per_epoch=task.steps_per_epoch)
+        # Not a dataclass field (never saved): lets progress displays render the current fit.
+        self.state.preview = (lambda: task.preview(model)) if hasattr(task, "preview") else None
 
     # ------------------------------------------------------------------ checkpoint state
     def training_state(self) -> tuple[dict[str, torch.Tensor], dict]:

@@ -10,7 +10,7 @@ from torch import nn
 
 from inr.device import synchronize
 from inr.metrics import ms_ssim_frames, per_frame_psnr, psnr, ssim
-from inr.signals import CoordinateSampler, Signal, render
+from inr.signals import CoordinateSampler, Signal, coord_grid, render
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -45,6 +45,23 @@ class CoordTask:
             shape = shape[:start] + [max(1, round(n * scale)) for n in shape[start:]]
         model.eval()
         return render(model, shape, self.device).clamp(0, 1)
+
+    @torch.no_grad()
+    def preview(self, model: nn.Module) -> torch.Tensor:
+        """One picture of the current fit, (H, W, C): the image, or the middle video frame."""
+        was = model.training
+        model.eval()
+        shape = list(self.signal.spatial_shape)
+        if self.signal.kind == "video":
+            t = shape[0]
+            coords = coord_grid(shape[1:], device=self.device)
+            tt = torch.full_like(coords[..., :1], (2 * (t // 2) + 1) / t - 1)
+            flat = torch.cat([tt, coords], dim=-1).reshape(-1, 3)
+            out = torch.cat([model(flat[i : i + 65536]) for i in range(0, flat.shape[0], 65536)]).reshape(*shape[1:], -1)
+        else:
+            out = render(model, shape, self.device)
+        model.train(was)
+        return out.float().clamp(0, 1).cpu()
 
     def evaluate(self, model: nn.Module) -> dict:
         t0 = time.perf_counter()
@@ -110,6 +127,16 @@ class FrameTask:
             idx = torch.arange(i, min(i + batch, self.num_frames), device=self.device)
             outs.append(model(idx, self.frames[idx]).float().clamp(0, 1))
         return torch.cat(outs).permute(0, 2, 3, 1)  # (T, H, W, C)
+
+    @torch.no_grad()
+    def preview(self, model: nn.Module) -> torch.Tensor:
+        """The middle frame as the model reconstructs it now, (H, W, C)."""
+        was = model.training
+        model.eval()
+        idx = torch.tensor([self.num_frames // 2], device=self.device)
+        out = model(idx, self.frames[idx]).float().clamp(0, 1)[0].permute(1, 2, 0).cpu()
+        model.train(was)
+        return out
 
     def evaluate(self, model: nn.Module) -> dict:
         model.eval()

@@ -72,9 +72,10 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         """Every route, the OpenAPI schema and docs included, when a token is configured."""
-        if cfg.token:
+        if cfg.token and request.url.path != "/login":
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), cfg.token.encode()):
+            given = given.strip() if scheme.lower() == "bearer" else request.cookies.get("inr_token", "")
+            if not secrets.compare_digest(given.encode(), cfg.token.encode()):
                 return JSONResponse(status_code=401, content={"detail": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
 
@@ -83,46 +84,46 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         status = exc.status if isinstance(exc, LimitError) else 422
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
+    @app.get("/login")
+    def login(token: str = "") -> JSONResponse:
+        """Browsers cannot send bearer headers for page loads: /login?token=T sets a cookie."""
+        from fastapi.responses import RedirectResponse
+
+        if not cfg.token or not secrets.compare_digest(token.encode(), cfg.token.encode()):
+            return JSONResponse(status_code=401, content={"detail": "wrong token"})
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie("inr_token", token, httponly=True, samesite="strict")
+        return resp
+
     @app.get("/api/health")
     def health() -> dict:
         return {"ok": True}
 
     @app.post("/api/jobs", status_code=201)
     async def create_job(kind: str = Form(...), params: str = Form("{}"), file: UploadFile = File(...)) -> dict:
-        from server.jobs import read_options, validate_params
+        from server.service import submit
 
-        if kind not in KINDS:
-            raise HTTPException(422, f"unknown job kind '{kind}' (choose from {', '.join(KINDS)})")
         try:
             parsed = json.loads(params or "{}")
         except json.JSONDecodeError:
             raise HTTPException(422, "params must be JSON") from None
-        parsed = validate_params(kind, parsed)
-        suffix = cfg.limits.check_suffix(file.filename or "", kind)
-        uploads = cfg.data_dir / "uploads"
-        uploads.mkdir(exist_ok=True)
-        dest = uploads / f"{uuid.uuid4().hex}{suffix}"
+        cfg.limits.check_suffix(file.filename or "", kind if kind in KINDS else "encode")
+        # Stream to a temp file, enforcing the size limit while the bytes arrive.
+        tmp_dir = cfg.data_dir / "incoming"
+        tmp_dir.mkdir(exist_ok=True)
+        tmp = tmp_dir / uuid.uuid4().hex
         size = 0
         try:
-            with dest.open("wb") as f:
+            with tmp.open("wb") as f:
                 while chunk := await file.read(1 << 20):
                     size += len(chunk)
                     if size > cfg.limits.max_upload_bytes:
                         raise LimitError(f"upload exceeds {cfg.limits.max_upload_bytes >> 20} MiB", 413)
                     f.write(chunk)
-            if size == 0:
-                raise LimitError("empty upload")
-            if kind == "decode":
-                from video.encode import inspect_file
-
-                inspect_file(dest)  # BitstreamError -> 422
-            else:
-                cfg.limits.check_media(dest, read_options(parsed))
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-        name = Path(file.filename or "upload").name[:200]
-        return public_job(store.create(kind, parsed, str(dest), name))
+            job = submit(store, tmp, file.filename or "upload", kind, parsed, cfg.data_dir, cfg.limits)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return public_job(job)
 
     @app.get("/api/jobs")
     def list_jobs(limit: int = 100) -> list[dict]:
@@ -176,6 +177,6 @@ def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> Non
             from ui.app import mount_ui
 
             app = mount_ui(app, cfg)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         pool.stop()

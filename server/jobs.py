@@ -73,17 +73,31 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
     out.mkdir(parents=True, exist_ok=True)
     src = Path(job["input"])
     device = select_device(device_name)
-    last = [0.0]
+    last = {"update": 0.0, "preview": 0.0}
+    history: list[list[float]] = []
 
     def progress(state) -> None:
+        """Throttled: progress every 0.5 s, a preview frame every 3 s; stops on cancel."""
         now = time.monotonic()
-        if now - last[0] < 0.5:
+        if now - last["update"] < 0.5:
             return
-        last[0] = now
+        last["update"] = now
         if store.cancel_requested(job_id):
             raise JobCancelled()
-        store.set_progress(job_id, {"step": state.step, "epoch": round(state.epoch, 2), "psnr": round(state.psnr, 3),
-                                    "progress": round(state.progress, 4), "eta": None if state.eta is None else round(state.eta, 1)})
+        history.append([state.step, round(state.psnr, 3)])
+        del history[:-400]
+        info = {"step": state.step, "epoch": round(state.epoch, 2), "psnr": round(state.psnr, 3), "history": history,
+                "progress": round(state.progress, 4), "eta": None if state.eta is None else round(state.eta, 1)}
+        preview = getattr(state, "preview", None)
+        if preview is not None and now - last["preview"] > 3.0:
+            last["preview"] = now
+            from video.media import save_image
+
+            save_image(out / "preview.png", preview())
+            info["preview"] = "preview.png"
+        elif (out / "preview.png").is_file():
+            info["preview"] = "preview.png"
+        store.set_progress(job_id, info)
 
     if kind == "fit":
         from inr.fit import FitConfig
@@ -109,7 +123,10 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
         decoded = "decoded.png" if is_image else "decoded.mp4"
         decode_file(out / "output.inr", out / decoded, device)
-        return ["output.inr", "output.inr.json", decoded]
+        artifacts = ["output.inr", "output.inr.json", decoded]
+        if not is_image:
+            artifacts += playback_companions(src, params, report, out)
+        return artifacts
     if kind == "decode":
         from video.encode import decode_file, inspect_file
 
@@ -128,3 +145,33 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         run_compare(src, opts, out / "report", device, log=lambda m: None, callback=progress)
         return ["report/report.html", "report/results.json", "report/results.csv"]
     raise InrError(f"unknown job kind {kind}")
+
+
+def playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
+    """For side-by-side playback: the original (browser-playable, near-lossless) and H.264
+    at about the .inr's size (CRF searched to the closest byte count)."""
+    from video.codecs import encode_baseline
+    from video.fitting import write_json
+    from video.media import read_video, write_video
+    from video.quality import clip_quality
+
+    frames, info = read_video(src, read_options(params))
+    arr = frames.numpy()
+    write_video(out / "original.mp4", frames, fps=info.fps, crf=10)
+    target = report["bytes"]
+    lo, hi, best = 0, 51, None
+    while lo <= hi:  # bytes fall as CRF rises: binary search for the closest size
+        crf = (lo + hi) // 2
+        res = encode_baseline(arr, "h264", "medium", crf, info.fps or 25.0)
+        if best is None or abs(res.bytes - target) < abs(best.bytes - target):
+            best = res
+        if res.bytes > target:
+            lo = crf + 1
+        else:
+            hi = crf - 1
+    q = clip_quality(best.decoded, arr, best.decoded_y)
+    write_video(out / "h264.mp4", best.decoded, fps=info.fps, crf=10)
+    pixels = arr.shape[0] * arr.shape[1] * arr.shape[2]
+    write_json(out / "h264.json", {"crf": best.crf, "bytes": best.bytes, "bpp": best.bytes * 8 / pixels, "psnr": q["psnr"], "msssim": q["msssim"],
+                                   "note": "h264.mp4 shows the decoded H.264 frames re-wrapped at CRF 10 for the browser; bytes are of the original stream"})
+    return ["original.mp4", "h264.mp4", "h264.json"]

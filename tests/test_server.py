@@ -57,7 +57,9 @@ def test_encode_job_end_to_end(client, workers, tiny_clip_file):
     done = _wait(client, job["id"], {"done", "failed"})
     assert done["status"] == "done", done["error"]
     names = {a["name"] for a in done["artifacts"]}
-    assert names == {"output.inr", "output.inr.json", "decoded.mp4"}
+    assert names == {"output.inr", "output.inr.json", "decoded.mp4", "original.mp4", "h264.mp4", "h264.json"}
+    h264 = client.get(f"/api/jobs/{job['id']}/artifacts/h264.json").json()
+    assert 0 <= h264["crf"] <= 51 and h264["bytes"] > 0 and h264["psnr"] > 0
     blob = client.get(f"/api/jobs/{job['id']}/artifacts/output.inr")
     report = client.get(f"/api/jobs/{job['id']}/artifacts/output.inr.json").json()
     assert blob.status_code == 200 and len(blob.content) == report["bytes"] > 0

@@ -369,6 +369,27 @@ def cmd_batch(args) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
+def _server_config(args):
+    import os
+
+    from server.api import TOKEN_ENV, ServerConfig, default_data_dir
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    return ServerConfig(data_dir=data_dir, token=token, workers=args.workers, device=args.device)
+
+
+def cmd_serve(args, with_ui: bool = False) -> int:
+    from server.api import check_bind, serve
+
+    cfg = _server_config(args)
+    check_bind(args.host, cfg.token)
+    where = f"http://{args.host}:{args.port}/"
+    print(f"inr {'UI' if with_ui else 'API'} on {where} (API docs: {where}docs), data in {cfg.data_dir}", flush=True)
+    serve(args.host, args.port, cfg, with_ui=with_ui)
+    return 0
+
+
 def cmd_models(args) -> int:
     from inr.models import all_specs
 
@@ -484,6 +505,16 @@ def build_parser() -> Parser:
     p.add_argument("--max-frames", type=positive_int)
     p.add_argument("--resize", metavar="WxH")
     p.set_defaults(func=cmd_batch)
+
+    for name, with_ui, helptext in (("ui", True, "start the job server and the Gradio app"), ("serve", False, "start the job server (REST API only)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=positive_int, default=7860)
+        p.add_argument("--data-dir", help="jobs database, uploads and artifacts (default: the user's data dir)")
+        p.add_argument("--token", help="require 'Authorization: Bearer T' (or INR_TOKEN); needed beyond loopback")
+        p.add_argument("--workers", type=positive_int, default=1, help="jobs run at once (default 1 on CPU)")
+        p.add_argument("--device", default="auto")
+        p.set_defaults(func=lambda a, w=with_ui: cmd_serve(a, with_ui=w))
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)
