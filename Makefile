@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/bench_image.py
 	$(PY) bench/bench_video.py
 	$(PY) bench/bench_export.py
+	$(PY) bench/bench_decode.py
 
 bench-all: bench
 	$(PY) bench/bench_rd.py

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import time
 
-import torch
 
 from common import print_table, write_json  # noqa: I001
 from bench_video import BUNNY

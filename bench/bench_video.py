@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 
 from common import ROOT, print_table, write_json  # noqa: I001
 from inr.device import select_device

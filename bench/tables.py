@@ -31,7 +31,7 @@ def machine(d: dict) -> str:
 
 
 def main() -> None:
-    for name in ("image", "video", "export", "rd"):
+    for name in ("image", "video", "export", "decode", "rd"):
         f = RESULTS / f"{name}.json"
         if not f.is_file():
             continue
@@ -48,6 +48,8 @@ def main() -> None:
         elif name == "export":
             print(f"float model before export: {d['float_psnr']:.2f} dB ({d['fit_seconds']} s fit)\n")
             print(table(d["results"], [("bits", "bits"), ("prune", "prune"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR dB", "psnr"), ("MS-SSIM", "msssim"), ("export s", "export_s"), ("decode fps", "decode_fps")]))
+        elif name == "decode":
+            print(table(d["results"], [("model", "model"), ("size", "size"), ("frames", "frames"), ("bytes", "bytes"), ("decode fps (forward)", "fps"), ("fps from file", "fps_from_file")]))
         elif name == "rd":
             print(table(d["points"], [("method", "method"), ("preset", "preset"), ("setting", "setting"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR", "psnr"), ("Y-PSNR", "psnr_y"), ("MS-SSIM", "msssim"), ("encode s", "encode_seconds")]))
             print("BD-rate (%):", json.dumps(d["bd_rate"]))

@@ -5,7 +5,6 @@ Front ends (CLI, server, UI) call these functions; media I/O stays outside `inr`
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,9 +117,3 @@ def load_for_render(path: Path, device: torch.device):
     spec, cfg, model, header = ckpt.load(path, device)
     model.eval()
     return spec, cfg, model, header
-
-
-def timed(fn: Callable, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0

@@ -36,19 +36,7 @@ def test_valid_file_decodes(valid_file):
     decode_model(valid_file)
 
 
-mutation = st.one_of(
-    st.tuples(st.just("flip"), st.integers(0, 10**9), st.integers(0, 7)),
-    st.tuples(st.just("truncate"), st.integers(0, 10**9), st.just(0)),
-    st.tuples(st.just("byte"), st.integers(0, 10**9), st.integers(0, 255)),
-    st.tuples(st.just("insert"), st.integers(0, 10**9), st.integers(0, 255)),
-    st.tuples(st.just("delete"), st.integers(0, 10**9), st.just(0)),
-)
-
-
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(mutation, min_size=1, max_size=4))
-def test_mutated_files_raise_bitstream_error(valid_file, mutations):
-    data = bytearray(valid_file)
+def _mutate(data: bytearray, mutations) -> bytearray:
     for kind, pos, val in mutations:
         if not data:
             break
@@ -63,6 +51,22 @@ def test_mutated_files_raise_bitstream_error(valid_file, mutations):
             data.insert(i, val)
         else:
             del data[i]
+    return data
+
+
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**9), st.integers(0, 7)),
+    st.tuples(st.just("truncate"), st.integers(0, 10**9), st.just(0)),
+    st.tuples(st.just("byte"), st.integers(0, 10**9), st.integers(0, 255)),
+    st.tuples(st.just("insert"), st.integers(0, 10**9), st.integers(0, 255)),
+    st.tuples(st.just("delete"), st.integers(0, 10**9), st.just(0)),
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(mutation, min_size=1, max_size=4))
+def test_mutated_files_raise_bitstream_error(valid_file, mutations):
+    data = _mutate(bytearray(valid_file), mutations)
     if bytes(data) == valid_file:
         return
     _decode(bytes(data))
@@ -85,24 +89,8 @@ def test_mutations_behind_valid_crcs_reach_the_decoders(valid_file, target, muta
     from inr import bitstream
 
     box = bitstream.read(valid_file)
-    if target == "header":
-        data = bytearray(json.dumps(box.header).encode())
-    else:
-        data = bytearray(box.sections[target])
-    for kind, pos, val in mutations:
-        if not data:
-            break
-        i = pos % len(data)
-        if kind == "flip":
-            data[i] ^= 1 << val
-        elif kind in ("truncate",):
-            data = data[:i]
-        elif kind == "byte":
-            data[i] = val
-        elif kind == "insert":
-            data.insert(i, val)
-        else:
-            del data[i]
+    original = json.dumps(box.header).encode() if target == "header" else box.sections[target]
+    data = _mutate(bytearray(original), mutations)
     if target == "header":
         try:
             header = json.loads(bytes(data).decode())

@@ -178,27 +178,24 @@ def _fmt(v) -> str:
 
 
 def cmd_render(args) -> int:
-    import torch
-
     from inr.device import select_device
+    from inr.export.compress import render_model
     from inr.pipeline import load_for_render
     from inr.signals import render
     from video.media import save_image, write_video
 
     device = select_device(args.device)
     spec, cfg, model, header = load_for_render(Path(args.checkpoint), device)
-    shape = header["meta"]["shape"][:-1]
+    shape = header["meta"]["shape"]
     if spec.kind != "coord":
         if args.scale != 1:
             raise InrError(f"{spec.name} renders at its trained resolution only; --scale needs a coordinate model")
         if getattr(model, "embeddings", "absent") is None:
             raise InrError("checkpoint has no cached embeddings to decode from")
-        with torch.no_grad():
-            out = torch.cat([model(torch.arange(i, min(i + 4, shape[0]), device=device)) for i in range(0, shape[0], 4)])
-        out = out.permute(0, 2, 3, 1)
+        out = render_model(spec, model, shape, device)
     else:
         start = 1 if header["meta"]["signal"] == "video" else 0
-        scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:]]
+        scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:-1]]
         out = render(model, scaled, device).clamp(0, 1)
     target = Path(args.output)
     if header["meta"]["signal"] == "image":
@@ -346,7 +343,9 @@ def cmd_batch(args) -> int:
         raise InrError("--workers must be at least 1")
 
     def make_job(src: str, dst: str) -> BatchJob:
-        return BatchJob(src, dst, args.model, args.bpp, args.params, args.epochs, args.seconds, args.bits, args.seed, args.max_frames, args.resize)
+        return BatchJob(
+            src, dst, args.model, args.bpp, args.params, args.epochs, args.seconds, args.bits, args.seed, args.max_frames, args.resize, device=args.device
+        )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}")) as bar:
         overall = bar.add_task("files", total=None, info="")
@@ -504,6 +503,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-frames", type=positive_int)
     p.add_argument("--resize", metavar="WxH")
+    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_batch)
 
     for name, with_ui, helptext in (("ui", True, "start the job server and the Gradio app"), ("serve", False, "start the job server (REST API only)")):

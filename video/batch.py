@@ -14,7 +14,7 @@ import os
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
@@ -39,7 +39,7 @@ class BatchJob:
     max_frames: int | None = None
     resize: str | None = None
     threads: int | None = None
-    extra: dict = field(default_factory=dict)
+    device: str = "auto"
 
 
 def find_videos(root: Path, recursive: bool) -> list[Path]:
@@ -93,7 +93,7 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
             if progress is not None:
                 progress(state.progress)
 
-        rep = encode_file(job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device("auto"), bpp=job.bpp, callback=cb)
+        rep = encode_file(job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device(job.device), bpp=job.bpp, callback=cb)
         row.update({k: rep[k] for k in ("bytes", "bpp", "psnr", "msssim")}, status="done")
     except InrError as exc:
         row["error"] = str(exc)
@@ -129,11 +129,8 @@ def plan(in_dir: Path, out_dir: Path, recursive: bool, manifest: dict[str, dict]
     return jobs, skipped
 
 
-class Reporter:
-    """What the batch shows while it runs: called with (event, file, value)."""
-
-    def __call__(self, event: str, name: str, value: float = 0.0) -> None:  # pragma: no cover - UI hook
-        pass
+def _silent(event: str, name: str, value: float = 0.0) -> None:
+    """Default progress hook; front ends pass their own (event: plan/start/progress/done)."""
 
 
 def run_batch(
@@ -143,7 +140,7 @@ def run_batch(
     recursive: bool = False,
     workers: int = 1,
     ray_address: str | None = None,
-    report: Callable[[str, str, float], None] = Reporter(),
+    report: Callable[[str, str, float], None] = _silent,
 ) -> dict:
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

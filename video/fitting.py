@@ -14,7 +14,7 @@ import torch
 from inr.fit import FitState
 from inr.pipeline import FitOptions, fit_signal
 from inr.signals import image_signal, video_signal
-from video.media import MediaInfo, ReadOptions, atomic_path, probe, read_video, save_image, write_video
+from video.media import ReadOptions, atomic_path, probe, read_video, save_image, write_video
 
 
 def load_signal(path: Path | str, read: ReadOptions):

@@ -21,7 +21,6 @@ from inr.export.codec import decode_model, encode_model, stored_tensors
 from inr.export.prune import global_magnitude_masks, module_and_attr
 from inr.export.quant import FakeQuant, Mask, dequantize, quantize
 from inr.fit import FitConfig, FitState, Trainer
-from inr.models import get_spec
 from inr.pipeline import FitOptions, FitOutcome, fit_signal, make_task
 from inr.signals import Signal, render
 

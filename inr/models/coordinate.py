@@ -16,6 +16,31 @@ def _adapt_dims(cfg, signal):
     return dataclasses.replace(cfg, in_dim=signal.coord_dim, out_dim=signal.channels)
 
 
+def _register(name: str, config_cls, model_cls, description: str, optim: OptimDefaults, adapt=_adapt_dims, width_field: str = "hidden"):
+    register(
+        ModelSpec(
+            name=name,
+            config_cls=config_cls,
+            model_cls=model_cls,
+            kind="coord",
+            signals=("image", "video", "audio"),
+            description=description,
+            optim=optim,
+            adapt=adapt,
+            width_field=width_field,
+        )
+    )
+
+
+def relu_mlp(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
+    """`layers` Linear+ReLU pairs: in_dim -> hidden -> ... -> hidden."""
+    dims = [in_dim] + [hidden] * layers
+    mods: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*mods)
+
+
 # --------------------------------------------------------------------------- SIREN
 @dataclass
 class SirenConfig:
@@ -62,19 +87,7 @@ class Siren(nn.Module):
         return self.head(self.body(x))
 
 
-register(
-    ModelSpec(
-        name="siren",
-        config_cls=SirenConfig,
-        model_cls=Siren,
-        kind="coord",
-        signals=("image", "video", "audio"),
-        description="SIREN: MLP with sine activations (w0=30) and the paper's initialisation",
-        optim=OptimDefaults(lr=1e-4),
-        adapt=_adapt_dims,
-        width_field="hidden",
-    )
-)
+_register("siren", SirenConfig, Siren, "SIREN: MLP with sine activations (w0=30) and the paper's initialisation", OptimDefaults(lr=1e-4))
 
 
 # --------------------------------------------------------------------------- Poly-INR
@@ -111,19 +124,7 @@ class PolyINR(nn.Module):
         return self.head(h)
 
 
-register(
-    ModelSpec(
-        name="poly",
-        config_cls=PolyConfig,
-        model_cls=PolyINR,
-        kind="coord",
-        signals=("image", "video", "audio"),
-        description="Poly-INR: ReLU MLP multiplied by affine maps of the coordinates, no encoding",
-        optim=OptimDefaults(lr=1e-3),
-        adapt=_adapt_dims,
-        width_field="hidden",
-    )
-)
+_register("poly", PolyConfig, PolyINR, "Poly-INR: ReLU MLP multiplied by affine maps of the coordinates, no encoding", OptimDefaults(lr=1e-3))
 
 
 # --------------------------------------------------------------------------- Fourier-feature MLP
@@ -145,30 +146,14 @@ class FourierFeatureMLP(nn.Module):
         super().__init__()
         self.config = cfg
         self.encoding = GaussianFourierFeatures(cfg.in_dim, cfg.num_features, cfg.sigma, cfg.seed)
-        dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.layers
-        layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.body = nn.Sequential(*layers)
+        self.body = relu_mlp(self.encoding.out_dim, cfg.hidden, cfg.layers)
         self.head = nn.Linear(cfg.hidden, cfg.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.encoding(x)))
 
 
-register(
-    ModelSpec(
-        name="ffn",
-        config_cls=FFNConfig,
-        model_cls=FourierFeatureMLP,
-        kind="coord",
-        signals=("image", "video", "audio"),
-        description="Fourier-feature MLP: Gaussian random Fourier features (sigma=10) + ReLU MLP",
-        optim=OptimDefaults(lr=1e-3),
-        adapt=_adapt_dims,
-        width_field="hidden",
-    )
-)
+_register("ffn", FFNConfig, FourierFeatureMLP, "Fourier-feature MLP: Gaussian random Fourier features (sigma=10) + ReLU MLP", OptimDefaults(lr=1e-3))
 
 
 # --------------------------------------------------------------------------- hash grid + MLP
@@ -204,11 +189,7 @@ class HashGridMLP(nn.Module):
         super().__init__()
         self.config = cfg
         self.encoding = HashGridEncoding(cfg.grid_config(), backend=cfg.backend)
-        dims = [self.encoding.out_dim] + [cfg.hidden] * cfg.layers
-        layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.body = nn.Sequential(*layers)
+        self.body = relu_mlp(self.encoding.out_dim, cfg.hidden, cfg.layers)
         self.head = nn.Linear(cfg.hidden, cfg.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,16 +205,12 @@ def _adapt_hash(cfg: HashMLPConfig, signal) -> HashMLPConfig:
     )
 
 
-register(
-    ModelSpec(
-        name="hashgrid",
-        config_cls=HashMLPConfig,
-        model_cls=HashGridMLP,
-        kind="coord",
-        signals=("image", "video", "audio"),
-        description="Instant-NGP: multiresolution hash grid + small ReLU MLP (torch or tiny-cuda-nn)",
-        optim=OptimDefaults(lr=1e-2, eps=1e-15, betas=(0.9, 0.99)),
-        adapt=_adapt_hash,
-        width_field="table_size",
-    )
+_register(
+    "hashgrid",
+    HashMLPConfig,
+    HashGridMLP,
+    "Instant-NGP: multiresolution hash grid + small ReLU MLP (torch or tiny-cuda-nn)",
+    OptimDefaults(lr=1e-2, eps=1e-15, betas=(0.9, 0.99)),
+    adapt=_adapt_hash,
+    width_field="table_size",
 )

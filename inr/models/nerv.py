@@ -329,45 +329,24 @@ class HNeRV(nn.Module):
 
 _VIDEO_OPTIM = OptimDefaults(lr=1e-3, betas=(0.9, 0.999))
 
-register(
-    ModelSpec(
-        name="nerv",
-        config_cls=NeRVConfig,
-        model_cls=NeRV,
-        kind="frame",
-        signals=("video",),
-        description="NeRV: frame index -> positional encoding -> conv + PixelShuffle decoder",
-        optim=_VIDEO_OPTIM,
-        adapt=_adapt_video,
-        width_field="fc_dim",
-        fine_field="lower_width",
+
+def _register(name: str, config_cls, model_cls, description: str) -> None:
+    register(
+        ModelSpec(
+            name=name,
+            config_cls=config_cls,
+            model_cls=model_cls,
+            kind="frame",
+            signals=("video",),
+            description=description,
+            optim=_VIDEO_OPTIM,
+            adapt=_adapt_video,
+            width_field="fc_dim",
+            fine_field="lower_width",
+        )
     )
-)
-register(
-    ModelSpec(
-        name="nervpp",
-        config_cls=NeRVConfig,
-        model_cls=NeRVPlusPlus,
-        kind="frame",
-        signals=("video",),
-        description="NeRV++: NeRV decoder + separable-conv residual blocks and bilinear skips",
-        optim=_VIDEO_OPTIM,
-        adapt=_adapt_video,
-        width_field="fc_dim",
-        fine_field="lower_width",
-    )
-)
-register(
-    ModelSpec(
-        name="hnerv",
-        config_cls=HNeRVConfig,
-        model_cls=HNeRV,
-        kind="frame",
-        signals=("video",),
-        description="HNeRV: ConvNeXt-encoded per-frame embeddings + balanced NeRV decoder",
-        optim=_VIDEO_OPTIM,
-        adapt=_adapt_video,
-        width_field="fc_dim",
-        fine_field="lower_width",
-    )
-)
+
+
+_register("nerv", NeRVConfig, NeRV, "NeRV: frame index -> positional encoding -> conv + PixelShuffle decoder")
+_register("nervpp", NeRVConfig, NeRVPlusPlus, "NeRV++: NeRV decoder + separable-conv residual blocks and bilinear skips")
+_register("hnerv", HNeRVConfig, HNeRV, "HNeRV: ConvNeXt-encoded per-frame embeddings + balanced NeRV decoder")
