@@ -25,7 +25,7 @@ def ui_server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.cli", "ui", "--port", str(port), "--data-dir", str(data)],
+        [sys.executable, "-m", "ui.cli", "ui", "--port", str(port), "--data-dir", str(data), "--max-upload-mb", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/"
@@ -71,6 +71,14 @@ def test_bad_upload_shows_an_error(ui_server, tmp_path):
     client = Client(ui_server, verbose=False)
     with pytest.raises(Exception, match="not a readable video"):
         client.predict(handle_file(str(fake)), False, "nerv", "parameters", "30k", 5, api_name="/start_fit")
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (2 << 20))
+    with pytest.raises(Exception, match="(?i)exceed|too large|size"):
+        client.predict(handle_file(str(big)), False, "nerv", "parameters", "30k", 5, api_name="/start_fit")
+    corrupt = tmp_path / "corrupt.inr"
+    corrupt.write_bytes(b"INRC" + bytes(64))
+    with pytest.raises(Exception, match="(?i)inr|header|corrupt"):
+        client.predict(handle_file(str(corrupt)), api_name="/decode_upload")
     with urllib.request.urlopen(f"{ui_server}api/health") as r:  # still serving
         assert r.status == 200
 
@@ -101,6 +109,7 @@ def test_browser_end_to_end(ui_server, tiny_clip_file):
             page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
             page.goto(ui_server, wait_until="domcontentloaded")
             page.locator("#fit-start").wait_for(timeout=60_000)
+            page.wait_for_function("() => window.inrPlaybackSync === true", timeout=30_000)  # player sync installed
             page.locator("#fit-upload input[type=file]").set_input_files(str(tiny_clip_file))
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("30k")
             page.locator("#fit-seconds input").first.fill("6")
@@ -123,6 +132,10 @@ def test_browser_end_to_end(ui_server, tiny_clip_file):
                 video.element_handle(),
             )
             assert played["t"] > 0 and played["src"]
+            # the players are synchronised: the original started with the INR
+            original = page.locator("#play-original video").element_handle()
+            state = page.evaluate("v => ({paused: v.paused, t: v.currentTime, ready: v.readyState, n: document.querySelectorAll('#play-row video').length})", original)
+            assert not state["paused"] or state["t"] > 0, state
             size = page.evaluate("async (u) => (await (await fetch(u)).arrayBuffer()).byteLength", played["src"])
             assert size > 0
             stats = page.locator("#play-inr-stats").inner_text()

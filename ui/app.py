@@ -148,7 +148,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                         f"<td>{_attr(j['error'][:200])}</td><td>{links}</td></tr>")
         return "<table><tr><th>id</th><th>kind</th><th>input</th><th>status</th><th>error</th><th>artifacts</th></tr>" + "".join(rows) + "</table>"
 
-    with gr.Blocks(title="inr-codec") as demo:  # theme passed at mount: system fonts, no web fonts
+    with gr.Blocks(title="inr-codec") as demo:  # theme and js are passed at mount (Gradio 6)
         gr.Markdown("# inr-codec\nStore a video as a neural network, then compare it with H.264/H.265.")
         with gr.Tab("Fit"):
             with gr.Row():
@@ -172,7 +172,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         with gr.Tab("Playback"):
             pick = gr.Dropdown(choices=encode_jobs(), label="finished encode job", elem_id="play-pick")
             refresh = gr.Button("Refresh list")
-            with gr.Row():
+            with gr.Row(elem_id="play-row"):  # the three players are kept in sync (SYNC_JS)
                 v_orig, v_inr, v_h264 = gr.Video(label="original", elem_id="play-original"), gr.Video(label="INR", elem_id="play-inr"), gr.Video(label="H.264", elem_id="play-h264")
             with gr.Row():
                 t_orig, t_inr, t_h264 = gr.Markdown(), gr.Markdown(elem_id="play-inr-stats"), gr.Markdown()
@@ -199,6 +199,25 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
     return demo
 
 
+# Play, pause and seek on any of the three playback videos is mirrored on the other two.
+SYNC_JS = """
+() => {
+  let busy = false;
+  const others = (v) => [...document.querySelectorAll('#play-row video')].filter((o) => o !== v);
+  function sync(e, act) {
+    const v = e.target;
+    if (busy || !(v instanceof HTMLVideoElement) || !v.closest('#play-row')) return;
+    busy = true;
+    try { others(v).forEach((o) => act(o, v)); } finally { setTimeout(() => { busy = false; }, 50); }
+  }
+  document.addEventListener('play', (e) => sync(e, (o, v) => { o.currentTime = v.currentTime; o.muted = true; o.play(); }), true);
+  document.addEventListener('pause', (e) => sync(e, (o, v) => { o.pause(); o.currentTime = v.currentTime; }), true);
+  document.addEventListener('seeked', (e) => sync(e, (o, v) => { if (Math.abs(o.currentTime - v.currentTime) > 0.05) o.currentTime = v.currentTime; }), true);
+  window.inrPlaybackSync = true;
+}
+"""
+
+
 def _artifact_any(cfg: ServerConfig, job_id: str, name: str | None) -> str | None:
     if not name:
         return None
@@ -219,4 +238,7 @@ def mount_ui(app, cfg: ServerConfig):
     demo.queue(default_concurrency_limit=4)
     # System fonts only: the default theme fetches web fonts, which an offline machine can't.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    return gr.mount_gradio_app(app, demo, path="/", allowed_paths=[str(cfg.data_dir)], footer_links=[], theme=theme)
+    return gr.mount_gradio_app(
+        app, demo, path="/", allowed_paths=[str(cfg.data_dir)], footer_links=[], theme=theme, js=SYNC_JS,
+        max_file_size=cfg.limits.max_upload_bytes,
+    )

@@ -339,6 +339,10 @@ def cmd_batch(args) -> int:
 
     if args.bpp is None and not args.params:
         raise InrError("give --bpp or --params")
+    import os
+
+    if args.workers is None:
+        args.workers = max(1, (os.cpu_count() or 1) // 2)  # torch is fastest with >= 2 threads a worker
     if args.workers < 1:
         raise InrError("--workers must be at least 1")
 
@@ -373,9 +377,12 @@ def _server_config(args):
 
     from server.api import TOKEN_ENV, ServerConfig, default_data_dir
 
+    from server.limits import Limits
+
     token = args.token or os.environ.get(TOKEN_ENV) or None
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    return ServerConfig(data_dir=data_dir, token=token, workers=args.workers, device=args.device)
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+    return ServerConfig(data_dir=data_dir, token=token, workers=args.workers, device=args.device, limits=limits)
 
 
 def cmd_serve(args, with_ui: bool = False) -> int:
@@ -496,7 +503,7 @@ def build_parser() -> Parser:
     size.add_argument("--params")
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--recursive", action="store_true")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (cores are split between them)")
+    p.add_argument("--workers", type=int, help="parallel processes; default: half the cores, 2 torch threads each")
     p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', an address, or 'local')")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--seconds", type=positive_float)
@@ -513,6 +520,7 @@ def build_parser() -> Parser:
         p.add_argument("--data-dir", help="jobs database, uploads and artifacts (default: the user's data dir)")
         p.add_argument("--token", help="require 'Authorization: Bearer T' (or INR_TOKEN); needed beyond loopback")
         p.add_argument("--workers", type=positive_int, default=1, help="jobs run at once (default 1 on CPU)")
+        p.add_argument("--max-upload-mb", type=positive_float, default=200.0, help="largest accepted upload")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=lambda a, w=with_ui: cmd_serve(a, with_ui=w))
 
