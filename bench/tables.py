@@ -31,7 +31,7 @@ def machine(d: dict) -> str:
 
 
 def main() -> None:
-    for name in ("image", "video", "export", "decode", "rd"):
+    for name in ("image", "video", "export", "decode", "rd", "lr"):
         f = RESULTS / f"{name}.json"
         if not f.is_file():
             continue
@@ -50,6 +50,8 @@ def main() -> None:
             print(table(d["results"], [("bits", "bits"), ("prune", "prune"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR dB", "psnr"), ("MS-SSIM", "msssim"), ("export s", "export_s"), ("decode fps", "decode_fps")]))
         elif name == "decode":
             print(table(d["results"], [("model", "model"), ("size", "size"), ("frames", "frames"), ("bytes", "bytes"), ("decode fps (forward)", "fps"), ("fps from file", "fps_from_file")]))
+        elif name == "lr":
+            print(table([{**r, "lr": f"{r['lr']:g}"} for r in d["results"]], [("lr", "lr"), ("steps", "steps"), ("epochs", "epochs"), ("PSNR dB", "psnr")]))
         elif name == "rd":
             print(table(d["points"], [("method", "method"), ("preset", "preset"), ("setting", "setting"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR", "psnr"), ("Y-PSNR", "psnr_y"), ("MS-SSIM", "msssim"), ("encode s", "encode_seconds")]))
             print("BD-rate (%):", json.dumps(d["bd_rate"]))
