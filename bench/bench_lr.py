@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
 from common import print_table, write_json  # noqa: I001
 from bench_video import BUNNY

@@ -142,9 +142,7 @@ def cmd_fit(args) -> int:
     if kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
     opts = _fit_options(args, is_video, size_kb=args.size_kb)
-    total = opts.fit.steps
-    if opts.fit.epochs is not None and total is None:
-        total = None  # steps per epoch is known only once the task exists; show time or epochs
+    total = opts.fit.steps  # with only --epochs, steps per epoch is known once the task exists: bar by epochs
     label = f"fit {spec.name} on {device.type}"
     with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
         if total is None and opts.fit.seconds is None:

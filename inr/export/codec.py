@@ -50,16 +50,19 @@ def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 def encode_model(
     spec: ModelSpec,
     cfg,
-    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
     signal_meta: dict,
     bits: int,
     masks: dict[str, torch.Tensor] | None = None,
     embeddings: Quantized | None = None,
 ) -> bytes:
+    """`tensors`: the model's stored tensors (`stored_tensors(model)`, float, unquantized) by
+    name; they are quantized here, so the caller passes the weights QAT saw, not fake-quantized
+    ones. Their order is the file's order."""
     masks = masks or {}
     qprm, mask_sec, wgts = bytearray(), bytearray(), bytearray()
     records = []
-    for name, w in stored_tensors(model).items():
+    for name, w in tensors.items():
         mask = masks.get(name)
         src = w * mask if mask is not None else w
         qt = quantize(src.cpu(), bits)

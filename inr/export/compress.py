@@ -155,24 +155,13 @@ def export_fitted(
     model.eval()
     # Serialise from the float weights the fake-quant saw: quantize() gives the same integers.
     originals = {n: _original(model, n) for n in names}
-    data = encode_model(spec, cfg, _ParamView(originals), _signal_meta(signal), exp.bits, masks, embeddings)
+    data = encode_model(spec, cfg, originals, _signal_meta(signal), exp.bits, masks, embeddings)
     return Encoded(data, spec, cfg, model, outcome.metrics, outcome.state)
 
 
 def _original(model: nn.Module, name: str) -> torch.Tensor:
     mod, attr = module_and_attr(model, name)
     return mod.parametrizations[attr].original.detach().cpu()
-
-
-class _ParamView(nn.Module):
-    """Presents {name: tensor} through named_parameters() for the serialiser."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        super().__init__()
-        self._tensors = tensors
-
-    def named_parameters(self, *args, **kwargs):  # type: ignore[override]
-        return iter((n, nn.Parameter(t, requires_grad=False)) for n, t in self._tensors.items())
 
 
 def _signal_meta(signal: Signal) -> dict:
