@@ -64,6 +64,17 @@ def read_options(params: dict):
     return ReadOptions(max_frames=params.get("max_frames"), resize=parse_size(params.get("resize"), "resize"), crop=parse_size(params.get("crop"), "crop"))
 
 
+def fit_options(params: dict):
+    """The fitting part of a fit/encode job's (validated) parameters."""
+    from inr.fit import FitConfig
+    from inr.models import parse_param_budget
+    from inr.pipeline import FitOptions
+
+    fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
+    budget = parse_param_budget(params["params"]) if "params" in params else None
+    return FitOptions(model=params["model"], params=budget, fit=fit)
+
+
 def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto") -> list[str]:
     """Run `job`; return its artifact names (files under data_dir/jobs/<id>/)."""
     from inr.device import select_device
@@ -100,24 +111,16 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         store.set_progress(job_id, info)
 
     if kind == "fit":
-        from inr.fit import FitConfig
-        from inr.models import parse_param_budget
-        from inr.pipeline import FitOptions
         from video.fitting import fit_media
 
-        fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
-        opts = FitOptions(model=params["model"], params=parse_param_budget(params["params"]) if "params" in params else None, fit=fit)
+        opts = fit_options(params)
         metrics = fit_media(src, opts, read_options(params), out / "fit", device, callback=progress)
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
-        from inr.fit import FitConfig
-        from inr.models import parse_param_budget
-        from inr.pipeline import FitOptions
         from video.encode import decode_file, encode_file
 
-        fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
-        opts = FitOptions(model=params["model"], params=parse_param_budget(params["params"]) if "params" in params else None, fit=fit)
+        opts = fit_options(params)
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
         report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"), callback=progress)
         is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}

@@ -16,18 +16,21 @@ from inr.errors import InrError
 from inr.export.codec import info as bitstream_info
 from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
 from inr.fit import FitState
-from inr.metrics import ms_ssim_frames, per_frame_psnr, psnr, ssim
+from inr.metrics import ssim
 from inr.pipeline import FitOptions
 from video.fitting import load_signal, write_json
-from video.media import ReadOptions, atomic_path, save_image, write_video
+from video.media import ReadOptions, atomic_path, save_image, to_uint8, write_video
+from video.quality import clip_quality
 
 
 def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
+    """Quality of what the file decodes to: the 8-bit frames, through the same code as
+    `inr compare` (video.quality.clip_quality); images also get SSIM."""
+    dec, orig = to_uint8(decoded), to_uint8(original)
     if kind == "image":
-        return {"psnr": psnr(decoded, original), "ssim": ssim(decoded, original), "msssim": ms_ssim_frames(decoded[None], original[None])[0]}
-    frames = per_frame_psnr(decoded, original)
-    ms = ms_ssim_frames(decoded, original)
-    return {"psnr": sum(frames) / len(frames), "msssim": sum(ms) / len(ms), "per_frame_psnr": frames}
+        q = clip_quality(dec[None], orig[None])
+        return {"psnr": q["psnr"], "psnr_y": q["psnr_y"], "ssim": ssim(decoded, original), "msssim": q["msssim"]}
+    return clip_quality(dec, orig)
 
 
 def encode_file(
