@@ -117,24 +117,32 @@ def test_compare_report(tmp_path, tiny_clip_file):
     from ui.cli import main
 
     out = tmp_path / "report"
-    args = ["compare", str(tiny_clip_file), "--models", "nerv", "--bpp", "6,10", "--codecs", "h264,h265", "--presets", "medium",
+    # 0.05 bpp is below the smallest NeRV (issue 14): that point fails, the report goes on.
+    args = ["compare", str(tiny_clip_file), "--models", "nerv", "--bpp", "0.05,6,10", "--codecs", "h264,h265", "--presets", "medium",
             "--crf", "14,20,26,32,38", "--epochs", "10", "--max-frames", "4", "-o", str(out)]
     t0 = time.perf_counter()
     assert main(args) == 0
     first = time.perf_counter() - t0
     res = json.loads((out / "results.json").read_text())
     keys = {"method", "preset", "setting", "bytes", "bpp", "psnr", "psnr_y", "msssim", "encode_seconds", "decode_fps"}
-    assert len(res["points"]) == 2 + 2 * 5
-    for p in res["points"]:
+    assert len(res["points"]) == 3 + 2 * 5
+    failed = [p for p in res["points"] if p["status"] == "failed"]
+    assert [(p["method"], p["setting"]) for p in failed] == [("nerv", 0.05)] and res["failed"] == 1
+    assert "cannot be met" in failed[0]["error"] and "bytes" not in failed[0]
+    made = [p for p in res["points"] if p["status"] == "ok"]
+    for p in made:
         assert keys <= set(p)
         assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (4 * 64 * 96))
-    for p in (p for p in res["points"] if p["method"] == "nerv"):
+    for p in (p for p in made if p["method"] == "nerv"):
         assert abs(p["bpp"] - p["setting"]) <= 0.1 * p["setting"]
     assert set(res["bd_rate"]["nerv"]) == {"h264", "h265"} and "medium" in res["bd_rate"]["nerv"]["h264"]
     with (out / "results.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == len(res["points"])
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(res["points"])
+    assert [r["status"] for r in rows].count("failed") == 1 and "cannot be met" in rows[0]["error"]
     page = (out / "report.html").read_text()
     assert page.count("<svg") >= 3 and "<table>" in page and "data:image/png;base64," in page
+    assert "1 point(s) could not be made" in page and "class='failed'" in page
     assert "BD-rate" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     # Same arguments again: every point comes from the cache.
     t0 = time.perf_counter()

@@ -307,14 +307,25 @@ def _float_list(text: str, what: str) -> list[float]:
 
 def cmd_compare(args) -> int:
     from inr.device import select_device
-    from video.compare import DEFAULT_CRFS, CompareOptions, run_compare
+    from video.compare import CompareOptions, run_compare
+    from video.media import probe
 
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+    kind = probe(args.input).kind  # codec defaults and settings depend on it
+    if kind == "image" and (args.crf or args.presets):
+        raise InrError("--crf and --presets are for video codecs; an image's codecs take --quality")
+    if kind != "image" and args.quality:
+        raise InrError("--quality is for image codecs; a video's codecs take --crf and --presets")
     opts = CompareOptions(
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        models=names(args.models),
         bpps=_float_list(args.bpp, "bpp"),
-        codecs=[c.strip() for c in args.codecs.split(",") if c.strip()],
-        presets=[p.strip() for p in args.presets.split(",") if p.strip()],
-        crfs=[int(c) for c in _float_list(args.crf, "crf")] if args.crf else list(DEFAULT_CRFS),
+        codecs=names(args.codecs),
+        presets=names(args.presets),
+        crfs=[int(c) for c in _float_list(args.crf, "crf")] if args.crf else None,
+        qualities=[int(q) for q in _float_list(args.quality, "quality")] if args.quality else None,
+        steps=args.steps,
         epochs=args.epochs,
         seconds=args.seconds,
         seed=args.seed,
@@ -322,6 +333,9 @@ def cmd_compare(args) -> int:
         read=_read_options(args),
     )
     res = run_compare(args.input, opts, args.output, select_device(args.device), log=lambda m: print(m, flush=True))
+    for p in res["points"]:
+        if p.get("status", "ok") != "ok":
+            print(f"{p['method']} @ {p['setting']} bpp: failed ({p['error']})")
     for model, codecs in res["bd_rate"].items():
         for codec, presets in codecs.items():
             for preset, v in presets.items():
@@ -479,13 +493,14 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("compare", help="rate-distortion report: INR models vs H.264/H.265")
-    p.add_argument("input", help="video file or folder of frames")
-    p.add_argument("--models", default="hnerv", help="comma-separated INR models")
+    p = sub.add_parser("compare", help="rate-distortion report: INR models vs H.264/H.265, or vs JPEG/WebP/AVIF for an image")
+    p.add_argument("input", help="video file, folder of frames, or image")
+    p.add_argument("--models", help="comma-separated INR models (default: hnerv for a video, hashgrid for an image)")
     p.add_argument("--bpp", default="0.05,0.1,0.2", help="comma-separated target bpp for the INRs")
-    p.add_argument("--codecs", default="h264,h265")
-    p.add_argument("--presets", default="medium,veryslow")
-    p.add_argument("--crf", help="comma-separated CRF sweep for the codecs (default 18..48 step 5)")
+    p.add_argument("--codecs", help="video: h264,h265 (default); image: jpeg,webp,avif (default), x265-intra")
+    p.add_argument("--presets", help="x264/x265 presets (default medium,veryslow)")
+    p.add_argument("--crf", help="comma-separated CRF sweep for the video codecs (default 18..48 step 5)")
+    p.add_argument("--quality", help="comma-separated quality sweep (0..100) for the image codecs (default 5,10,20,...,90,95)")
     p.add_argument("--bits", type=int, default=8)
     _add_budget(p)
     _add_geometry(p)

@@ -1,8 +1,15 @@
-"""`inr compare`: INR models vs x264/x265 on the same frames, as JSON, CSV and an HTML page.
+"""`inr compare`: INR models vs classic codecs on the same pixels, as JSON, CSV and an HTML page.
 
-Every point (an INR at a target bpp, or a codec at a CRF) is cached as JSON under
-REPORT_DIR/points/, keyed by everything that determines it, so re-running with the same
-arguments only computes what is missing.
+A video is compared with x264/x265 (a CRF sweep per preset), an image with JPEG / WebP /
+AVIF (and optionally x265 intra; a quality sweep, see video.image_codecs). Every point (an
+INR at a target bpp, or a codec at a setting) is cached as JSON under REPORT_DIR/points/,
+keyed by everything that determines it, so re-running with the same arguments only
+computes what is missing. Image points also keep their coded file and the PNG it decodes to
+there.
+
+An INR point that cannot be made (InrError: e.g. a target bpp below the smallest model
+the family can build) is recorded with status "failed" and its reason, and the rest of the
+report goes on; failed points are not cached, so a later run tries them again.
 """
 from __future__ import annotations
 
@@ -26,37 +33,72 @@ from inr.fit import FitConfig
 from inr.models import get_spec
 from inr.pipeline import FitOptions
 from video.bd import bd_psnr, bd_rate
+from video import image_codecs
 from video.codecs import CODECS, encode_baseline
 from video.fitting import load_signal, write_json
 from video.media import ReadOptions, atomic_path, to_uint8
 from video.quality import clip_quality
 
 DEFAULT_CRFS = (18, 23, 28, 33, 38, 43, 48)
+DEFAULT_MODELS = {"video": ("hnerv",), "image": ("hashgrid",)}  # the fastest learner of each kind on a CPU
 
 
 @dataclass
 class CompareOptions:
-    models: list[str]
+    """What to compare. Codec settings left as None take the defaults for the input's kind:
+    a video gets h264,h265 at presets medium,veryslow and DEFAULT_CRFS; an image gets
+    jpeg,webp,avif at image_codecs.DEFAULT_QUALITIES. Settings of the other kind are
+    ignored (the CLI refuses them). models None: the kind's DEFAULT_MODELS."""
+
+    models: list[str] | None
     bpps: list[float]
-    codecs: list[str] = field(default_factory=lambda: ["h264", "h265"])
-    presets: list[str] = field(default_factory=lambda: ["medium", "veryslow"])
-    crfs: list[int] = field(default_factory=lambda: list(DEFAULT_CRFS))
+    codecs: list[str] | None = None
+    presets: list[str] | None = None  # video codecs only
+    crfs: list[int] | None = None  # video codecs only
+    qualities: list[int] | None = None  # image codecs only
+    steps: int | None = None
     epochs: int | None = None
     seconds: float | None = None
     seed: int = 0
     bits: int = 8
     read: ReadOptions = field(default_factory=ReadOptions)
 
-    def validate(self) -> None:
+    def validate(self, kind: str = "video") -> None:
+        """Check everything against the input's kind ("image" or "video") and fill defaults."""
+        if kind not in ("image", "video"):
+            raise InrError(f"compare takes an image or a video, not {kind}")
+        self.models = list(DEFAULT_MODELS[kind]) if self.models is None else self.models
+        if not self.models:
+            raise InrError("--models needs at least one model")
         for m in self.models:
-            if get_spec(m).kind != "frame" and "video" not in get_spec(m).signals:
+            spec = get_spec(m)
+            if kind == "video" and spec.kind != "frame" and "video" not in spec.signals:
                 raise InrError(f"model {m} cannot encode video")
-        for c in self.codecs:
-            if c not in CODECS:
-                raise InrError(f"unknown codec '{c}' (choose from {', '.join(CODECS)})")
+            if kind == "image" and "image" not in spec.signals:
+                raise InrError(f"model {m} cannot encode an image (it handles: {', '.join(spec.signals)})")
+        if kind == "image":
+            self.codecs = list(image_codecs.DEFAULT_IMAGE_CODECS) if self.codecs is None else self.codecs
+            for c in self.codecs:
+                if c in CODECS:
+                    raise InrError(f"'{c}' is a video codec; for an image choose from {', '.join(image_codecs.IMAGE_CODECS)}")
+                image_codecs.check_codec(c)
+            self.qualities = list(image_codecs.DEFAULT_QUALITIES) if self.qualities is None else self.qualities
+            for c in self.codecs:
+                lo, hi = image_codecs.quality_range(c)
+                if any(not lo <= q <= hi for q in self.qualities):
+                    raise InrError(f"--quality for {c} must be in {lo}..{hi}")
+        else:
+            self.codecs = ["h264", "h265"] if self.codecs is None else self.codecs
+            for c in self.codecs:
+                if c in image_codecs.IMAGE_CODECS:
+                    raise InrError(f"'{c}' is an image codec; for a video choose from {', '.join(CODECS)}")
+                if c not in CODECS:
+                    raise InrError(f"unknown codec '{c}' (choose from {', '.join(CODECS)})")
+            self.presets = ["medium", "veryslow"] if self.presets is None else self.presets
+            self.crfs = list(DEFAULT_CRFS) if self.crfs is None else self.crfs
         if not self.bpps or any(b <= 0 for b in self.bpps):
             raise InrError("--bpp needs positive values, e.g. 0.05,0.1,0.2")
-        if self.epochs is None and self.seconds is None:
+        if self.epochs is None and self.seconds is None and self.steps is None:
             self.epochs = 30
 
 
@@ -98,75 +140,37 @@ def run_compare(
     log: Callable[[str], None] = print,
     callback=None,
 ) -> dict:
-    opts.validate()
     path, out_dir = Path(path), Path(out_dir)
     signal, info = load_signal(path, opts.read)
-    if signal.kind != "video":
-        raise InrError("compare needs a video input")
+    opts.validate(signal.kind)
     original = to_uint8(signal.data)
-    t, h, w, _ = original.shape
-    pixels = t * h * w
-    fps = info.fps or 25.0
+    clip = original if signal.kind == "video" else original[None]  # (T, H, W, 3) either way
+    t, h, w, _ = clip.shape
+    fps = (info.fps or 25.0) if signal.kind == "video" else None
     cache = PointCache(out_dir / "points")
     source = _source_id(path, opts.read)
     show = t // 2
-    points: list[dict] = []
+    points = _inr_points(signal, clip, source, opts, cache, device, log, callback)
+    if signal.kind == "video":
+        points += _video_codec_points(clip, fps, source, opts, cache, log)
+    else:
+        points += _image_codec_points(original, source, opts, cache, log)
 
-    for model in opts.models:
-        bits_per_param = None  # learnt from this model's first file, reused for its next targets
-        for bpp in sorted(opts.bpps):
-            key = _key(source, "inr", model, bpp, opts.epochs, opts.seconds, opts.seed, opts.bits, inr.__version__)
-            point = cache.get(key)
-            if point is None:
-                log(f"{model} @ {bpp} bpp ...")
-                fit = FitConfig(epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed)
-                fopts = FitOptions(model=model, batch_size=2 if get_spec(model).kind == "frame" else None, fit=fit)
-                t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
-                enc, rate = encode_to_bpp(
-                    signal, fopts, ExportOptions(bits=opts.bits), bpp, device, callback=callback, bits_per_param=bits_per_param
-                )
-                encode_seconds = time.perf_counter() - t0
-                decoded, _, dsec = decode_bytes(enc.data, device)
-                dec = to_uint8(decoded)
-                q = clip_quality(dec, original)
-                point = {
-                    "method": model, "preset": "", "setting": bpp, "bytes": len(enc.data), "bpp": len(enc.data) * 8 / pixels,
-                    "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
-                    "encode_seconds": encode_seconds, "rate_control": rate,
-                    "decode_fps": t / dsec, "per_frame_psnr": q["per_frame_psnr"], "kind": "inr",
-                }
-                cache.put(key, point, dec[show])
-            bits_per_param = point.get("rate_control", {}).get("attempts", [{}])[-1].get("bits_per_param", bits_per_param)
-            point["key"] = key
-            points.append(point)
-
-    for codec in opts.codecs:
-        for preset in opts.presets:
-            for crf in opts.crfs:
-                key = _key(source, "codec", codec, preset, crf)
-                point = cache.get(key)
-                if point is None:
-                    log(f"{codec} {preset} crf {crf} ...")
-                    res = encode_baseline(original, codec, preset, crf, fps)
-                    q = clip_quality(res.decoded, original, res.decoded_y)
-                    point = {
-                        "method": codec, "preset": preset, "setting": crf, "bytes": res.bytes, "bpp": res.bytes * 8 / pixels,
-                        "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
-                        "encode_seconds": res.encode_seconds, "decode_fps": t / max(res.decode_seconds, 1e-9),
-                        "per_frame_psnr": q["per_frame_psnr"], "kind": "codec",
-                    }
-                    cache.put(key, point, res.decoded[show])
-                point["key"] = key
-                points.append(point)
-
+    failed = [p for p in points if not ok(p)]
     results = {
         "input": str(path),
+        "kind": signal.kind,
         "frames": t,
         "width": w,
         "height": h,
         "fps": fps,
-        "size_note": "INR: .inr file bytes; codecs: raw Annex-B elementary stream bytes (no container)",
+        "size_note": (
+            "INR: .inr file bytes; codecs: raw Annex-B elementary stream bytes (no container)"
+            if signal.kind == "video"
+            else "INR: .inr file bytes; JPEG/WebP/AVIF: whole files as written (headers included); x265 intra: raw Annex-B stream, SEI dropped"
+        ),
         "points": points,
+        "failed": len(failed),
         "bd_rate": bd_table(points, opts),
         "bd_psnr": bd_table(points, opts, psnr_delta=True),
     }
@@ -176,24 +180,151 @@ def run_compare(
     from video.report import render_html
 
     with atomic_path(out_dir / "report.html") as tmp:
-        tmp.write_text(render_html(results, original[show], cache.folder))
+        tmp.write_text(render_html(results, clip[show], cache.folder))
     return results
 
 
+def ok(point: dict) -> bool:
+    """A point that was measured (older cached points have no status: they were)."""
+    return point.get("status", "ok") == "ok"
+
+
+def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, cache: PointCache, device, log, callback) -> list[dict]:
+    """One point per (model, target bpp), through the same encoder as `inr encode`
+    (encode_to_bpp), so every registered family, present or future, is compared the same way."""
+    t, h, w, _ = clip.shape
+    pixels = t * h * w
+    show = t // 2
+    points: list[dict] = []
+    for model in opts.models:
+        bits_per_param = None  # learnt from this model's first file, reused for its next targets
+        for bpp in sorted(opts.bpps):
+            key = _key(source, "inr", model, bpp, opts.epochs, opts.seconds, opts.steps, opts.seed, opts.bits, inr.__version__)
+            point = cache.get(key)
+            if point is None:
+                log(f"{model} @ {bpp} bpp ...")
+                fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed)
+                fopts = FitOptions(model=model, batch_size=2 if get_spec(model).kind == "frame" else None, fit=fit)
+                t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
+                try:
+                    enc, rate = encode_to_bpp(
+                        signal, fopts, ExportOptions(bits=opts.bits), bpp, device, callback=callback, bits_per_param=bits_per_param
+                    )
+                except InrError as exc:  # this point cannot be made; the others can
+                    log(f"{model} @ {bpp} bpp failed: {exc}")
+                    points.append({"method": model, "preset": "", "setting": bpp, "kind": "inr", "status": "failed", "error": str(exc), "key": key})
+                    continue
+                encode_seconds = time.perf_counter() - t0
+                decoded, _, dsec = decode_bytes(enc.data, device)
+                dec = to_uint8(decoded)
+                dec = dec if signal.kind == "video" else dec[None]
+                q = clip_quality(dec, clip)
+                point = {
+                    "method": model, "preset": "", "setting": bpp, "bytes": len(enc.data), "bpp": len(enc.data) * 8 / pixels,
+                    "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
+                    "encode_seconds": encode_seconds, "rate_control": rate,
+                    "decode_fps": t / dsec, "per_frame_psnr": q["per_frame_psnr"], "kind": "inr", "status": "ok",
+                }
+                if signal.kind == "image":
+                    point.update(_keep_files(cache, key, enc.data, ".inr"))
+                cache.put(key, point, dec[show])
+            bits_per_param = point.get("rate_control", {}).get("attempts", [{}])[-1].get("bits_per_param", bits_per_param)
+            point["key"] = key
+            points.append(point)
+    return points
+
+
+def _keep_files(cache: PointCache, key: str, data: bytes, suffix: str) -> dict:
+    """An image point's coded file beside the PNG it decodes to, paths relative to the report."""
+    with atomic_path(cache.folder / f"{key}{suffix}") as tmp:
+        tmp.write_bytes(data)
+    return {"file": f"{cache.folder.name}/{key}{suffix}", "decoded_png": f"{cache.folder.name}/{key}.png"}
+
+
+def _video_codec_points(clip: np.ndarray, fps: float, source: dict, opts: CompareOptions, cache: PointCache, log) -> list[dict]:
+    t, h, w, _ = clip.shape
+    pixels, show = t * h * w, t // 2
+    points: list[dict] = []
+    for codec in opts.codecs:
+        for preset in opts.presets:
+            for crf in opts.crfs:
+                key = _key(source, "codec", codec, preset, crf)
+                point = cache.get(key)
+                if point is None:
+                    log(f"{codec} {preset} crf {crf} ...")
+                    res = encode_baseline(clip, codec, preset, crf, fps)
+                    q = clip_quality(res.decoded, clip, res.decoded_y)
+                    point = {
+                        "method": codec, "preset": preset, "setting": crf, "bytes": res.bytes, "bpp": res.bytes * 8 / pixels,
+                        "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
+                        "encode_seconds": res.encode_seconds, "decode_fps": t / max(res.decode_seconds, 1e-9),
+                        "per_frame_psnr": q["per_frame_psnr"], "kind": "codec", "status": "ok",
+                    }
+                    cache.put(key, point, res.decoded[show])
+                point["key"] = key
+                points.append(point)
+    return points
+
+
+def _codec_version(codec: str) -> str:
+    """Encoder identity for cache keys: a Pillow or libavif/libwebp upgrade changes the bytes."""
+    import PIL
+    from PIL import features
+
+    lib = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}.get(codec)
+    return f"Pillow {PIL.__version__} {lib} {features.version(lib) if lib else ''}"
+
+
+def _image_codec_points(image: np.ndarray, source: dict, opts: CompareOptions, cache: PointCache, log) -> list[dict]:
+    """A quality sweep per image codec; decoded to PNG, quality measured like the INR's."""
+    h, w, _ = image.shape
+    points: list[dict] = []
+    for codec in opts.codecs:
+        preset = image_codecs.SETTINGS[codec]
+        for quality in opts.qualities:
+            key = _key(source, "image-codec", codec, preset, quality, _codec_version(codec))
+            point = cache.get(key)
+            if point is None:
+                log(f"{codec} quality {quality} ...")
+                res = image_codecs.code(image, codec, quality)
+                q = clip_quality(res.decoded[None], image[None])
+                point = {
+                    "method": codec, "preset": preset, "setting": quality, "bytes": res.bytes, "bpp": res.bpp(),
+                    "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
+                    "encode_seconds": res.encode_seconds, "decode_fps": 1 / max(res.decode_seconds, 1e-9),
+                    "per_frame_psnr": q["per_frame_psnr"], "kind": "codec", "status": "ok",
+                    **_keep_files(cache, key, res.data, image_codecs.suffix(codec)),
+                }
+                if codec == image_codecs.X265_INTRA:
+                    point["crf"] = image_codecs.x265_crf(quality)
+                cache.put(key, point, res.decoded)
+            point["key"] = key
+            points.append(point)
+    return points
+
+
 def curve(points: list[dict], method: str, preset: str = "") -> tuple[list[float], list[float]]:
-    sel = sorted((p for p in points if p["method"] == method and p["preset"] == preset), key=lambda p: p["bpp"])
+    """(bpp, PSNR) of one method's measured points, by rate; failed points have neither."""
+    sel = sorted((p for p in points if p["method"] == method and p["preset"] == preset and ok(p)), key=lambda p: p["bpp"])
     return [p["bpp"] for p in sel], [p["psnr"] for p in sel]
 
 
 def bd_table(points: list[dict], opts: CompareOptions, psnr_delta: bool = False) -> dict:
-    """{inr method: {codec: {preset: BD-rate % (or BD-PSNR dB) of the INR vs that codec}}}."""
+    """{inr method: {codec: {preset: BD-rate % (or BD-PSNR dB) of the INR vs that codec}}}.
+
+    None where it cannot be measured: the curves do not overlap in PSNR, or fewer than two
+    points of a curve were made."""
+    pairs: dict[str, list[str]] = {}  # codec -> its presets, in the order they were run
+    for p in points:
+        if p["kind"] == "codec" and p["preset"] not in pairs.setdefault(p["method"], []):
+            pairs[p["method"]].append(p["preset"])
     table: dict = {}
     for model in opts.models:
         r_t, q_t = curve(points, model)
         table[model] = {}
-        for codec in opts.codecs:
+        for codec, presets in pairs.items():
             table[model][codec] = {}
-            for preset in opts.presets:
+            for preset in presets:
                 r_c, q_c = curve(points, codec, preset)
                 try:
                     fn = bd_psnr if psnr_delta else bd_rate
@@ -204,13 +335,13 @@ def bd_table(points: list[dict], opts: CompareOptions, psnr_delta: bool = False)
     return table
 
 
-CSV_FIELDS = ["method", "preset", "setting", "bytes", "bpp", "psnr", "psnr_y", "msssim", "encode_seconds", "decode_fps"]
+CSV_FIELDS = ["method", "preset", "setting", "status", "bytes", "bpp", "psnr", "psnr_y", "msssim", "encode_seconds", "decode_fps", "error"]
 
 
 def write_csv(path: Path, points: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(points)
+    writer.writerows({**p, "status": p.get("status", "ok")} for p in points)
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())

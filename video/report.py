@@ -1,4 +1,8 @@
-"""Self-contained HTML for `inr compare`: inline SVG charts and base64 PNG crops, no network."""
+"""Self-contained HTML for `inr compare`: inline SVG charts and base64 PNG crops, no network.
+
+Failed points (an INR target that could not be met) are listed with their reason and left
+out of the curves, the crops and the BD-rate; the rest of the page is drawn as usual.
+"""
 from __future__ import annotations
 
 import base64
@@ -71,6 +75,11 @@ def line_chart(series: list[dict], xlabel: str, ylabel: str, logx: bool = False,
     return "".join(out)
 
 
+def _ok(p: dict) -> bool:
+    """Measured, not failed (points cached before statuses existed were measured)."""
+    return p.get("status", "ok") == "ok"
+
+
 def _label(p: dict) -> str:
     return p["method"] if p["kind"] == "inr" else f"{p['method']} {p['preset']}"
 
@@ -90,7 +99,7 @@ def _crop(frame: np.ndarray, max_w: int = 320, max_h: int = 180) -> np.ndarray:
 
 def _series(points: list[dict], y: str) -> list[dict]:
     groups: dict[str, list[dict]] = {}
-    for p in points:
+    for p in (p for p in points if _ok(p)):
         groups.setdefault(_label(p), []).append(p)
     out = []
     for name, ps in groups.items():
@@ -103,6 +112,8 @@ def closest(points: list[dict], bpp: float) -> dict[str, dict]:
     """For each method/preset, the point whose bpp is closest (in log scale) to `bpp`."""
     best: dict[str, dict] = {}
     for p in points:
+        if not _ok(p):
+            continue
         k = _label(p)
         if k not in best or abs(math.log(p["bpp"] / bpp)) < abs(math.log(best[k]["bpp"] / bpp)):
             best[k] = p
@@ -110,49 +121,82 @@ def closest(points: list[dict], bpp: float) -> dict[str, dict]:
 
 
 def render_html(results: dict, original_frame: np.ndarray, points_dir: Path) -> str:
-    pts = results["points"]
+    """The report page for a video (frames x H x W) or an image (one frame, no fps)."""
+    everything = results["points"]
+    pts = [p for p in everything if _ok(p)]
+    failed = [p for p in everything if not _ok(p)]
+    is_image = results.get("kind") == "image"
     inr_pts = [p for p in pts if p["kind"] == "inr"]
-    ref_bpp = float(np.median([p["bpp"] for p in inr_pts])) if inr_pts else float(np.median([p["bpp"] for p in pts]))
+    ref_pts = inr_pts or pts
+    ref_bpp = float(np.median([p["bpp"] for p in ref_pts])) if ref_pts else 1.0
     near = closest(pts, ref_bpp)
     e = html.escape
+    if is_image:
+        title = f"INR vs image codecs: {e(Path(results['input']).name)}"
+        about = (f"One image, {results['width']}x{results['height']}. bpp = bits / (width x height). Sizes: {e(results['size_note'])}. "
+                 "Quality: RGB PSNR and MS-SSIM, and Y-PSNR on YUV 4:2:0. Each codec point links to its file and the PNG it decodes to.")
+        shown = "The image, centre crop"
+    else:
+        title = f"INR vs H.264/H.265: {e(Path(results['input']).name)}"
+        about = (f"{results['frames']} frames, {results['width']}x{results['height']}, {results['fps']:g} fps. "
+                 f"bpp = bits / (frames x width x height). Sizes: {e(results['size_note'])}. "
+                 "Quality: RGB PSNR and MS-SSIM, and Y-PSNR on YUV 4:2:0, means over frames.")
+        shown = f"Frame {results['frames'] // 2}, centre crop"
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>inr compare</title>",
         "<style>body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}tr.failed td{color:#a00}"
         ".crops img{image-rendering:pixelated;width:320px;margin-right:8px}.crops figure{display:inline-block;margin:0 8px 0 0}</style>",
         "</head><body>",
-        f"<h1>INR vs H.264/H.265: {e(Path(results['input']).name)}</h1>",
-        f"<p>{results['frames']} frames, {results['width']}x{results['height']}, {results['fps']:g} fps. "
-        f"bpp = bits / (frames x width x height). Sizes: {e(results['size_note'])}. "
-        "Quality: RGB PSNR and MS-SSIM, and Y-PSNR on YUV 4:2:0, means over frames.</p>",
+        f"<h1>{title}</h1>",
+        f"<p>{about}</p>",
+    ]
+    if failed:
+        parts.append(f"<p class='failed'><b>{len(failed)} point(s) could not be made</b> and are left out of the curves and the BD-rate:</p><ul>")
+        parts += [f"<li>{e(p['method'])} at {p['setting']} bpp: {e(p.get('error', ''))}</li>" for p in failed]
+        parts.append("</ul>")
+    parts += [
         "<h2>Rate-distortion</h2>",
         line_chart(_series(pts, "psnr"), "bits per pixel", "PSNR (dB, RGB)", logx=True, title="PSNR vs bpp"),
         line_chart(_series(pts, "msssim"), "bits per pixel", "MS-SSIM", logx=True, title="MS-SSIM vs bpp"),
         "<h2>BD-rate of each INR against each codec</h2><p>Percent bits relative to the codec for equal PSNR "
-        "(negative: the INR needs fewer bits); PCHIP interpolation over the overlapping PSNR range; blank: curves do not overlap.</p>",
+        "(negative: the INR needs fewer bits); PCHIP interpolation over the overlapping PSNR range; blank: curves do not overlap "
+        "or fewer than two points of a curve were made.</p>",
         _bd_html(results),
-        f"<h2>Per-frame PSNR near {ref_bpp:.3g} bpp</h2>",
-        line_chart(
-            [{"name": f"{k} ({p['bpp']:.3g} bpp)", "x": list(range(len(p["per_frame_psnr"]))), "y": p["per_frame_psnr"], "dashed": p["kind"] == "codec"} for k, p in near.items()],
-            "frame", "PSNR (dB)", title="per-frame PSNR",
-        ),
-        f"<h2>Frame {results['frames'] // 2}, centre crop</h2><div class='crops'>",
-        f"<figure><img src='{_png_data(_crop(original_frame))}'><figcaption>original</figcaption></figure>",
     ]
+    if not is_image:
+        parts += [
+            f"<h2>Per-frame PSNR near {ref_bpp:.3g} bpp</h2>",
+            line_chart(
+                [{"name": f"{k} ({p['bpp']:.3g} bpp)", "x": list(range(len(p["per_frame_psnr"]))), "y": p["per_frame_psnr"], "dashed": p["kind"] == "codec"} for k, p in near.items()],
+                "frame", "PSNR (dB)", title="per-frame PSNR",
+            ),
+        ]
+    crop = (lambda f: _crop(f, 320, 320)) if is_image else _crop
+    parts += [f"<h2>{shown}, each method near {ref_bpp:.3g} bpp</h2><div class='crops'>",
+              f"<figure><img src='{_png_data(crop(original_frame))}'><figcaption>original</figcaption></figure>"]
     for k, p in near.items():
-        if p["kind"] == "inr" or p["method"] == "h264":
+        if p["kind"] == "inr" or is_image or p["method"] == "h264":
             png = points_dir / f"{p['key']}.png"
             if png.is_file():
                 frame = np.asarray(Image.open(png).convert("RGB"))
-                parts.append(f"<figure><img src='{_png_data(_crop(frame))}'><figcaption>{e(k)}: {p['bpp']:.3g} bpp, {p['psnr']:.2f} dB</figcaption></figure>")
+                parts.append(f"<figure><img src='{_png_data(crop(frame))}'><figcaption>{e(k)}: {p['bpp']:.3g} bpp, {p['psnr']:.2f} dB</figcaption></figure>")
     parts.append("</div><h2>Every point</h2><table><tr><th>method</th><th>preset</th><th>setting</th><th>bytes</th><th>bpp</th>"
-                 "<th>PSNR</th><th>Y-PSNR</th><th>MS-SSIM</th><th>encode s</th><th>decode fps</th></tr>")
+                 "<th>PSNR</th><th>Y-PSNR</th><th>MS-SSIM</th><th>encode s</th><th>decode fps</th>"
+                 + ("<th>files</th>" if is_image else "") + "</tr>")
     for p in sorted(pts, key=lambda p: (p["kind"], p["method"], p["preset"], p["bpp"])):
+        files = ""
+        if is_image:
+            files = "<td>" + " ".join(f"<a href='{e(p[f])}'>{n}</a>" for f, n in (("file", "file"), ("decoded_png", "png")) if f in p) + "</td>"
         parts.append(
             f"<tr><td style='text-align:left'>{e(p['method'])}</td><td>{e(p['preset'])}</td><td>{p['setting']}</td><td>{p['bytes']}</td>"
             f"<td>{p['bpp']:.4f}</td><td>{p['psnr']:.2f}</td><td>{p['psnr_y']:.2f}</td><td>{p['msssim']:.4f}</td>"
-            f"<td>{p['encode_seconds']:.2f}</td><td>{p['decode_fps']:.1f}</td></tr>"
+            f"<td>{p['encode_seconds']:.2f}</td><td>{p['decode_fps']:.1f}</td>{files}</tr>"
         )
+    span = 8 if is_image else 7
+    for p in failed:
+        parts.append(f"<tr class='failed'><td style='text-align:left'>{e(p['method'])}</td><td>{e(p['preset'])}</td><td>{p['setting']}</td>"
+                     f"<td colspan='{span}' style='text-align:left'>failed: {e(p.get('error', ''))}</td></tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts)
 
