@@ -107,17 +107,18 @@ def _check_quality(codec: str, quality: int) -> int:
     return int(quality)
 
 
-_HEVC_SEI = (39, 40)  # prefix / suffix SEI NAL unit types
+_SEI_TYPES = {"h264": (6,), "h265": (39, 40)}  # SEI NAL unit types (HEVC: prefix and suffix)
 
 
-def strip_hevc_sei(stream: bytes) -> bytes:
-    """Drop SEI NAL units from an Annex-B HEVC stream.
+def strip_sei(stream: bytes, codec: str = "h265") -> bytes:
+    """Drop SEI NAL units from an Annex-B H.264 / HEVC stream.
 
-    x265 writes its version and full option string as an SEI message (about 2.3 KB), more
-    than a small still needs for its pixels; decoders ignore it, so a still codec that kept
-    it would be charged for a log line. Emulation prevention guarantees 00 00 01 occurs only
-    at unit starts, so splitting there is exact.
+    x265 (x264) writes its version and full option string as an SEI message, about 2.3 KB
+    (0.7 KB): more than a small still needs for its pixels. Decoders ignore it, so a codec
+    that kept it would be charged for a log line. Emulation prevention guarantees that
+    00 00 01 occurs only at unit starts, so splitting there is exact.
     """
+    drop = _SEI_TYPES[codec]
     starts, i = [], stream.find(b"\x00\x00\x01")
     while i >= 0:
         starts.append(i)
@@ -125,7 +126,8 @@ def strip_hevc_sei(stream: bytes) -> bytes:
     keep = [stream[: starts[0]]] if starts else [stream]
     for a, b in zip(starts, starts[1:] + [len(stream)]):
         unit = stream[a:b]
-        if (unit[3] >> 1) & 0x3F not in _HEVC_SEI:
+        kind = unit[3] & 0x1F if codec == "h264" else (unit[3] >> 1) & 0x3F
+        if kind not in drop:
             keep.append(unit)
     return b"".join(keep)
 
@@ -140,7 +142,7 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
         with tempfile.TemporaryDirectory(prefix="inr-x265i-") as tmp:
             stream = Path(tmp) / "still.hevc"
             encode_baseline(rgb[None], "h265", X265_PRESET, x265_crf(quality), keep_stream=stream)
-            return strip_hevc_sei(stream.read_bytes())
+            return strip_sei(stream.read_bytes(), "h265")
     fmt, _, options, _, _ = _PILLOW[codec]
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt, quality=quality, **options)
