@@ -108,7 +108,7 @@ def test_bd_table_skips_failed_points_and_is_finite_where_curves_overlap():
     assert table["siren"]["webp"]["m6"] is None
 
 
-def _jpeg_file(tmp_path, sample_image):
+def _photo_file(tmp_path, sample_image):
     path = tmp_path / "photo.png"
     Image.fromarray(sample_image.numpy()[128:, 128:]).save(path)  # the detailed 128x128 quarter
     return path
@@ -129,10 +129,10 @@ def one_thread():
 def test_compare_an_image(tmp_path, sample_image, one_thread):
     from ui.cli import main
 
-    src = _jpeg_file(tmp_path, sample_image)
+    src = _photo_file(tmp_path, sample_image)
     out = tmp_path / "report"
     qualities = [1, 10, 30, 60, 95]
-    args = ["compare", str(src), "--models", "siren", "--bpp", "0.01,2,4", "--steps", "40",
+    args = ["compare", str(src), "--models", "siren", "--bpp", "0.01,2,4", "--steps", "20",
             "--quality", ",".join(map(str, qualities)), "-o", str(out)]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
@@ -187,7 +187,7 @@ def test_compare_an_image(tmp_path, sample_image, one_thread):
 def test_compare_refuses_codecs_of_the_other_kind(tmp_path, sample_image, tiny_clip_file, capsys, media, extra, message):
     from ui.cli import main
 
-    src = _jpeg_file(tmp_path, sample_image) if media == "image" else tiny_clip_file
+    src = _photo_file(tmp_path, sample_image) if media == "image" else tiny_clip_file
     models = [] if "--models" in extra else ["--models", "siren" if media == "image" else "nerv"]
     assert main(["compare", str(src), *models, "--bpp", "1", "--steps", "1", *extra, "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

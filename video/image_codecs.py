@@ -198,15 +198,15 @@ class SizeMatch(ImageCoded):
 
 
 def match_size(rgb: np.ndarray, codec: str, target_bytes: int) -> SizeMatch:
-    """The highest quality whose file is at most `target_bytes` (binary search over quality;
-    bytes do not shrink as quality grows for these encoders). When even the lowest quality
+    """The highest quality whose file is at most `target_bytes` (binary search over quality:
+    bytes grow with quality for these encoders, up to a few bytes' wobble at the lowest
+    settings, where the search may settle one step low; the result always fits). When even the lowest quality
     is too big, that lowest-quality point is returned with `fits=False`, so a caller can
     still show the closest the codec gets (e.g. a playback companion at the INR's size)."""
     if target_bytes <= 0:
         raise InrError("target size must be positive")
     rgb = _check_rgb(rgb)
     lo, hi = quality_range(codec)
-    best: ImageCoded | None = None
     smallest = code(rgb, codec, lo)
     if smallest.bytes > target_bytes:
         return SizeMatch(**vars(smallest), target_bytes=int(target_bytes), fits=False)
