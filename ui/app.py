@@ -348,7 +348,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
              .success(follow_fit, fit_job, [plot, preview, status], show_progress="hidden", concurrency_limit=None))
             stop.click(cancel, fit_job, status)
         with gr.Tab("Playback", id="playback"):
-            pick = gr.Dropdown(choices=[], value=None, label="finished encode job (the list refreshes itself)", elem_id="play-pick")
+            pick = gr.Dropdown(choices=[], value=None, label="finished encode job (the list refreshes itself)", elem_id="play-pick", allow_custom_value=True)
             with gr.Row(elem_id="play-row") as video_row:  # the three players are kept in sync (SYNC_JS)
                 v_orig = gr.Video(label="original", elem_id="play-original", height=300)
                 v_inr = gr.Video(label="INR", elem_id="play-inr", height=300)
@@ -398,7 +398,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         with gr.Tab("Jobs", id="jobs"):
             jobs_html = gr.HTML(views.jobs_table_html([]), elem_id="jobs-table")
             with gr.Row():
-                j_pick = gr.Dropdown(choices=[], value=None, label="queued or running job", elem_id="jobs-cancel-pick")
+                j_pick = gr.Dropdown(choices=[], value=None, label="queued or running job", elem_id="jobs-cancel-pick", allow_custom_value=True)
                 j_cancel = gr.Button("Cancel this job", elem_id="jobs-cancel")
             j_status = gr.Markdown(elem_id="jobs-status")
             j_cancel.click(cancel, j_pick, j_status)
