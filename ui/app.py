@@ -97,7 +97,9 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             secs = _positive(seconds, "the time budget")
         except InrError as exc:
             return f"**Cannot start yet:** {exc}"
-        e = expect(inp.kind, model, inp.pixels, secs, views.expected_bytes(params, inp.pixels), inp.bytes)
+        size = views.expected_bytes(params, inp.pixels)
+        n_params = int(size) if size is not None else None  # 8-bit weights: about one byte per parameter
+        e = expect(inp.kind, model, inp.pixels, secs, size, inp.bytes, n_params)
         return ("**Warning.** " if e.warn else "") + e.text
 
     def on_input(upload, use_sample, model, budget_kind, budget, seconds):

@@ -87,8 +87,10 @@ class Expectation:
     warn: bool  # the budget is too small for a usable result
 
 
-def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float | None, input_bytes: int | None) -> Expectation:
-    """What `seconds` of training of `model` on `pixels` (w x h x frames) should give."""
+def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float | None, input_bytes: int | None,
+           params: int | None = None) -> Expectation:
+    """What `seconds` of training of `model` with about `params` parameters on `pixels`
+    (w x h x frames) should give."""
     lines: list[str] = []
     warn = False
     if size_bytes is not None:
@@ -128,6 +130,9 @@ def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float
             if eff < 0.25 * t0:
                 warn = True
                 lines.append("**That is under a quarter of the measured training: give more seconds for a usable result.**")
+    if params is not None and params < 0.5 * m.params:
+        lines.append(f"Your budget is about {params / 1000:.0f}k parameters, under half of the measured {m.params / 1000:.0f}k: expect less.")
+        return Expectation(" ".join(lines), warn)
     if est is not None and est < USABLE_DB and not beyond:
         warn = True
         ctx = ""
