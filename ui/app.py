@@ -213,6 +213,10 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             o_txt = f"**original** (PNG, lossless, {Path(orig).stat().st_size:,} bytes)" if orig else "**original**: not kept for this job"
             j_txt = (f"**JPEG (quality {jpeg['quality']})**: {jpeg['bytes']:,} bytes, {jpeg['bpp']:.3f} bpp, PSNR {jpeg['psnr']:.2f} dB"
                      if jpeg else "**JPEG**: no JPEG companion for this job")
+            if jpeg and rep and jpeg["bytes"] < 0.8 * rep["bytes"]:
+                j_txt += " (even the best JPEG is smaller than the .inr here)"
+            elif jpeg and rep and jpeg["bytes"] > 1.25 * rep["bytes"]:
+                j_txt += " (even the lowest-quality JPEG is larger than the .inr here)"
             return (gr.update(visible=False), gr.update(visible=True), None, None, None,
                     orig, _artifact(cfg, job, "decoded.png"), _artifact(cfg, job, "jpeg.jpg"),
                     o_txt, inr_txt, j_txt, _artifact(cfg, job, "output.inr"))
