@@ -22,6 +22,7 @@ from server.limits import LimitError, Limits
 from server.store import KINDS, JobStore
 
 TOKEN_ENV = "INR_TOKEN"
+INLINE_SUFFIXES = {".html", ".png", ".jpg", ".jpeg", ".webp", ".avif", ".mp4", ".webm", ".json"}
 
 
 @dataclass
@@ -154,7 +155,9 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         path = cfg.data_dir / "jobs" / job_id / name
         if not path.is_file():
             raise HTTPException(404, "artifact missing on disk")
-        return FileResponse(path, filename=Path(name).name)
+        # What a browser can show is opened inline (report.html, images, video); the rest downloads.
+        inline = path.suffix.lower() in INLINE_SUFFIXES
+        return FileResponse(path, filename=Path(name).name, content_disposition_type="inline" if inline else "attachment")
 
     return app
 

@@ -85,7 +85,19 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
     src = Path(job["input"])
     device = select_device(device_name)
     last = {"update": 0.0, "preview": 0.0}
-    history: list[list[float]] = []
+    # history rows: [step, psnr, seconds since the job started, phase]. Steps restart at 1 in
+    # each phase (prune, QAT, a rate-control retry); seconds and the phase label do not, so a
+    # plot over seconds tells one continuous story.
+    history: list[list] = []
+    t_start = time.monotonic()
+    phase_now = {"name": "fit"}
+    phase_count: dict[str, int] = {}
+
+    def on_phase(name: str) -> None:
+        n = phase_count[name] = phase_count.get(name, 0) + 1
+        phase_now["name"] = name if n == 1 else f"{name} {n}"
+        job_now = store.get(job_id) or {}
+        store.set_progress(job_id, {**job_now.get("progress", {}), "phase": phase_now["name"]})
 
     def progress(state) -> None:
         """Throttled: progress every 0.5 s, a preview frame every 3 s; stops on cancel."""
@@ -95,10 +107,12 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         last["update"] = now
         if store.cancel_requested(job_id):
             raise JobCancelled()
-        history.append([state.step, round(state.psnr, 3)])
-        del history[:-400]
+        history.append([state.step, round(state.psnr, 3), round(now - t_start, 2), phase_now["name"]])
+        if len(history) > 400:  # thin the older half: the whole story stays, at a coarser grain
+            history[:200] = history[:200:2]
         info = {"step": state.step, "epoch": round(state.epoch, 2), "psnr": round(state.psnr, 3), "history": history,
-                "progress": round(state.progress, 4), "eta": None if state.eta is None else round(state.eta, 1)}
+                "progress": round(state.progress, 4), "eta": None if state.eta is None else round(state.eta, 1),
+                "phase": phase_now["name"], "elapsed": round(now - t_start, 1)}
         preview = getattr(state, "preview", None)
         if preview is not None and now - last["preview"] > 3.0:
             last["preview"] = now
@@ -122,12 +136,16 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
 
         opts = fit_options(params)
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
-        report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"), callback=progress)
+        report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
+                             callback=progress, phase=on_phase)
         is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
         decoded = "decoded.png" if is_image else "decoded.mp4"
+        on_phase("playback copies")
         decode_file(out / "output.inr", out / decoded, device)
         artifacts = ["output.inr", "output.inr.json", decoded]
-        if not is_image:
+        if is_image:
+            artifacts += image_playback_companions(src, params, report, out)
+        else:
             artifacts += playback_companions(src, params, report, out)
         return artifacts
     if kind == "decode":
@@ -145,7 +163,12 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
             presets=params.get("presets", ["medium"]), crfs=params.get("crfs", [23, 28, 33, 38, 43]),
             epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), read=read_options(params),
         )
-        run_compare(src, opts, out / "report", device, log=lambda m: None, callback=progress)
+        # The report names its input after the file it reads: show the user's name, not the upload's.
+        named = out / "source" / (Path(job.get("input_name") or src.name).name or src.name)
+        named.parent.mkdir(exist_ok=True)
+        named.unlink(missing_ok=True)
+        named.symlink_to(src.resolve())
+        run_compare(named, opts, out / "report", device, log=lambda m: None, callback=progress)
         return ["report/report.html", "report/results.json", "report/results.csv"]
     raise InrError(f"unknown job kind {kind}")
 
@@ -178,3 +201,50 @@ def playback_companions(src: Path, params: dict, report: dict, out: Path) -> lis
     write_json(out / "h264.json", {"crf": best.crf, "bytes": best.bytes, "bpp": best.bytes * 8 / pixels, "psnr": q["psnr"], "msssim": q["msssim"],
                                    "note": "h264.mp4 shows the decoded H.264 frames re-wrapped at CRF 10 for the browser; bytes are of the original stream"})
     return ["original.mp4", "h264.mp4", "h264.json"]
+
+
+# TODO(lead, issue 13): route this to video/image_codecs.py (the JPEG/WebP/AVIF module another
+# helper is writing) on merge, so the Pillow code lives in one place only.
+def _jpeg_at_size(pixels, target: int):
+    """JPEG of `pixels` (H x W x 3 uint8) whose size is closest to `target` bytes:
+    (bytes, decoded H x W x 3 uint8, quality). Size falls as quality falls: binary search."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = Image.fromarray(pixels)
+    lo, hi, best = 1, 95, None
+    while lo <= hi:
+        q = (lo + hi) // 2
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q, optimize=True)
+        data = buf.getvalue()
+        if best is None or abs(len(data) - target) < abs(len(best[0]) - target):
+            best = (data, q)
+        if len(data) > target:
+            hi = q - 1
+        else:
+            lo = q + 1
+    data, q = best
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), q
+
+
+def image_playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
+    """For side-by-side viewing of an image job: the original as PNG and a JPEG of about the
+    .inr's size (quality searched to the closest byte count), with its bytes, bpp and PSNR."""
+    from video.fitting import load_signal, write_json
+    from video.media import atomic_path, save_image, to_uint8
+    from video.quality import clip_quality
+
+    signal, _ = load_signal(src, read_options(params))
+    orig = to_uint8(signal.data)
+    save_image(out / "original.png", signal.data)
+    data, decoded, q = _jpeg_at_size(orig, report["bytes"])
+    with atomic_path(out / "jpeg.jpg") as tmp:
+        tmp.write_bytes(data)
+    qual = clip_quality(decoded[None], orig[None])
+    pixels = orig.shape[0] * orig.shape[1]
+    write_json(out / "jpeg.json", {"codec": "jpeg", "quality": q, "bytes": len(data), "bpp": len(data) * 8 / pixels,
+                                   "psnr": qual["psnr"], "msssim": qual["msssim"]})
+    return ["original.png", "jpeg.jpg", "jpeg.json"]
