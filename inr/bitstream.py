@@ -30,7 +30,7 @@ SECTION = struct.Struct("<4sII")  # tag, length, crc32
 MAX_HEADER_BYTES = 256 << 10
 MAX_HEADER_JSON = 4 << 20
 MAX_SECTIONS = 16
-KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD")
+KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD", b"LATS")
 
 
 class BitstreamError(InrError):

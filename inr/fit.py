@@ -31,6 +31,10 @@ class FitTask(Protocol):
     def evaluate(self, model: nn.Module) -> dict:
         """Full evaluation; must contain 'psnr'."""
 
+    def attach(self, state: "FitState") -> None:
+        """Called once by the Trainer with the live state (progress, step), for tasks whose
+        loss changes over the fit (e.g. noise-then-rounding quantization)."""
+
 
 @dataclass
 class FitConfig:
@@ -104,7 +108,7 @@ class Trainer:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
         self.base_lr = cfg.lr if cfg.lr is not None else optim.lr
         self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=self.base_lr, eps=optim.eps, betas=optim.betas, weight_decay=optim.weight_decay
+            optim.param_groups(model), lr=self.base_lr, eps=optim.eps, betas=optim.betas, weight_decay=optim.weight_decay
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
         total = cfg.steps
@@ -112,6 +116,7 @@ class Trainer:
             by_epochs = cfg.epochs * task.steps_per_epoch
             total = by_epochs if total is None else min(total, by_epochs)
         self.state = FitState(total_steps=total, seconds=cfg.seconds, steps_per_epoch=task.steps_per_epoch)
+        task.attach(self.state)
         # Not a dataclass field (never saved): lets progress displays render the current fit.
         self.state.preview = (lambda: task.preview(model)) if hasattr(task, "preview") else None
 
@@ -165,7 +170,7 @@ class Trainer:
         s = self.state
         lr = self.base_lr * lr_factor(s.progress, self.cfg.warmup)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.model.train()
         with autocast(self.device, self.cfg.amp):
             loss, mse = self.task.batch_loss(self.model, self.generator, s.step)

@@ -44,6 +44,10 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
 
 
 def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
+    if spec.kind == "grid":
+        from inr.export.grid_codec import GridTask, RateTarget
+
+        return GridTask(signal, device, RateTarget())
     if spec.kind == "frame":
         return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
     # On a CPU many small random batches beat few full ones per second of compute (measured on

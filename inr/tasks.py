@@ -32,6 +32,9 @@ class CoordTask:
         self.sampler = CoordinateSampler(signal, batch_size, device)
         self.steps_per_epoch = self.sampler.steps_per_epoch
 
+    def attach(self, state) -> None:
+        """The loss does not change over the fit."""
+
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
         coords, values = self.sampler.sample(generator)
         pred = model(coords).float()
@@ -111,6 +114,9 @@ class FrameTask:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.num_frames, generator=gen)
         return order[pos * self.batch_size : (pos + 1) * self.batch_size].to(self.device)
+
+    def attach(self, state) -> None:
+        """The loss does not change over the fit."""
 
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
         idx = self._batch_indices(step)

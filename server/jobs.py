@@ -205,46 +205,21 @@ def playback_companions(src: Path, params: dict, report: dict, out: Path) -> lis
 
 # TODO(lead, issue 13): route this to video/image_codecs.py (the JPEG/WebP/AVIF module another
 # helper is writing) on merge, so the Pillow code lives in one place only.
-def _jpeg_at_size(pixels, target: int):
-    """JPEG of `pixels` (H x W x 3 uint8) whose size is closest to `target` bytes:
-    (bytes, decoded H x W x 3 uint8, quality). Size falls as quality falls: binary search."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    img = Image.fromarray(pixels)
-    lo, hi, best = 1, 95, None
-    while lo <= hi:
-        q = (lo + hi) // 2
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=q, optimize=True)
-        data = buf.getvalue()
-        if best is None or abs(len(data) - target) < abs(len(best[0]) - target):
-            best = (data, q)
-        if len(data) > target:
-            hi = q - 1
-        else:
-            lo = q + 1
-    data, q = best
-    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), q
-
-
 def image_playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
     """For side-by-side viewing of an image job: the original as PNG and a JPEG of about the
     .inr's size (quality searched to the closest byte count), with its bytes, bpp and PSNR."""
     from video.fitting import load_signal, write_json
+    from video.image_codecs import match_size
     from video.media import atomic_path, save_image, to_uint8
     from video.quality import clip_quality
 
     signal, _ = load_signal(src, read_options(params))
     orig = to_uint8(signal.data)
     save_image(out / "original.png", signal.data)
-    data, decoded, q = _jpeg_at_size(orig, report["bytes"])
+    match = match_size(orig, "jpeg", report["bytes"])
     with atomic_path(out / "jpeg.jpg") as tmp:
-        tmp.write_bytes(data)
-    qual = clip_quality(decoded[None], orig[None])
-    pixels = orig.shape[0] * orig.shape[1]
-    write_json(out / "jpeg.json", {"codec": "jpeg", "quality": q, "bytes": len(data), "bpp": len(data) * 8 / pixels,
-                                   "psnr": qual["psnr"], "msssim": qual["msssim"]})
+        tmp.write_bytes(match.data)
+    qual = clip_quality(match.decoded[None], orig[None])
+    write_json(out / "jpeg.json", {"codec": "jpeg", "quality": match.quality, "bytes": match.bytes, "bpp": match.bpp(),
+                                   "fits": match.fits, "psnr": qual["psnr"], "msssim": qual["msssim"]})
     return ["original.png", "jpeg.jpg", "jpeg.json"]

@@ -101,22 +101,6 @@ def test_expectations_come_from_the_measured_tables():
     assert short.warn and "too small for a usable result" in short.text and f"{hnerv['curve'][0]['psnr']:.1f} dB" in short.text
 
 
-def test_image_companion_is_a_jpeg_of_about_the_inr_size():
-    import numpy as np
-
-    from server.jobs import _jpeg_at_size
-    from video.media import load_image, to_uint8
-
-    img = to_uint8(load_image(ROOT / "inr" / "assets" / "bunny_256.png"))
-    sizes = []
-    for target in (3000, 12000):
-        data, decoded, q = _jpeg_at_size(img, target)
-        assert decoded.shape == img.shape and decoded.dtype == np.uint8 and data[:2] == b"\xff\xd8"
-        assert abs(len(data) - target) < 0.25 * target, (len(data), target, q)
-        sizes.append(q)
-    assert sizes[0] < sizes[1]
-
-
 # ------------------------------------------------------------------ a real server
 def _free_port() -> int:
     with socket.socket() as s:

@@ -211,8 +211,12 @@ def cmd_encode(args) -> int:
     from video.encode import encode_file
     from video.media import output_geometry, probe
 
-    spec = get_spec(args.model)
+    from inr.models.auto import resolve_model
+
     kind = "image" if probe(args.input).kind == "image" else "video"
+    args.model, why = resolve_model(args.model, kind)
+    logging.getLogger("inr").info("model %s: %s", args.model, why)
+    spec = get_spec(args.model)
     if kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
     if args.bpp is not None and args.params:
@@ -226,7 +230,7 @@ def cmd_encode(args) -> int:
         t, h, w = output_geometry(info, _read_options(args))
         bpp = args.size_kb * 1024 * 8 / (t * h * w)
     opts = _fit_options(args, kind == "video")
-    exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune)
+    exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
         cb = _PhaseBar(bar, opts.fit)
@@ -465,7 +469,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("encode", help="fit, prune, quantize and entropy-code into an .inr file")
     p.add_argument("input", help="image, video file or folder of frames")
     p.add_argument("-o", "--output", required=True, metavar="OUT.inr")
-    p.add_argument("--model", required=True, help="see `inr models`")
+    p.add_argument("--model", default="auto", help="see `inr models`; auto (default) picks by signal, `-v` says why")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--bpp", type=positive_float, help="target bits per pixel (rate control, within 10 %%)")
     size.add_argument("--size-kb", type=positive_float, help="target file size in KiB (rate control, within 10 %%)")
@@ -473,6 +477,7 @@ def build_parser() -> Parser:
     p.add_argument("--bits", type=int, default=8, help="weight bit depth, 2..16")
     p.add_argument("--embed-bits", type=int, default=6, help="HNeRV embedding bit depth, 2..16")
     p.add_argument("--prune", type=float, default=0.0, help="fraction of weights to prune globally, [0, 1)")
+    p.add_argument("--lambda", dest="lam", type=float, help="rate-aware families (grid): minimise MSE + LAMBDA x bpp")
     _add_budget(p)
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")

@@ -32,6 +32,7 @@ from inr.export.compress import ExportOptions, decode_bytes, encode_to_bpp
 from inr.fit import FitConfig
 from inr.models import get_spec
 from inr.pipeline import FitOptions
+from inr.models.auto import resolve_model
 from video.bd import bd_psnr, bd_rate
 from video import image_codecs
 from video.codecs import CODECS, encode_baseline
@@ -40,7 +41,7 @@ from video.media import ReadOptions, atomic_path, to_uint8
 from video.quality import clip_quality
 
 DEFAULT_CRFS = (18, 23, 28, 33, 38, 43, 48)
-DEFAULT_MODELS = {"video": ("hnerv",), "image": ("hashgrid",)}  # the fastest learner of each kind on a CPU
+DEFAULT_MODELS = ("auto",)  # inr.models.auto picks the family for the input's kind
 
 
 @dataclass
@@ -67,9 +68,10 @@ class CompareOptions:
         """Check everything against the input's kind ("image" or "video") and fill defaults."""
         if kind not in ("image", "video"):
             raise InrError(f"compare takes an image or a video, not {kind}")
-        self.models = list(DEFAULT_MODELS[kind]) if self.models is None else self.models
-        if not self.models:
+        models = list(DEFAULT_MODELS) if self.models is None else self.models
+        if not models:
             raise InrError("--models needs at least one model")
+        self.models = list(dict.fromkeys(resolve_model(m, kind)[0] for m in models))
         for m in self.models:
             spec = get_spec(m)
             if kind == "video" and spec.kind != "frame" and "video" not in spec.signals:

@@ -55,6 +55,8 @@ def encode_model(
     bits: int,
     masks: dict[str, torch.Tensor] | None = None,
     embeddings: Quantized | None = None,
+    extra_header: dict | None = None,
+    extra_sections: dict[str, bytes] | None = None,
 ) -> bytes:
     """`tensors`: the model's stored tensors (`stored_tensors(model)`, float, unquantized) by
     name; they are quantized here, so the caller passes the weights QAT saw, not fake-quantized
@@ -96,6 +98,8 @@ def encode_model(
         emb += block
         sections["EMBD"] = bytes(emb)
         header["embeddings"] = {"shape": list(embeddings.q.shape), "bits": embeddings.bits, "coder": model_name}
+    header.update(extra_header or {})
+    sections.update(extra_sections or {})
     return bitstream.write(header, sections)
 
 
@@ -187,6 +191,9 @@ def _load_tensors(box, spec, cfg, model, header):
             raise BitstreamError(f"section {name} has {r.remaining} unused bytes")
     if hasattr(model, "embed_shape"):
         model.embeddings = _load_embeddings(box, header, cfg, model)
+    if spec.side_codec is not None:
+        side = spec.side_codec()
+        side.decode(model, header.get(side.header_key), box.sections)
     model.eval()
     return spec, cfg, model, header
 

@@ -21,7 +21,8 @@ from inr.export.codec import decode_model, encode_model, stored_tensors
 from inr.export.prune import global_magnitude_masks, module_and_attr
 from inr.export.quant import FakeQuant, Mask, dequantize, quantize
 from inr.fit import FitConfig, FitState, Trainer
-from inr.pipeline import FitOptions, FitOutcome, fit_signal, make_task
+from inr.models import get_spec
+from inr.pipeline import FitOptions, FitOutcome, build_model, fit_signal, make_task
 from inr.signals import Signal, render
 
 
@@ -32,12 +33,15 @@ class ExportOptions:
     prune: float = 0.0
     finetune_fraction: float = 0.1  # of the training budget, for each of prune-FT and QAT
     finetune_lr_scale: float = 0.1
+    lam: float | None = None  # rate-aware families: distortion + lam * bpp (None: the family's default)
 
     def validate(self) -> None:
         if not 2 <= self.bits <= 16 or not 2 <= self.embed_bits <= 16:
             raise InrError("--bits must be between 2 and 16")
         if not 0.0 <= self.prune < 1.0:
             raise InrError("--prune must be in [0, 1)")
+        if self.lam is not None and not (self.lam > 0 and self.lam < float("inf")):
+            raise InrError("--lambda must be a positive number")
 
 
 @dataclass
@@ -106,6 +110,8 @@ def encode_signal(
 ) -> Encoded:
     """Fit, then export: the whole encoder, within the budget given in `opts.fit`."""
     exp.validate()
+    if get_spec(opts.model).kind == "grid":
+        return _encode_rate_aware(signal, opts, exp, None, device, callback, phase)
     main_fit, ft = split_budget(opts.fit, exp.finetune_fraction, 1 + (exp.prune > 0))
     (phase or (lambda name: None))("fit")
     outcome = fit_signal(signal, dataclasses.replace(opts, fit=main_fit), device, callback=callback)
@@ -174,11 +180,28 @@ def _signal_meta(signal: Signal) -> dict:
     return meta
 
 
+def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float | None, device, callback, phase) -> Encoded:
+    """Rate-aware families train for rate and distortion in one fit: no prune/QAT phases,
+    and a bpp target is met by steering lambda during that fit, never by refitting."""
+    from inr.export.grid_codec import RateTarget, encode_grid
+
+    spec = get_spec(opts.model)
+    cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
+    target = RateTarget(lam=exp.lam, bpp=bpp)
+    enc = encode_grid(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
+    return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
+
+
 # ------------------------------------------------------------------ decoding
 @torch.no_grad()
 def render_model(spec, model: nn.Module, shape: list[int], device: torch.device, batch: int = 4) -> torch.Tensor:
     """The decoded signal (*spatial, C) in [0, 1] on CPU."""
     model = model.to(device).eval()
+    if spec.kind == "grid":
+        frames = shape[0] if len(shape) == 4 else 1
+        outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
+        out = torch.cat(outs).permute(0, 2, 3, 1)
+        return out if len(shape) == 4 else out[0]
     if spec.kind == "frame":
         frames = shape[0]
         outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
@@ -217,10 +240,20 @@ def encode_to_bpp(
     on an earlier file of the same model) is given; each further attempt re-sizes with the
     bits per parameter actually measured, file overhead included.
     """
-    if bpp <= 0:
+    if not bpp > 0:
         raise InrError("--bpp must be positive")
     pixels = signal.num_samples if signal.kind != "audio" else signal.data.shape[0]
     target = bpp * pixels / 8
+    if get_spec(opts.model).kind == "grid":
+        enc = _encode_rate_aware(signal, opts, exp, bpp, device, callback, phase)
+        size = len(enc.data)
+        report = {
+            "target_bpp": bpp,
+            "target_bytes": round(target),
+            "attempts": [{"bytes": size, "bpp": size * 8 / pixels, "lambda": enc.float_metrics.get("lambda")}],
+            "within_tolerance": abs(size - target) <= tolerance * target,
+        }
+        return enc, report
     bits_per_param = bits_per_param or 0.8 * exp.bits
     tried: list[dict] = []
     best: Encoded | None = None

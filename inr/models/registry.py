@@ -22,6 +22,16 @@ class OptimDefaults:
     eps: float = 1e-8
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    # (parameter-name prefix, lr multiplier): e.g. latent grids learn at 10x the network's
+    # rate, since a latent must travel several quantization steps while a weight moves little.
+    lr_scales: tuple[tuple[str, float], ...] = ()
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        groups: dict[float, list] = {}
+        for name, p in model.named_parameters():
+            scale = next((s for prefix, s in self.lr_scales if name.startswith(prefix)), 1.0)
+            groups.setdefault(scale, []).append(p)
+        return [{"params": ps, "lr_scale": s} for s, ps in groups.items()]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,10 @@ class ModelSpec:
     width_field: str
     # Optional second integer field searched (1..64) when the width alone steps too coarsely.
     fine_field: str | None = None
+    # Side information beyond the network weights (e.g. latent grids): a factory for an
+    # object with `header_key`, `tags`, `encode(model) -> (header value, {tag: bytes})` and
+    # `decode(model, header value, sections)`. Lazy, so models need not import the codecs.
+    side_codec: Callable[[], Any] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -67,6 +81,7 @@ def all_specs() -> list[ModelSpec]:
 def _load_builtin() -> None:
     # Imported lazily so that the registry module itself has no import cycle with models.
     import inr.models.coordinate  # noqa: F401
+    import inr.models.grid  # noqa: F401
     import inr.models.nerv  # noqa: F401
 
 

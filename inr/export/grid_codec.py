@@ -1,0 +1,312 @@
+"""The latent-grid codec: rate-distortion training, rate control inside one fit, and the
+LATS section that carries the latents.
+
+Training minimises MSE + lambda * bpp, with bpp the context model's estimate of the latent
+bits per pixel. Quantization is trained in the way C3 and Cool-chic do it: uniform noise as
+a differentiable proxy for most of the budget, then straight-through rounding so the
+network adapts to the integers the file will hold. With a `--bpp` target, lambda is steered
+during the fit from the measured rate (no refits), and the network's bit depth is chosen at
+the end by rate-distortion on the decoded output.
+
+Coding order (docs/bitstream.md, section LATS): levels coarsest first; within a level, all
+anchors ((y + x) even) of all its grids, then all the others, each pass one vectorised call
+to constriction's ANS coder with per-symbol Laplace parameters.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import constriction
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inr.bitstream import BitstreamError
+from inr.device import synchronize
+from inr.errors import InrError
+from inr.fit import FitState
+from inr.metrics import mse_to_psnr
+from inr.models.grid import LatentGrid, checkerboard
+
+MAX_LATENT = 1 << 15  # |latent| bound a file may declare
+PARAM_STEP = 64.0  # Laplace mean and log-scale are rounded to 1/64 before coding: both ends agree
+LOG_SCALE_RANGE = (-4.0, 8.0)
+
+
+# ------------------------------------------------------------------ training task
+@dataclass
+class RateTarget:
+    """What the fit aims at: a fixed lambda, or a bpp that lambda is steered to."""
+
+    lam: float | None = None
+    bpp: float | None = None
+    noise_fraction: float = 0.75  # share of the budget trained with the noise proxy
+    frames_per_step: int = 4
+
+    def validate(self) -> None:
+        if self.lam is not None and not (math.isfinite(self.lam) and self.lam > 0):
+            raise InrError("--lambda must be a positive number")
+        if self.bpp is not None and not (math.isfinite(self.bpp) and self.bpp > 0):
+            raise InrError("--bpp must be positive")
+
+
+class GridTask:
+    """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp."""
+
+    def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
+        data = signal.data if signal.kind == "video" else signal.data[None]
+        self.frames = data.permute(0, 3, 1, 2).contiguous().to(device)  # (T, C, H, W)
+        self.device, self.target = device, target
+        self.num_frames = self.frames.shape[0]
+        self.pixels = self.num_frames * self.frames.shape[-2] * self.frames.shape[-1]
+        self.batch = max(1, min(target.frames_per_step, self.num_frames))
+        self.steps_per_epoch = -(-self.num_frames // self.batch)
+        # lambda in MSE per bpp; a bpp target starts from a middle value and is steered
+        self.lam = target.lam if target.lam is not None else 2e-3
+        self.overhead_bpp = overhead_bits / self.pixels  # network weights and header, paid anyway
+        self.rate_ema: float | None = None
+        self.state: FitState | None = None
+        self.last_bpp = float("nan")
+
+    def attach(self, state: FitState) -> None:
+        self.state = state
+
+    def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
+        progress = self.state.progress if self.state is not None else 0.0
+        model.quant_mode = "noise" if progress < self.target.noise_fraction else "ste"
+        idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
+        latents = [model.quantized(k) for k in range(model.config.levels)]
+        pred = model.synthesize(model.upsampled(idx, latents)).float()
+        mse = F.mse_loss(pred, self.frames[idx])
+        bpp = model.rate_bits(latents, idx) / self.pixels
+        self._steer(float(bpp.detach()))
+        return mse + self.lam * bpp, mse
+
+    def _steer(self, bpp: float) -> None:
+        """Multiplicative lambda control towards the target rate, on a smoothed estimate."""
+        self.last_bpp = bpp
+        if self.target.bpp is None:
+            return
+        self.rate_ema = bpp if self.rate_ema is None else 0.9 * self.rate_ema + 0.1 * bpp
+        want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
+        ratio = (self.rate_ema + 1e-9) / want
+        self.lam = float(min(max(self.lam * ratio**0.05, 1e-7), 10.0))
+
+    @torch.no_grad()
+    def reconstruct(self, model: LatentGrid, batch: int = 4) -> torch.Tensor:
+        was = model.quant_mode
+        model.quant_mode = "round"
+        model.eval()
+        outs = []
+        for i in range(0, self.num_frames, batch):
+            idx = torch.arange(i, min(i + batch, self.num_frames), device=self.device)
+            outs.append(model(idx).float().clamp(0, 1))
+        model.quant_mode = was
+        return torch.cat(outs).permute(0, 2, 3, 1)  # (T, H, W, C)
+
+    @torch.no_grad()
+    def preview(self, model: LatentGrid) -> torch.Tensor:
+        was, mode = model.training, model.quant_mode
+        model.quant_mode = "round"
+        idx = torch.tensor([self.num_frames // 2], device=self.device)
+        out = model(idx).float().clamp(0, 1)[0].permute(1, 2, 0).cpu()
+        model.quant_mode = mode
+        model.train(was)
+        return out
+
+    def evaluate(self, model: LatentGrid) -> dict:
+        t0 = time.perf_counter()
+        recon = self.reconstruct(model)
+        synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        target = self.frames.permute(0, 2, 3, 1)
+        mse = float(F.mse_loss(recon, target))
+        with torch.no_grad():
+            was = model.quant_mode
+            model.quant_mode = "round"
+            bits = float(model.rate_bits())
+            model.quant_mode = was
+        return {"psnr": mse_to_psnr(mse), "reconstruction": recon, "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
+
+
+# ------------------------------------------------------------------ latent coding
+def _coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Round the context model's outputs to a 1/64 grid so encoder and decoder feed the
+    coder identical numbers even where the last float bits of the network differ."""
+    m = torch.round(mean.detach().double() * PARAM_STEP) / PARAM_STEP
+    s = torch.round(log_scale.detach().double().clamp(*LOG_SCALE_RANGE) * PARAM_STEP) / PARAM_STEP
+    return m.numpy().ravel(), np.exp(s.numpy().ravel())
+
+
+def _passes(model: LatentGrid, latents: list[torch.Tensor] | None):
+    """Yield (level, pass, selector, mean, scale) in decoding order. With `latents` None the
+    caller fills `model.latents` as it decodes (the generator reads them lazily)."""
+    cfg = model.config
+    coarser = None
+    for k in reversed(range(cfg.levels)):
+        c, t, h, w = model.latents[k].shape
+        up = model._coarser_for(k, coarser)
+        anchors = checkerboard(h, w).expand(c * t, h, w)
+        for p, sel in enumerate((anchors, ~anchors)):
+            z = (latents[k] if latents is not None else model.latents[k].data).reshape(-1, h, w)
+            with torch.no_grad():
+                mean, log_scale = model.context.params(k, z, up)
+            m, s = _coder_params(mean[sel], log_scale[sel])
+            yield k, p, sel, m, s
+        coarser = latents[k] if latents is not None else model.latents[k].data
+
+
+def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
+    """The LATS payload and the per-level header records (range of the integers)."""
+    model.eval()
+    latents = [torch.round(z.detach()).cpu() for z in model.latents]
+    chunks = []
+    records = []
+    for k, z in enumerate(latents):
+        lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
+        if max(abs(lo), abs(hi)) > MAX_LATENT:
+            raise InrError(f"latent level {k} exceeds +-{MAX_LATENT}")
+        records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
+    for k, p, sel, m, s in _passes(model, latents):
+        symbols = latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32)
+        chunks.append((k, symbols, m, s))
+    coder = constriction.stream.stack.AnsCoder()
+    for k, symbols, m, s in reversed(chunks):
+        if symbols.size and records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
+            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
+            coder.encode_reverse(symbols, family, m, s)
+    words = coder.get_compressed()
+    return words.astype("<u4").tobytes(), records
+
+
+def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
+    """Fill `model.latents` from a LATS payload. Raises BitstreamError on anything odd."""
+    cfg = model.config
+    if not isinstance(records, list) or len(records) != cfg.levels:
+        raise BitstreamError("latent records do not match the model")
+    for k, rec in enumerate(records):
+        if not isinstance(rec, dict) or rec.get("shape") != list(model.latents[k].shape):
+            raise BitstreamError("latent shape does not match the model")
+        lo, hi = rec.get("min"), rec.get("max")
+        if not (isinstance(lo, int) and isinstance(hi, int) and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
+            raise BitstreamError("invalid latent range")
+    if len(payload) % 4:
+        raise BitstreamError("section LATS is not whole 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    coder = constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+    with torch.no_grad():
+        for z in model.latents:
+            z.zero_()
+        for k, p, sel, m, s in _passes(model, None):
+            flat = model.latents[k].data.reshape(sel.shape)
+            if records[k]["min"] == records[k]["max"]:
+                flat[sel] = float(records[k]["min"])
+                continue
+            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
+            try:
+                vals = np.asarray(coder.decode(family, m, s), dtype=np.float32)
+            except Exception as exc:  # constriction raises on an exhausted or corrupt stream
+                raise BitstreamError(f"latent decoding failed ({type(exc).__name__})") from None
+            flat[sel] = torch.from_numpy(vals)
+    if not coder.is_empty():
+        raise BitstreamError("section LATS has unused data")
+
+
+# ------------------------------------------------------------------ the side-information codec
+class LatentSection:
+    """How a `LatentGrid` file carries its latents: header key `latents` + section LATS.
+    The network weights travel in QPRM/WGTS like every other family's."""
+
+    header_key = "latents"
+    tags = ("LATS",)
+
+    def encode(self, model: LatentGrid) -> tuple[list, dict[str, bytes]]:
+        payload, records = encode_latents(model)
+        return records, {"LATS": payload}
+
+    def decode(self, model: LatentGrid, records, sections: dict[str, bytes]) -> None:
+        if "LATS" not in sections:
+            raise BitstreamError("missing section LATS")
+        decode_latents(model, sections["LATS"], records)
+
+
+# ------------------------------------------------------------------ encoding
+WEIGHT_BITS = (6, 7, 8, 10, 12)
+
+
+def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
+    """Bit depth for the network weights by rate-distortion on the decoded output: each
+    candidate quantizes the weights as the file will, renders, and pays its coded bytes."""
+    from inr.export.quant import dequantize, quantize
+
+    params = dict(model.named_parameters())
+    originals = {n: params[n].detach().clone() for n in names}
+    best: tuple[float, int] | None = None
+    target = task.frames.permute(0, 2, 3, 1)
+    for bits in WEIGHT_BITS:
+        with torch.no_grad():
+            for n in names:
+                q = quantize(originals[n].cpu(), bits)
+                params[n].copy_(dequantize(q.q, q.offset, q.scale).to(params[n].device))
+            mse = float(F.mse_loss(task.reconstruct(model), target))
+            rate_bpp = len(encode_weights(bits)) * 8 / task.pixels
+            cost = mse + task.lam * (rate_bpp + float(model.rate_bits()) / task.pixels)
+        if best is None or cost < best[0]:
+            best = (cost, bits)
+    with torch.no_grad():
+        for n in names:
+            params[n].copy_(originals[n])
+    assert best is not None
+    return best[1]
+
+
+@dataclass
+class GridEncoding:
+    data: bytes
+    model: LatentGrid  # weights as the file holds them (dequantized), latents rounded
+    metrics: dict
+    state: FitState
+    weight_bits: int
+
+
+def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> GridEncoding:
+    """Train `model` for rate and distortion within `fit`'s budget, then write the file."""
+    from inr.export.codec import encode_model, stored_tensors
+    from inr.export.quant import dequantize, quantize
+    from inr.fit import Trainer
+
+    target.validate()
+    phase = phase or (lambda name: None)
+    model = model.to(device)
+    names = list(stored_tensors(model))
+    # What the file pays besides the latents, estimated at 8 bits per weight plus framing.
+    overhead = 8.0 * sum(stored_tensors(model)[n].numel() for n in names) + 8.0 * 600
+    task = GridTask(signal, device, target, overhead_bits=overhead)
+    trainer = Trainer(model, task, fit, spec.optim, device)
+    phase("fit")
+    state = trainer.run(callback=callback)
+    model.quant_mode = "round"
+    model.eval()
+    float_metrics = {k: v for k, v in task.evaluate(model).items() if k != "reconstruction"}
+
+    phase("code")
+
+    def weights_bytes(bits: int) -> bytes:
+        return encode_model(spec, cfg, {n: p.detach().cpu() for n, p in stored_tensors(model).items()}, signal_meta, bits)
+
+    bits = choose_weight_bits(model, task, names, weights_bytes)
+    tensors = {n: p.detach().cpu().clone() for n, p in stored_tensors(model).items()}
+    model = model.cpu()
+    with torch.no_grad():  # the decoder's weights, so latents are coded with its context model
+        params = dict(model.named_parameters())
+        for n, w in tensors.items():
+            q = quantize(w, bits)
+            params[n].copy_(dequantize(q.q, q.offset, q.scale))
+        for z in model.latents:
+            z.copy_(torch.round(z))
+    records, sections = LatentSection().encode(model)
+    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={LatentSection.header_key: records}, extra_sections=sections)
+    return GridEncoding(data, model, float_metrics, state, bits)

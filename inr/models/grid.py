@@ -1,0 +1,278 @@
+"""Rate-aware latent grids (C3 / Cool-chic): a pyramid of quantized latent grids, upsampled
+and decoded per pixel by a tiny synthesis network, trained for distortion + lambda * rate.
+
+One module serves images and videos: an image is a one-frame video. Level k holds
+`latent_channels` grids of (T_k, ceil(H / 2^k), ceil(W / 2^k)) integers, T_k = ceil(T / f_k)
+with the temporal factor f_k = min(T, time_base * 2^k), so static content is carried by
+temporally coarse levels and costs almost nothing per extra frame. The latents are
+entropy-coded under a Laplace model whose (mean, scale) come from a small context network
+over already-decoded neighbours (checkerboard order: see `inr/export/grid_codec.py`), so
+the rate the loss sees is the rate the file pays.
+
+Why no learned upsampler: bilinear-in-space, linear-in-time upsampling costs nothing to
+store, keeps decoding to a handful of tensor ops, and the 3x3 refinement convs after the
+per-pixel MLP recover most of what a learned filter would give at this scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inr.models.registry import ModelSpec, OptimDefaults, register
+
+LOG2 = math.log(2.0)
+
+
+@dataclass
+class GridConfig:
+    frames: int = 1
+    height: int = 64
+    width: int = 64
+    out_dim: int = 3
+    levels: int = 7
+    latent_channels: int = 1  # grids per level
+    time_base: int = 1  # temporal downsampling of level 0 (video)
+    hidden: int = 24  # synthesis MLP width (1x1 convs)
+    hidden_layers: int = 2
+    refine: int = 2  # residual 3x3 conv layers after the MLP
+    context: int = 8  # context network width (0: factorized Laplace per level)
+
+    def validate(self) -> None:
+        """Ranges a decoder accepts before building anything (hostile headers)."""
+        checks = {
+            "frames": 1 <= self.frames <= 100_000,
+            "height": 1 <= self.height <= 16384,
+            "width": 1 <= self.width <= 16384,
+            "out_dim": 1 <= self.out_dim <= 4,
+            "levels": 1 <= self.levels <= 12,
+            "latent_channels": 1 <= self.latent_channels <= 8,
+            "time_base": 1 <= self.time_base <= 1024,
+            "hidden": 1 <= self.hidden <= 256,
+            "hidden_layers": 0 <= self.hidden_layers <= 8,
+            "refine": 0 <= self.refine <= 8,
+            "context": 0 <= self.context <= 64,
+        }
+        bad = [k for k, ok in checks.items() if not (isinstance(getattr(self, k), int) and ok)]
+        if bad:
+            raise ValueError(f"grid config out of range: {', '.join(bad)}")
+
+
+def level_shapes(cfg: GridConfig) -> list[tuple[int, int, int, int]]:
+    """(C, T_k, H_k, W_k) of every latent level, finest first."""
+    out = []
+    for k in range(cfg.levels):
+        f = min(cfg.frames, cfg.time_base * 2**k)
+        out.append((cfg.latent_channels, -(-cfg.frames // f), -(-cfg.height // 2**k), -(-cfg.width // 2**k)))
+    return out
+
+
+def time_factor(cfg: GridConfig, k: int) -> int:
+    return min(cfg.frames, cfg.time_base * 2**k)
+
+
+# ------------------------------------------------------------------ context model
+def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
+    """True on the 'anchor' half ((y + x) even), decoded first without spatial context."""
+    yy = torch.arange(h, device=device)[:, None]
+    xx = torch.arange(w, device=device)[None, :]
+    return (yy + xx) % 2 == 0
+
+
+def context_features(latent: torch.Tensor, coarser: torch.Tensor | None) -> torch.Tensor:
+    """(N, H, W) latents of one level -> (N, H, W, 6) context per site: the four neighbours
+    (anchors only: every non-anchor is zeroed, so a non-anchor sees its four decoded anchor
+    neighbours and an anchor sees nothing of its own level), the co-located latent of the
+    coarser level (decoded before this one), and the anchor flag. Zero outside the grid."""
+    h, w = latent.shape[-2:]
+    anchors = checkerboard(h, w, device=latent.device).to(latent.dtype)
+    p = F.pad((latent * anchors)[:, None], (1, 1, 1, 1))[:, 0]
+    feats = [p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    feats.append(coarser if coarser is not None else torch.zeros_like(latent))
+    feats.append(anchors.expand_as(latent))
+    return torch.stack(feats, dim=-1)
+
+
+class ContextModel(nn.Module):
+    """Laplace (mean, log-scale) for every latent, checkerboard-causal.
+
+    A three-layer MLP maps each site's context (`context_features`) to the Laplace
+    parameters, plus a learned per-level bias. Decoding runs it twice per level (anchors,
+    then the rest), vectorised over every grid of the level: never one call per latent.
+    Plain matmuls rather than masked convs: with a handful of channels, CPU convolutions
+    fall back to slow im2col kernels. With `width` 0 it is a per-level factorized Laplace."""
+
+    def __init__(self, levels: int, width: int):
+        super().__init__()
+        self.levels, self.width = levels, width
+        self.level_bias = nn.Parameter(torch.zeros(levels, 2))  # (mean, log-scale) per level
+        if width:
+            self.net = nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+
+    def params(self, k: int, latent: torch.Tensor, coarser: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent (N, H, W) of level k (N = C x T_k grids) -> (mean, log_scale), same shape.
+        Only anchor values of `latent` are read."""
+        bias = self.level_bias[k]
+        if not self.width:
+            return bias[0].expand_as(latent), bias[1].expand_as(latent)
+        out = self.net(context_features(latent, coarser))
+        return out[..., 0] + bias[0], out[..., 1] + bias[1]
+
+
+def laplace_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """-log2 P(x) summed: x under a Laplace(mean, scale) integrated over [x - .5, x + .5],
+    the same bins constriction's QuantizedLaplace codes with. Written in |x - mean| so
+    both tails use the numerically stable side of the CDF."""
+    scale = log_scale.clamp(-4.0, 8.0).exp()
+    d = (x - mean).abs()
+    outer = torch.exp(-(d + 0.5) / scale)
+    tail = 0.5 * (torch.exp(-(d - 0.5).clamp_min(0) / scale) - outer)  # bin wholly on one side
+    centre = 1 - 0.5 * torch.exp(-(0.5 - d).clamp_min(0) / scale) - 0.5 * outer  # bin holds the mean
+    p = torch.where(d < 0.5, centre, tail)
+    return -torch.log2(p.clamp_min(2.0**-24)).sum()
+
+
+# ------------------------------------------------------------------ the model
+class LatentGrid(nn.Module):
+    """Latents -> frames. `forward(idx)` renders frames `idx` (B,) as (B, C, H, W)."""
+
+    def __init__(self, cfg: GridConfig):
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.latents = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in level_shapes(cfg)])
+        c_in = cfg.levels * cfg.latent_channels
+        layers: list[nn.Module] = []
+        for _ in range(cfg.hidden_layers):
+            layers += [nn.Linear(c_in, cfg.hidden), nn.ReLU()]
+            c_in = cfg.hidden
+        layers.append(nn.Linear(c_in, cfg.out_dim))
+        self.synthesis = nn.Sequential(*layers)  # per pixel, on (B, H, W, C): BLAS, not im2col
+        self.refine = nn.ModuleList([nn.Conv2d(cfg.out_dim, cfg.out_dim, 3, padding=1, padding_mode="replicate") for _ in range(cfg.refine)])
+        for conv in self.refine:  # start as identity: the residual branch learns corrections
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.context = ContextModel(cfg.levels, cfg.context)
+        self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
+
+    export_excludes = ("latents.",)  # latents travel in section LATS, not as weights
+
+    # ---------------------------------------------------------------- latents
+    def quantized(self, k: int) -> torch.Tensor:
+        z = self.latents[k]
+        if self.quant_mode == "noise":
+            return z + (torch.rand_like(z) - 0.5)
+        r = torch.round(z)
+        if self.quant_mode == "ste":
+            return z + (r - z).detach()
+        return r
+
+    def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Bits of all latents under the context model: what the file will pay.
+
+        With `idx` (the frames of a training batch) only the latent time slices those frames
+        read are scored, scaled up to the whole level: an unbiased estimate that puts the rate
+        gradient on the latents the distortion gradient moves, at a fraction of the cost."""
+        latents = latents if latents is not None else [self.quantized(k) for k in range(self.config.levels)]
+        total = latents[0].new_zeros(())
+        coarser = None
+        for k in reversed(range(self.config.levels)):
+            z = latents[k]
+            up = self._coarser_for(k, coarser)
+            coarser = z
+            c, t, h, w = z.shape
+            if idx is not None and t > 1:
+                slices = torch.unique(self.slices_for(k, idx))
+                zs = z[:, slices].reshape(-1, h, w)
+                ups = None if up is None else up.reshape(c, t, h, w)[:, slices].reshape(-1, h, w)
+                mean, log_scale = self.context.params(k, zs, ups)
+                total = total + laplace_bits(zs, mean, log_scale) * (t / slices.numel())
+            else:
+                grids = z.reshape(-1, h, w)
+                mean, log_scale = self.context.params(k, grids, up)
+                total = total + laplace_bits(grids, mean, log_scale)
+        return total
+
+    def _coarser_for(self, k: int, coarser: torch.Tensor | None) -> torch.Tensor | None:
+        """Level k+1 resampled onto level k's grid (nearest: exact, no float maths to drift
+        between encoder and decoder)."""
+        if coarser is None:
+            return None
+        c, t, h, w = self.latents[k].shape
+        up = F.interpolate(coarser[None], size=(t, h, w), mode="nearest")[0]
+        return up.reshape(-1, h, w)
+
+    def slices_for(self, k: int, idx: torch.Tensor) -> torch.Tensor:
+        """The (lower, upper) latent time slices frames `idx` interpolate between, (2, B)."""
+        f = time_factor(self.config, k)
+        tk = self.latents[k].shape[1]
+        pos = ((idx.float() + 0.5) / f - 0.5).clamp(0, tk - 1)
+        lo = pos.floor().long()
+        return torch.stack([lo, (lo + 1).clamp_max(tk - 1)])
+
+    # ---------------------------------------------------------------- synthesis
+    def upsampled(self, idx: torch.Tensor, latents: list[torch.Tensor]) -> torch.Tensor:
+        """(B,) frame indices -> (B, levels*C, H, W) features."""
+        cfg = self.config
+        feats = []
+        for k, z in enumerate(latents):
+            f = time_factor(cfg, k)
+            lo, hi = self.slices_for(k, idx)
+            a = (((idx.float() + 0.5) / f - 0.5).clamp(0, z.shape[1] - 1) - lo.float())[:, None, None, None]
+            zt = z[:, lo] * (1 - a.transpose(0, 1)) + z[:, hi] * a.transpose(0, 1)  # (C, B, h, w)
+            zt = zt.transpose(0, 1)
+            if zt.shape[-2:] != (cfg.height, cfg.width):
+                zt = F.interpolate(zt, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
+            feats.append(zt)
+        return torch.cat(feats, dim=1)
+
+    def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.synthesis(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        for conv in self.refine:
+            x = x + conv(torch.relu(x))
+        return x
+
+    def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        latents = [self.quantized(k) for k in range(self.config.levels)]
+        return self.synthesize(self.upsampled(idx, latents))
+
+    def stored_param_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _adapt(cfg: GridConfig, signal) -> GridConfig:
+    if signal.kind == "image":
+        h, w = signal.spatial_shape
+        t = 1
+    else:
+        t, h, w = signal.spatial_shape
+    levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
+    return dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
+
+
+def _latent_section():
+    from inr.export.grid_codec import LatentSection
+
+    return LatentSection()
+
+
+register(
+    ModelSpec(
+        name="grid",
+        config_cls=GridConfig,
+        model_cls=LatentGrid,
+        kind="grid",
+        signals=("image", "video"),
+        description="Cool-chic/C3: quantized latent grid pyramid + tiny synthesis, trained for rate and distortion",
+        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0),)),
+        adapt=_adapt,
+        width_field="hidden",
+        side_codec=_latent_section,
+    )
+)

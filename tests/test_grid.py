@@ -1,0 +1,141 @@
+"""The rate-aware latent-grid family: entropy coding of the latents, the rate the loss sees,
+the file round trip, rate control and bad input."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inr.bitstream import BitstreamError
+from inr.export.grid_codec import decode_latents, encode_latents
+from inr.models.grid import GridConfig, LatentGrid, laplace_bits
+from tests.test_cli import run_cli, small_png  # noqa: F401  (fixture)
+
+
+def _random_model(cfg: GridConfig, scale: float, seed: int = 0) -> LatentGrid:
+    torch.manual_seed(seed)
+    m = LatentGrid(cfg)
+    with torch.no_grad():
+        for p in m.context.parameters():
+            p.normal_(0, 0.2)
+        for z in m.latents:
+            lap = torch.distributions.Laplace(0.0, scale)
+            z.copy_(torch.round(lap.sample(z.shape)))
+        m.context.level_bias[:, 1] = math.log(scale)
+    return m.eval()
+
+
+def test_laplace_bits_match_a_float64_reference():
+    x = torch.tensor([-7.0, -1.0, 0.0, 0.0, 1.0, 3.0, 40.0], dtype=torch.float64)
+    mean = torch.tensor([0.3, -0.2, 0.0, 0.45, 1.2, -2.0, 0.0], dtype=torch.float64)
+    log_scale = torch.tensor([0.0, 1.0, -1.0, 0.5, 2.0, 0.0, 1.0], dtype=torch.float64)
+    b = log_scale.exp()
+
+    def cdf(v):
+        return torch.where(v < mean, 0.5 * torch.exp((v - mean) / b), 1 - 0.5 * torch.exp(-(v - mean) / b))
+
+    ref = -torch.log2(cdf(x + 0.5) - cdf(x - 0.5)).sum()
+    assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
+
+
+@pytest.mark.parametrize("context", [0, 8])
+def test_latents_round_trip_bit_exactly(context):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, context=context)
+    enc = _random_model(cfg, scale=3.0)
+    payload, records = encode_latents(enc)
+    dec = LatentGrid(cfg)
+    dec.load_state_dict({k: v for k, v in enc.state_dict().items()})
+    with torch.no_grad():
+        for z in dec.latents:
+            z.fill_(99.0)
+    decode_latents(dec, payload, records)
+    for a, b in zip(enc.latents, dec.latents):
+        assert torch.equal(a, b)
+
+
+def test_rate_estimate_is_the_coded_size():
+    cfg = GridConfig(frames=1, height=128, width=128, levels=5, context=8)
+    m = _random_model(cfg, scale=2.0, seed=1)
+    payload, _ = encode_latents(m)
+    with torch.no_grad():
+        estimate = float(m.rate_bits())
+    assert len(payload) * 8 == pytest.approx(estimate, rel=0.03)
+
+
+def test_corrupt_latent_payload_is_a_bitstream_error():
+    cfg = GridConfig(frames=1, height=16, width=16, levels=3, context=4)
+    m = _random_model(cfg, scale=2.0)
+    payload, records = encode_latents(m)
+    with pytest.raises(BitstreamError):
+        decode_latents(m, payload[:-4] if len(payload) > 4 else b"\x01\x02", records)
+    bad = [dict(r) for r in records]
+    bad[0]["min"] = "x"
+    with pytest.raises(BitstreamError):
+        decode_latents(m, payload, bad)
+
+
+def test_batch_rate_is_an_unbiased_slice_estimate():
+    """Scoring only the time slices a batch reads, scaled up, averages to the full rate."""
+    cfg = GridConfig(frames=8, height=16, width=24, levels=3, context=4)
+    m = _random_model(cfg, scale=2.0)
+    with torch.no_grad():
+        full = float(m.rate_bits())
+        parts = [float(m.rate_bits(idx=torch.tensor([t]))) for t in range(8)]
+    assert np.mean(parts) == pytest.approx(full, rel=0.15)
+
+
+# ------------------------------------------------------------------ through the CLI
+@pytest.fixture(scope="module")
+def grid_files(tmp_path_factory, small_png, tiny_clip_file):
+    out = tmp_path_factory.mktemp("grid")
+    runs = {
+        "image": run_cli("encode", str(small_png), "-o", str(out / "img.inr"), "--model", "grid", "--steps", "60", "--lambda", "0.002"),
+        "video": run_cli("encode", str(tiny_clip_file), "-o", str(out / "clip.inr"), "--model", "grid", "--steps", "60", "--bpp", "0.6"),
+    }
+    return out, runs
+
+
+def test_grid_image_encodes_and_decodes_to_png(grid_files):
+    out, runs = grid_files
+    assert runs["image"].returncode == 0, runs["image"].stderr
+    r = run_cli("decode", str(out / "img.inr"), "-o", str(out / "img.png"))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    assert Image.open(out / "img.png").size == (64, 64)
+    info = run_cli("info", str(out / "img.inr"))
+    assert "section:LATS" in info.stdout
+
+
+def test_grid_decode_is_the_encoders_model(grid_files):
+    """The decoder rebuilds exactly what the encoder measured: the report's PSNR is the
+    decoded file's, twice the same."""
+    import json
+
+    from inr.export.compress import decode_bytes
+
+    out, runs = grid_files
+    assert runs["video"].returncode == 0, runs["video"].stderr
+    data = (out / "clip.inr").read_bytes()
+    a, header, _ = decode_bytes(data, torch.device("cpu"))
+    b, _, _ = decode_bytes(data, torch.device("cpu"))
+    assert torch.equal(a, b) and a.shape == (8, 64, 96, 3)
+    report = json.loads((out / "clip.inr.json").read_text())
+    assert report["model"] == "grid" and report["bytes"] == len(data)
+    assert report["rate_control"]["attempts"] and len(report["rate_control"]["attempts"]) == 1  # one fit, no refits
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lambda", "0"], "positive"),
+        (["--lambda", "-1"], "positive"),
+        (["--bpp", "0"], "positive"),
+    ],
+)
+def test_grid_bad_rate_arguments_exit_2(tmp_path, small_png, args, message):
+    r = run_cli("encode", str(small_png), "-o", str(tmp_path / "x.inr"), "--model", "grid", "--steps", "5", *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.inr").exists()
