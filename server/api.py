@@ -230,6 +230,7 @@ def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> Non
     if recovered:
         print(f"marked {recovered} interrupted job(s) as failed")
     sweep(app.state.store, cfg.data_dir, cfg.retention)
+    import video.media  # noqa: F401  (torch, ffmpeg-python: imported now, not by the first upload check)
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     pool = WorkerPool(cfg.db_path, cfg.data_dir, cfg.workers, cfg.device, memory_cap=cfg.memory_cap,
                       lease_s=cfg.lease_s, cancel_grace_s=cfg.cancel_grace_s, retention=cfg.retention)

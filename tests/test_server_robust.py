@@ -256,7 +256,7 @@ def test_memory_cap_turns_an_overrun_into_a_failed_job(cfg, tiny_clip_file):
     pool.start()
     try:
         final = _wait_for(lambda: (j := store.get(job["id"]))["status"] in ("done", "failed", "cancelled") and j, 120, "the job to end")
-        assert final["status"] == "failed" and ("memory" in final["error"] or "died" in final["error"]), final["error"]
+        assert final["status"] == "failed" and "ran out of memory" in final["error"], final["error"]
         assert "Traceback" not in final["error"]
     finally:
         pool.stop()
@@ -295,7 +295,7 @@ def test_server_death_leaves_no_orphans_and_no_running_job(tmp_path, tiny_clip_f
     server = subprocess.Popen([sys.executable, "-m", "ui.cli", "serve", "--port", str(port), "--data-dir", str(data)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:  # a loaded machine: the test is not about speed
             _wait_for(lambda: _health(http) or server.poll() is not None, 60, "server start")
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             job = _upload(http, tiny_clip_file, "fit", {"model": "hnerv", "seconds": 120}).json()
