@@ -145,6 +145,9 @@ class WorkerPool:
         self.lease_s, self.cancel_grace_s, self.tick_s = lease_s, cancel_grace_s, tick_s
         self.retention = retention
         self.procs: dict[int, tuple[mp.process.BaseProcess, object]] = {}  # pid -> (process, pipe write end)
+        self._born: dict[int, float] = {}
+        self._killed: set[int] = set()  # stopped by the supervisor, not dead by themselves
+        self._next_spawn, self._quick_deaths = 0.0, 0  # back-off when workers die at start-up
         self._ctx = mp.get_context("spawn")
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -159,6 +162,7 @@ class WorkerPool:
         p.start()
         read.close()  # only the worker holds the read end: its EOF is our death
         self.procs[p.pid] = (p, write)  # type: ignore[index]
+        self._born[p.pid] = time.monotonic()  # type: ignore[index]
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -216,7 +220,8 @@ class WorkerPool:
                 code = p.exitcode
                 how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
                 hint = " (SIGKILL often means the machine ran out of memory)" if code == -signal.SIGKILL else ""
-                for job_id in self._store.fail_running(f"the worker running this job died ({how}){hint}", [pid]):
+                failed = self._store.fail_running(f"the worker running this job died ({how}){hint}", [pid])
+                for job_id in failed:
                     log.warning("worker %d died (%s); job %s failed", pid, how, job_id)
                     job = self._store.get(job_id)
                     if job:
@@ -226,8 +231,17 @@ class WorkerPool:
                 del self.procs[pid]
                 write.close()  # type: ignore[attr-defined]
                 p.join(0)
-                self._spawn()
                 self.replaced += 1
+                started_recently = time.monotonic() - self._born.pop(pid, 0.0) < 10
+                if not failed and pid not in self._killed and started_recently:  # died starting (a bad install, a tiny memory cap): do not spin
+                    self._quick_deaths += 1
+                    self._next_spawn = time.monotonic() + min(60.0, 2.0 ** self._quick_deaths)
+                    log.warning("worker %d died while starting (%s); next start in %.0f s", pid, how, self._next_spawn - time.monotonic())
+                else:
+                    self._quick_deaths = 0
+                self._killed.discard(pid)
+            while len(self.procs) < self.workers and time.monotonic() >= self._next_spawn:
+                self._spawn()
             now = time.time()
             for job in self._store.running():
                 owner = self.procs.get(job["worker"])
@@ -240,6 +254,7 @@ class WorkerPool:
                 else:
                     continue
                 if owner is not None:
+                    self._killed.add(owner[0].pid)  # type: ignore[arg-type]
                     self._kill(owner[0])  # replaced on the next pass, when it is seen dead
                     owner[0].join(5)
                 self._end(job, *reason)
