@@ -221,10 +221,10 @@ def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> Non
     import uvicorn
 
     from server.retention import sweep
-    from server.worker import WorkerPool
+    from server.worker import WorkerPool, configure_log
 
     check_bind(host, cfg.token)
-    logging.basicConfig(level=logging.INFO, format="inr server: %(message)s")
+    configure_log("inr server")
     app = create_app(cfg)
     recovered = app.state.store.recover()
     if recovered:

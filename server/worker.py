@@ -31,6 +31,16 @@ log = logging.getLogger("inr.server")
 SHUTDOWN_MESSAGE = "interrupted: the server shut down while this job ran"
 
 
+def configure_log(prefix: str) -> None:
+    """One line per event on stderr for the server's own logger only (not every library's)."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
 class WorkerShutdown(BaseException):
     """Raised in a worker's main thread by SIGTERM: end the job as failed, then exit."""
 
@@ -82,7 +92,14 @@ def worker_main(db_path: str, data_dir: str, threads: int, device: str, conn=Non
     parent = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
-    logging.basicConfig(level=logging.INFO, format="inr worker %(process)d: %(message)s")
+    configure_log(f"inr worker {os.getpid()}")
+    try:
+        _work(db_path, Path(data_dir), threads, device, conn, parent, memory_cap, poll)
+    except WorkerShutdown:  # stopped between jobs (or while starting): nothing to record
+        return
+
+
+def _work(db_path: str, data: Path, threads: int, device: str, conn, parent: int, memory_cap: int, poll: float) -> None:
     from server.store import JobStore
 
     store = JobStore(db_path)
@@ -97,17 +114,11 @@ def worker_main(db_path: str, data_dir: str, threads: int, device: str, conn=Non
     from server.service import user_message
 
     torch.set_num_threads(max(1, threads))
-    pid, data = os.getpid(), Path(data_dir)
+    pid = os.getpid()
     while True:
-        try:
-            job = store.claim_next(pid)
-        except WorkerShutdown:
-            return
+        job = store.claim_next(pid)
         if job is None:
-            try:
-                time.sleep(poll)
-            except WorkerShutdown:
-                return
+            time.sleep(poll)
             continue
         state["job"] = job["id"]
         names = {job["input"]: job["input_name"], str(data / "jobs" / job["id"]) + "/": ""}
@@ -118,7 +129,7 @@ def worker_main(db_path: str, data_dir: str, threads: int, device: str, conn=Non
             store.finish(job["id"], "cancelled", error="cancelled by request")
         except WorkerShutdown:
             store.finish(job["id"], "failed", error=SHUTDOWN_MESSAGE)
-            return
+            raise
         except InrError as exc:  # expected: one line, no traceback
             msg = user_message(str(exc), names, data)
             log.info("job %s failed: %s", job["id"], msg)
