@@ -1,16 +1,22 @@
 """REST API (FastAPI): create jobs with an upload, follow them, cancel them, fetch artifacts.
 
 Uploads are streamed to disk under a generated name (never a client-supplied path) with the
-size limit enforced while streaming, then probed with ffmpeg before a job exists. With a
-token configured, every route (OpenAPI included) needs `Authorization: Bearer <token>`.
+size limit enforced while streaming, then checked (ffmpeg metadata probe with a timeout,
+parameters, resource estimate) before a job exists. The check runs in a small thread pool
+off the event loop, so a slow probe never stalls other requests. With a token configured,
+every route (OpenAPI included) needs `Authorization: Bearer <token>`.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import logging
 import os
 import secrets
+import signal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +25,13 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from inr.errors import InrError
 from server.limits import LimitError, Limits
+from server.retention import Retention, delete_job_files, drop_upload, incoming_dir
 from server.store import KINDS, JobStore
 
 TOKEN_ENV = "INR_TOKEN"
 INLINE_SUFFIXES = {".html", ".png", ".jpg", ".jpeg", ".webp", ".avif", ".mp4", ".webm", ".json"}
+PRIVATE_FIELDS = ("input", "worker", "heartbeat", "cancel_at")
+log = logging.getLogger("inr.server")
 
 
 @dataclass
@@ -32,10 +41,30 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     workers: int = 1
     device: str = "auto"
+    retention: Retention = field(default_factory=Retention)
+    lease_s: float = 30.0  # a running job whose worker has not renewed its lease for this long fails
+    cancel_grace_s: float = 3.0  # a cancelled job still running after this is stopped by force
+    check_threads: int = 2  # uploads checked (probed) at once, off the event loop
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "jobs.sqlite"
+
+    @property
+    def memory_cap(self) -> int:
+        """RLIMIT_AS of each worker, bytes (0: none)."""
+        return self.limits.memory_cap(self.workers)
+
+    def served_paths(self) -> list[str]:
+        """What a front end (Gradio `allowed_paths`) may serve: artifacts and previews only."""
+        from server.retention import served_paths
+
+        return served_paths(self.data_dir)
+
+    def blocked_paths(self) -> list[str]:
+        from server.retention import blocked_paths
+
+        return blocked_paths(self.data_dir)
 
 
 def default_data_dir() -> Path:
@@ -56,8 +85,8 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def public_job(job: dict) -> dict:
-    """What clients see: no server-side paths."""
-    out = {k: v for k, v in job.items() if k not in ("input",)}
+    """What clients see: no server-side paths, no worker internals."""
+    out = {k: v for k, v in job.items() if k not in PRIVATE_FIELDS}
     out["artifacts"] = [{"name": a, "url": f"/api/jobs/{job['id']}/artifacts/{a}"} for a in job["artifacts"]]
     return out
 
@@ -69,6 +98,8 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     app = FastAPI(title="inr-codec", version="0.1.0")
     app.state.store = store
     app.state.config = cfg
+    checks = ThreadPoolExecutor(max_workers=max(1, cfg.check_threads), thread_name_prefix="inr-check")
+    app.state.checks = checks
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -82,7 +113,9 @@ def create_app(cfg: ServerConfig) -> FastAPI:
 
     @app.exception_handler(InrError)
     async def inr_error(_: Request, exc: InrError) -> JSONResponse:
+        """Expected errors: a 4xx with the message, one log line, no traceback."""
         status = exc.status if isinstance(exc, LimitError) else 422
+        log.info("refused (%d): %s", status, exc)
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     @app.get("/login")
@@ -110,7 +143,7 @@ def create_app(cfg: ServerConfig) -> FastAPI:
             raise HTTPException(422, "params must be JSON") from None
         cfg.limits.check_suffix(file.filename or "", kind if kind in KINDS else "encode")
         # Stream to a temp file, enforcing the size limit while the bytes arrive.
-        tmp_dir = cfg.data_dir / "incoming"
+        tmp_dir = incoming_dir(cfg.data_dir)
         tmp_dir.mkdir(exist_ok=True)
         tmp = tmp_dir / uuid.uuid4().hex
         size = 0
@@ -121,7 +154,9 @@ def create_app(cfg: ServerConfig) -> FastAPI:
                     if size > cfg.limits.max_upload_bytes:
                         raise LimitError(f"upload exceeds {cfg.limits.max_upload_bytes >> 20} MiB", 413)
                     f.write(chunk)
-            job = submit(store, tmp, file.filename or "upload", kind, parsed, cfg.data_dir, cfg.limits)
+            # Probing runs ffmpeg (bounded by probe_timeout_s): never on the event loop.
+            loop = asyncio.get_running_loop()
+            job = await loop.run_in_executor(checks, submit, store, tmp, file.filename or "upload", kind, parsed, cfg.data_dir, cfg.limits, cfg.workers)
         finally:
             tmp.unlink(missing_ok=True)
         return public_job(job)
@@ -145,7 +180,19 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         job = _job(job_id)
         if job["status"] in ("done", "failed", "cancelled"):
             raise HTTPException(409, f"job {job_id} already {job['status']}")
-        return public_job(store.request_cancel(job_id))  # type: ignore[arg-type]
+        job = store.request_cancel(job_id)
+        if job and job["status"] == "cancelled":
+            drop_upload(cfg.data_dir, job["input"])  # a queued job never needs its input again
+        return public_job(job)  # type: ignore[arg-type]
+
+    @app.delete("/api/jobs/{job_id}")
+    def delete_job(job_id: str) -> dict:
+        """Remove a finished job with its upload and artifacts (a running one: cancel first)."""
+        job = _job(job_id)
+        if job["status"] in ("queued", "running") or not store.delete(job_id):
+            raise HTTPException(409, f"job {job_id} is {job['status']}: cancel it first")
+        delete_job_files(cfg.data_dir, job)
+        return {"deleted": job_id}
 
     @app.get("/api/jobs/{job_id}/artifacts/{name:path}")
     def artifact(job_id: str, name: str) -> FileResponse:
@@ -162,18 +209,34 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     return app
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """uvicorn re-raises the signal it caught after its graceful shutdown; with this handler
+    that becomes SystemExit, so serve()'s `finally` stops the workers (the default action
+    would kill the process and orphan them)."""
+    raise SystemExit(128 + signum)
+
+
 def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> None:
-    """Start workers and the HTTP server (optionally with the Gradio UI mounted at /)."""
+    """Start workers and the HTTP server (optionally with the Gradio UI mounted at /).
+
+    SIGTERM and SIGINT shut down cleanly: uvicorn drains, then the pool stops its workers and
+    fails the job(s) they were running, so no job is left "running"."""
     import uvicorn
 
-    from server.worker import WorkerPool
+    from server.retention import sweep
+    from server.worker import WorkerPool, configure_log
 
     check_bind(host, cfg.token)
+    configure_log("inr server")
     app = create_app(cfg)
     recovered = app.state.store.recover()
     if recovered:
         print(f"marked {recovered} interrupted job(s) as failed")
-    pool = WorkerPool(cfg.db_path, cfg.data_dir, cfg.workers, cfg.device)
+    sweep(app.state.store, cfg.data_dir, cfg.retention)
+    import video.media  # noqa: F401  (torch, ffmpeg-python: imported now, not by the first upload check)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    pool = WorkerPool(cfg.db_path, cfg.data_dir, cfg.workers, cfg.device, memory_cap=cfg.memory_cap,
+                      lease_s=cfg.lease_s, cancel_grace_s=cfg.cancel_grace_s, retention=cfg.retention)
     pool.start()
     try:
         if with_ui:
@@ -181,5 +244,11 @@ def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> Non
 
             app = mount_ui(app, cfg)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    except KeyboardInterrupt:
+        pass
     finally:
         pool.stop()
+        app_state = getattr(app, "state", None)
+        if app_state is not None and hasattr(app_state, "checks"):
+            app_state.checks.shutdown(wait=False, cancel_futures=True)
+        signal.signal(signal.SIGTERM, previous)

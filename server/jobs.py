@@ -5,10 +5,13 @@ job is created, so workers only see work that can start.
 """
 from __future__ import annotations
 
+import json
+import math
 import time
 from pathlib import Path
 
 from inr.errors import InrError
+from server.limits import LimitError, Limits
 from server.store import JobStore
 
 
@@ -18,44 +21,128 @@ class JobCancelled(Exception):
 
 FIT_KEYS = {"model", "params", "epochs", "seconds", "steps", "seed", "max_frames", "resize", "crop", "bpp", "bits", "prune", "lr"}
 COMPARE_KEYS = {"models", "bpps", "codecs", "presets", "crfs", "epochs", "seconds", "seed", "max_frames", "resize", "crop"}
+MAX_SIDE = 16384  # resize/crop: wider than any codec we accept
 
 
-def validate_params(kind: str, params: dict) -> dict:
-    """Check and normalise a job's parameters; raises InrError with a user-facing message."""
-    from inr.models import get_spec, parse_param_budget
+def _number(out: dict, key: str, lo: float, hi: float, lo_open: bool = True) -> None:
+    """A finite JSON number (not a bool) in (lo, hi] (or [lo, hi] with lo_open=False)."""
+    v = out.get(key)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InrError(f"{key} must be a finite number, got {json.dumps(v)[:40]}")
+    if v > hi or v < lo or (lo_open and v == lo):
+        raise InrError(f"{key} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {v:g}")
+    out[key] = float(v)
+
+
+def _integer(out: dict, key: str, lo: int, hi: int) -> None:
+    """A JSON integer (not a bool, not 1e3) in [lo, hi]."""
+    v = out.get(key)
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InrError(f"{key} must be an integer, got {json.dumps(v)[:40]}")
+    if not lo <= v <= hi:
+        raise InrError(f"{key} must be between {lo} and {hi}, got {v}")
+
+
+def _size(out: dict, key: str) -> None:
     from video.media import parse_size
 
+    v = out.get(key)
+    if v is None:
+        return
+    if not isinstance(v, str):
+        raise InrError(f"{key} must be a string WIDTHxHEIGHT, e.g. \"320x180\"")
+    w, h = parse_size(v, key)  # type: ignore[misc]
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise InrError(f"{key} {w}x{h}: sides are limited to {MAX_SIDE}")
+
+
+def _str_list(out: dict, key: str, allowed: set[str] | None, limit: int) -> None:
+    v = out.get(key)
+    if not isinstance(v, list) or not v or len(v) > limit or not all(isinstance(x, str) for x in v):
+        raise InrError(f"{key} must be a list of 1 to {limit} strings")
+    if allowed is not None and not set(v) <= allowed:
+        raise InrError(f"{key}: unknown {', '.join(sorted(set(v) - allowed))} (choose from {', '.join(sorted(allowed))})")
+
+
+def validate_params(kind: str, params: dict, limits: Limits | None = None) -> dict:
+    """Check and normalise a job's parameters (types, finiteness, ranges); raises InrError with
+    a user-facing message. Every budget ends up bounded: a fit always has a wall-clock cap."""
+    from inr.models import get_spec, parse_param_budget
+    from video.codecs import CODECS, PRESETS
+
+    limits = limits or Limits()
     if not isinstance(params, dict):
         raise InrError("params must be a JSON object")
     allowed = {"fit": FIT_KEYS, "encode": FIT_KEYS, "decode": set(), "compare": COMPARE_KEYS}[kind]
     unknown = set(params) - allowed
     if unknown:
-        raise InrError(f"unknown parameter(s) for {kind}: {', '.join(sorted(unknown))}")
-    out = dict(params)
+        raise InrError(f"unknown parameter(s) for {kind}: {', '.join(sorted(map(str, unknown)))[:200]}")
+    out = {k: v for k, v in params.items() if v is not None}
     if kind in ("fit", "encode"):
-        get_spec(str(out.setdefault("model", "hnerv")))
+        model = out.setdefault("model", "hnerv")
+        if not isinstance(model, str):
+            raise InrError("model must be a string")
+        get_spec(model)
         if "params" in out:
-            parse_param_budget(str(out["params"]))
+            budget = out["params"]
+            if isinstance(budget, bool) or not isinstance(budget, (str, int, float)) or (isinstance(budget, float) and not math.isfinite(budget)):
+                raise InrError("params must be a parameter budget such as \"300k\" or \"0.75M\"")
+            out["params"] = str(budget)
+            if parse_param_budget(out["params"]) > limits.max_model_params:
+                raise LimitError(f"params {out['params']} exceeds this server's limit of {limits.max_model_params / 1e6:g} M parameters", 413)
+        _number(out, "bpp", 0.0, 64.0)
+        _integer(out, "bits", 2, 16)
+        _number(out, "prune", 0.0, 0.99, lo_open=False)
+        _number(out, "lr", 0.0, 1.0)
     if kind == "compare":
-        for m in out.setdefault("models", ["hnerv"]):
-            get_spec(str(m))
+        out.setdefault("models", ["hnerv"])
+        _str_list(out, "models", None, limits.max_list)
+        for m in out["models"]:
+            get_spec(m)
         bpps = out.setdefault("bpps", [0.1, 0.2])
-        if not bpps or any(not isinstance(b, (int, float)) or b <= 0 for b in bpps):
-            raise InrError("bpps must be positive numbers")
-    for key in ("epochs", "steps", "max_frames", "bits", "seed"):
-        if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool) or (out[key] <= 0 and key != "seed")):
-            raise InrError(f"{key} must be a positive integer")
-    for key in ("seconds", "bpp", "lr"):
-        if key in out and (not isinstance(out[key], (int, float)) or out[key] <= 0):
-            raise InrError(f"{key} must be a positive number")
-    if "prune" in out and not (isinstance(out["prune"], (int, float)) and 0 <= out["prune"] < 1):
-        raise InrError("prune must be in [0, 1)")
+        if not isinstance(bpps, list) or not bpps or len(bpps) > limits.max_list:
+            raise InrError(f"bpps must be a list of 1 to {limits.max_list} positive numbers")
+        for i in range(len(bpps)):
+            box = {"bpps": bpps[i]}
+            _number(box, "bpps", 0.0, 64.0)
+            bpps[i] = box["bpps"]
+        if "codecs" in out:
+            _str_list(out, "codecs", set(CODECS), limits.max_list)
+        if "presets" in out:
+            _str_list(out, "presets", set(PRESETS), limits.max_list)
+        if "crfs" in out:
+            crfs = out["crfs"]
+            if not isinstance(crfs, list) or not crfs or len(crfs) > limits.max_list:
+                raise InrError(f"crfs must be a list of 1 to {limits.max_list} integers")
+            for c in crfs:
+                _integer({"crfs": c}, "crfs", 0, 51)
+    _integer(out, "epochs", 1, limits.max_epochs)
+    _integer(out, "steps", 1, limits.max_steps)
+    _integer(out, "max_frames", 1, 1_000_000)
+    _integer(out, "seed", 0, 2**31 - 1)
+    _number(out, "seconds", 0.0, limits.max_seconds)
     for key in ("resize", "crop"):
-        if key in out:
-            parse_size(out[key], key)
+        _size(out, key)
     if kind in ("fit", "encode", "compare") and not any(k in out for k in ("epochs", "seconds", "steps")):
         out["seconds"] = 60.0  # a bounded default: a web request must not start an unbounded fit
+    if kind in ("fit", "encode", "compare") and "seconds" not in out:
+        out["seconds"] = limits.max_seconds  # epochs/steps budgets still stop at the server's time cap
     return out
+
+
+def runtime_limit(kind: str, params: dict, limits: Limits) -> float:
+    """Seconds a running job may take before the supervisor stops it: generous multiples of
+    its fit budget (rate control refits, export, decode and baselines come on top)."""
+    if kind == "decode":
+        return limits.decode_timeout_s
+    seconds = float(params.get("seconds", limits.max_seconds))
+    if kind == "compare":
+        seconds *= len(params.get("models", [1])) * len(params.get("bpps", [1]))
+    return min(limits.max_runtime_s, 6 * seconds + 1200)
 
 
 def read_options(params: dict):

@@ -1,8 +1,12 @@
 """Persistent job store: one SQLite database (WAL) shared by the API process and workers.
 
 Each process opens its own connection. Claiming a job is one IMMEDIATE transaction, so two
-workers can never run the same job. On start-up `recover()` marks jobs left `running` by a
-dead server as failed ("interrupted"): none stays running forever, none disappears.
+workers can never run the same job. A running job carries a lease: the claiming worker's pid
+and a heartbeat it renews every second; the supervisor (server/worker.py) fails jobs whose
+worker died or whose heartbeat went stale. On start-up `recover()` marks jobs left `running`
+by a dead server as failed ("interrupted"): none stays running forever, none disappears.
+Final transitions of a running job are guarded by `status = 'running'`, so a worker that
+finishes and a supervisor that gives up on it cannot both win.
 """
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
 """
+# Columns added after the first release; older databases get them on open.
+LEASE_COLUMNS = {"worker": "INTEGER", "heartbeat": "REAL", "cancel_at": "REAL", "runtime_limit": "REAL"}
+FINAL = ("done", "failed", "cancelled")
 
 
 class JobStore:
@@ -46,6 +53,13 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, typ in LEASE_COLUMNS.items():
+            if name not in have:
+                try:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {typ}")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
 
     def close(self) -> None:
         self._db.close()
@@ -60,14 +74,14 @@ class JobStore:
         d["cancel_requested"] = bool(d["cancel_requested"])
         return d
 
-    def create(self, kind: str, params: dict, input_path: str, input_name: str) -> dict:
+    def create(self, kind: str, params: dict, input_path: str, input_name: str, runtime_limit: float | None = None) -> dict:
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         job_id = uuid.uuid4().hex[:12]
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, kind, params, input, input_name, status, created) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-                (job_id, kind, json.dumps(params), input_path, input_name, time.time()),
+                "INSERT INTO jobs (id, kind, params, input, input_name, status, created, runtime_limit) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (job_id, kind, json.dumps(params), input_path, input_name, time.time(), runtime_limit),
             )
         return self.get(job_id)  # type: ignore[return-value]
 
@@ -80,7 +94,8 @@ class JobStore:
             rows = self._db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [self._row(r) for r in rows]  # type: ignore[misc]
 
-    def claim_next(self) -> dict | None:
+    def claim_next(self, worker: int = 0) -> dict | None:
+        """The oldest queued job, now running under `worker`'s lease (pid, fresh heartbeat)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -88,7 +103,8 @@ class JobStore:
                 if row is None:
                     self._db.execute("COMMIT")
                     return None
-                self._db.execute("UPDATE jobs SET status = 'running', started = ? WHERE id = ?", (time.time(), row["id"]))
+                now = time.time()
+                self._db.execute("UPDATE jobs SET status = 'running', started = ?, worker = ?, heartbeat = ? WHERE id = ?", (now, worker, now, row["id"]))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -99,19 +115,56 @@ class JobStore:
         with self._lock:
             self._db.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
 
-    def finish(self, job_id: str, status: str, error: str = "", artifacts: list[str] | None = None) -> None:
-        if status not in ("done", "failed", "cancelled"):
+    def heartbeat(self, job_id: str, worker: int) -> None:
+        """Renew the lease of a running job (only the worker that holds it can)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ? AND worker = ? AND status = 'running'", (time.time(), job_id, worker))
+
+    def finish(self, job_id: str, status: str, error: str = "", artifacts: list[str] | None = None) -> bool:
+        """Running -> final; False when the job was no longer running (someone else ended it)."""
+        if status not in FINAL:
             raise ValueError(status)
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET status = ?, error = ?, artifacts = ?, finished = ? WHERE id = ?",
+            cur = self._db.execute(
+                "UPDATE jobs SET status = ?, error = ?, artifacts = ?, finished = ? WHERE id = ? AND status = 'running'",
                 (status, error, json.dumps(artifacts or []), time.time(), job_id),
             )
+        return cur.rowcount == 1
+
+    def running(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def fail_running(self, error: str, workers: list[int] | None = None) -> list[str]:
+        """Fail every running job (of these workers, when given); returns their ids."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, worker FROM jobs WHERE status = 'running'").fetchall()
+            ids = [r["id"] for r in rows if workers is None or r["worker"] in workers]
+            for job_id in ids:
+                self._db.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE id = ? AND status = 'running'", (error, time.time(), job_id))
+        return ids
+
+    def inputs(self) -> dict[str, str]:
+        """Upload path -> status of the job that owns it (for retention)."""
+        with self._lock:
+            return {r["input"]: r["status"] for r in self._db.execute("SELECT input, status FROM jobs")}
+
+    def finished_before(self, when: float) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished < ?", (when,)).fetchall()
+        return [self._row(r) for r in rows]  # type: ignore[misc]
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job's row unless it is running (cancel it first)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running'", (job_id,))
+        return cur.rowcount == 1
 
     def request_cancel(self, job_id: str) -> dict | None:
         """Queued jobs are cancelled at once; running ones are flagged and stop at their next step."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            self._db.execute("UPDATE jobs SET cancel_requested = 1, cancel_at = COALESCE(cancel_at, ?) WHERE id = ?", (time.time(), job_id))
             self._db.execute("UPDATE jobs SET status = 'cancelled', finished = ? WHERE id = ? AND status = 'queued'", (time.time(), job_id))
         return self.get(job_id)
 

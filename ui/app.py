@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd  # noqa: E402
 
 from inr.errors import InrError  # noqa: E402
 from server.api import ServerConfig  # noqa: E402
+from server.retention import blocked_paths, preview_dir, served_paths, stage_upload  # noqa: E402
 from server.service import submit  # noqa: E402
 from server.store import JobStore  # noqa: E402
 from ui import views  # noqa: E402
@@ -47,13 +47,6 @@ def _artifact(cfg: ServerConfig, job: dict, name: str) -> str | None:
 def _json_artifact(cfg: ServerConfig, job: dict, name: str) -> dict | None:
     path = _artifact(cfg, job, name)
     return json.loads(Path(path).read_text()) if path else None
-
-
-def _copy_upload(path: str | Path) -> Path:
-    """Gradio's temp files belong to Gradio; the service consumes its own copy."""
-    tmp = Path(tempfile.mkdtemp(prefix="inr-ui-")) / "upload"
-    shutil.copyfile(path, tmp)
-    return tmp
 
 
 def refuse(message: str, name: str = "") -> None:
@@ -135,7 +128,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             inp = views.describe_input(path, name)
             views.check_model(model, inp)
             params = {"model": model, "seconds": _positive(seconds, "the time budget"), **views.parse_budget(budget_kind, budget)}
-            job = submit(store, _copy_upload(path), name, "encode", params, cfg.data_dir, cfg.limits)
+            job = submit(store, stage_upload(cfg.data_dir, Path(path)), name, "encode", params, cfg.data_dir, cfg.limits)
         except InrError as exc:
             refuse(views.friendly(str(exc), name), name)
         log.info("job %s: encode %s %s", job["id"], name, params)
@@ -232,7 +225,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             refuse("choose an .inr file first")
         name = Path(upload).name
         try:
-            job = submit(store, _copy_upload(upload), name, "decode", {}, cfg.data_dir, cfg.limits)
+            job = submit(store, stage_upload(cfg.data_dir, Path(upload)), name, "decode", {}, cfg.data_dir, cfg.limits)
         except InrError as exc:
             refuse(views.friendly(str(exc), name), name)
         while (job := store.get(job["id"]))["status"] not in FINAL:
@@ -259,7 +252,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             if not models_sel:
                 raise InrError("tick at least one INR model")
             params = {"models": list(models_sel), "bpps": bpp_list, "seconds": _positive(seconds, "seconds per point"), "presets": ["medium", "veryslow"]}
-            job = submit(store, _copy_upload(path), name, "compare", params, cfg.data_dir, cfg.limits)
+            job = submit(store, stage_upload(cfg.data_dir, Path(path)), name, "compare", params, cfg.data_dir, cfg.limits)
         except InrError as exc:
             refuse(views.friendly(str(exc), name), name)
         return job["id"], status_of(job)
@@ -449,9 +442,6 @@ CSS = """
 """
 
 
-_SNAP_DIR = Path(tempfile.mkdtemp(prefix="inr-preview-"))
-
-
 def _snapshot(cfg: ServerConfig, job_id: str, name: str | None) -> str | None:
     """A copy of a file the worker keeps rewriting (preview.png), so Gradio never reads half a
     file; one copy per version of the file, older copies of the same job's file removed."""
@@ -462,9 +452,11 @@ def _snapshot(cfg: ServerConfig, job_id: str, name: str | None) -> str | None:
         version = path.stat().st_mtime_ns
     except OSError:
         return None
-    snap = _SNAP_DIR / f"{job_id}-{version}-{Path(name).name}"
+    snaps = preview_dir(cfg.data_dir)  # served, and swept by server.retention
+    snaps.mkdir(parents=True, exist_ok=True)
+    snap = snaps / f"{job_id}-{version}-{Path(name).name}"
     if not snap.is_file():
-        for old in _SNAP_DIR.glob(f"{job_id}-*-{Path(name).name}"):
+        for old in snaps.glob(f"{job_id}-*-{Path(name).name}"):
             old.unlink(missing_ok=True)
         tmp = snap.with_suffix(".part")
         shutil.copyfile(path, tmp)
@@ -478,6 +470,6 @@ def mount_ui(app, cfg: ServerConfig):
     # System fonts only: the default theme fetches web fonts, which an offline machine can't.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     return gr.mount_gradio_app(
-        app, demo, path="/", allowed_paths=[str(cfg.data_dir)], footer_links=[], theme=theme, js=SYNC_JS, css=CSS,
+        app, demo, path="/", allowed_paths=served_paths(cfg.data_dir), blocked_paths=blocked_paths(cfg.data_dir), footer_links=[], theme=theme, js=SYNC_JS, css=CSS,
         max_file_size=cfg.limits.max_upload_bytes,
     )

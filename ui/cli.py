@@ -397,8 +397,14 @@ def _server_config(args):
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
-    return ServerConfig(data_dir=data_dir, token=token, workers=args.workers, device=args.device, limits=limits)
+    from server.retention import Retention
+
+    if args.job_memory_mb is not None and not (args.job_memory_mb == 0 or 1024 <= args.job_memory_mb < 1 << 40):
+        raise InrError("--job-memory-mb must be 0 (no cap) or at least 1024 (a worker needs about 1 GiB to load torch)")
+    memory = None if args.job_memory_mb is None else int(args.job_memory_mb * (1 << 20))
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * (1 << 20)), job_memory_bytes=memory)
+    retention = Retention(job_max_age_s=None if args.keep_jobs_days is None else args.keep_jobs_days * 86400)
+    return ServerConfig(data_dir=data_dir, token=token, workers=args.workers, device=args.device, limits=limits, retention=retention)
 
 
 def cmd_serve(args, with_ui: bool = False) -> int:
@@ -539,6 +545,8 @@ def build_parser() -> Parser:
         p.add_argument("--token", help="require 'Authorization: Bearer T' (or INR_TOKEN); needed beyond loopback")
         p.add_argument("--workers", type=positive_int, default=1, help="jobs run at once (default 1 on CPU)")
         p.add_argument("--max-upload-mb", type=positive_float, default=200.0, help="largest accepted upload")
+        p.add_argument("--job-memory-mb", type=float, help="address-space cap of each job, MiB (default: half the RAM over the workers; 0: none)")
+        p.add_argument("--keep-jobs-days", type=positive_float, help="delete finished jobs and their files after this many days (default: keep)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=lambda a, w=with_ui: cmd_serve(a, with_ui=w))
 

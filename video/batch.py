@@ -3,7 +3,8 @@
 OUT_DIR mirrors the input tree (a/b/clip.mp4 -> OUT_DIR/a/b/clip.inr). `manifest.csv` is
 rewritten atomically after every finished file, so a crash or Ctrl-C loses at most the files
 in flight; their `.inr` is never half-written (each is written to a temp name and renamed).
-A re-run skips files whose manifest row is `done` and whose `.inr` exists.
+A re-run skips files whose manifest row is `done` and whose `.inr` exists, and first removes
+temp files (`.name.XXXX.part.ext`) that a kill between write and rename left behind.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -47,6 +49,23 @@ def find_videos(root: Path, recursive: bool) -> list[Path]:
         raise InrError(f"{root}: not a folder")
     it: Iterable[Path] = root.rglob("*") if recursive else root.iterdir()
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in VIDEO_EXTS and not p.name.startswith("."))
+
+
+# atomic_path's temp names: "." + stem + "." + mkstemp's random part + ".part" + suffix
+PART_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.part(\.[^./]+)?$")
+
+
+def clean_partials(out_dir: Path) -> list[Path]:
+    """Delete leftover temp files of an interrupted run under out_dir; returns them.
+
+    Only names atomic_path makes are touched, so a user's own files in out_dir are safe. Two
+    batches writing into one folder at once are not supported (they would race anyway)."""
+    removed = []
+    for path in Path(out_dir).rglob(".*.part*"):
+        if path.is_file() and PART_FILE.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
@@ -144,6 +163,7 @@ def run_batch(
 ) -> dict:
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_partials(out_dir)
     manifest_path = out_dir / "manifest.csv"
     rows = read_manifest(manifest_path)
     jobs, skipped = plan(in_dir, out_dir, recursive, rows, make_job)

@@ -74,6 +74,7 @@ class MediaInfo:
     fps: float
     codec: str = ""
     files: list[str] = field(default_factory=list)  # for a folder of frames
+    duration: float = 0.0  # seconds, from the container (0: unknown)
 
 
 def is_image_path(path: Path) -> bool:
@@ -123,8 +124,15 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
-def probe(path: Path | str) -> MediaInfo:
-    """Size, frame count and fps of a video file, an image or a folder of frames."""
+def probe(path: Path | str, exact: bool = True, timeout: float | None = None) -> MediaInfo:
+    """Size, frame count and fps of a video file, an image or a folder of frames.
+
+    exact=True counts video frames by decoding them (container counts are often missing or
+    wrong, and readers must not drop frames). exact=False reads only the container's
+    metadata (duration x frame rate; images: the header) and decodes only when the
+    container has no duration: what a server needs to check an upload quickly. `timeout`
+    bounds every ffmpeg call (seconds); past it the file is refused with an InrError.
+    """
     path = Path(path)
     if path.is_dir():
         files = _frame_files(path)
@@ -132,34 +140,74 @@ def probe(path: Path | str) -> MediaInfo:
             raise InrError(f"{path}: folder has no PNG/JPEG frames")
         first = load_image(files[0])
         return MediaInfo(str(path), "frames", first.shape[1], first.shape[0], len(files), 25.0, "png", [str(f) for f in files])
-    if not path.is_file():
+    if not path.exists():
         raise InrError(f"{path}: no such file")
     if is_image_path(path):
-        img = load_image(path)
-        return MediaInfo(str(path), "image", img.shape[1], img.shape[0], 1, 0.0, path.suffix.lstrip("."))
+        width, height = _image_size(path) if not exact else load_image(path).shape[1::-1]
+        return MediaInfo(str(path), "image", width, height, 1, 0.0, path.suffix.lstrip("."))
     # ffprobe is not shipped with imageio-ffmpeg; `ffmpeg -i` prints the same stream line.
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True, check=False)
-    err = proc.stderr
+    err = _ffmpeg_stderr(["-i", str(path)], path, timeout)
+    info = parse_stream_info(err, path)
+    if exact or info.frames <= 0:
+        info.frames = _count_frames(path, timeout)
+    if info.frames == 0:
+        raise InrError(f"{path}: video has zero decodable frames")
+    return info
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as exc:  # PIL raises many types for non-images
+        raise InrError(f"{path}: not a readable image ({type(exc).__name__})") from None
+
+
+def parse_rate(text: str) -> float:
+    """ffmpeg's short rate notation: '25', '29.97', '1k' (1000), '1.2M'."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKM]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a rate: {text!r}")
+    return float(m.group(1)) * {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}[m.group(2)]
+
+
+def parse_stream_info(err: str, path: Path) -> MediaInfo:
+    """MediaInfo from `ffmpeg -i` output; frames = duration x fps (0 when the container has no
+    duration). Rates such as '1k fps' are read as 1000, not dropped."""
     m = re.search(r"Stream #\d+:\d+(?:\[\w+\])?(?:\(\w+\))?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})", err)
     if not m:
         first = err.strip().splitlines()[-1] if err.strip() else "no video stream"
         raise InrError(f"{path}: not a readable video ({first})")
     codec, width, height = m.group(1), int(m.group(2)), int(m.group(3))
-    fps_m = re.search(r"([\d.]+) fps", err) or re.search(r"([\d.]+) tbr", err)
-    fps = float(fps_m.group(1)) if fps_m else 25.0
-    frames = _count_frames(path)
-    if frames == 0:
-        raise InrError(f"{path}: video has zero decodable frames")
-    return MediaInfo(str(path), "video", width, height, frames, fps, codec)
+    stream_line = err[m.start():].splitlines()[0]
+    fps = 25.0
+    for unit in ("fps", "tbr"):
+        rate = re.search(rf"(\d+(?:\.\d+)?[kKM]?) {unit}\b", stream_line)
+        if rate:
+            fps = parse_rate(rate.group(1))
+            break
+    dur = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", err)
+    duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
+    frames = int(round(duration * fps)) if duration > 0 and fps > 0 else 0
+    return MediaInfo(str(path), "video", width, height, frames, fps, codec, duration=duration)
 
 
-def _count_frames(path: Path) -> int:
+def _ffmpeg_stderr(args: list[str], path: Path, timeout: float | None) -> str:
+    """Run ffmpeg and return its stderr; a run past `timeout` is killed and refused."""
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, text=True, errors="replace", check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise InrError(f"{path}: ffmpeg could not read it within {timeout:g} s") from None
+    return proc.stderr
+
+
+def _count_frames(path: Path, timeout: float | None = None) -> int:
     """Exact count by decoding to null (container frame counts are often missing or wrong)."""
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
-        capture_output=True, text=True, check=False,
-    )
-    counts = re.findall(r"frame=\s*(\d+)", proc.stderr)
+    err = _ffmpeg_stderr(["-i", str(path), "-map", "0:v:0", "-f", "null", "-"], path, timeout)
+    counts = re.findall(r"frame=\s*(\d+)", err)
     return int(counts[-1]) if counts else 0
 
 
