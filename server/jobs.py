@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from inr.errors import InrError
+from inr.models.auto import AUTO
 from server.limits import LimitError, Limits
 from server.store import JobStore
 
@@ -83,10 +84,11 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
         raise InrError(f"unknown parameter(s) for {kind}: {', '.join(sorted(map(str, unknown)))[:200]}")
     out = {k: v for k, v in params.items() if v is not None}
     if kind in ("fit", "encode"):
-        model = out.setdefault("model", "hnerv")
+        model = out.setdefault("model", AUTO)
         if not isinstance(model, str):
             raise InrError("model must be a string")
-        get_spec(model)
+        if model != AUTO:
+            get_spec(model)
         if "params" in out:
             budget = out["params"]
             if isinstance(budget, bool) or not isinstance(budget, (str, int, float)) or (isinstance(budget, float) and not math.isfinite(budget)):
@@ -99,10 +101,11 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
         _number(out, "prune", 0.0, 0.99, lo_open=False)
         _number(out, "lr", 0.0, 1.0)
     if kind == "compare":
-        out.setdefault("models", ["hnerv"])
+        out.setdefault("models", [AUTO])
         _str_list(out, "models", None, limits.max_list)
         for m in out["models"]:
-            get_spec(m)
+            if m != AUTO:
+                get_spec(m)
         bpps = out.setdefault("bpps", [0.1, 0.2])
         if not isinstance(bpps, list) or not bpps or len(bpps) > limits.max_list:
             raise InrError(f"bpps must be a list of 1 to {limits.max_list} positive numbers")
@@ -246,8 +249,8 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         from video.compare import CompareOptions, run_compare
 
         opts = CompareOptions(
-            models=params["models"], bpps=params["bpps"], codecs=params.get("codecs", ["h264", "h265"]),
-            presets=params.get("presets", ["medium"]), crfs=params.get("crfs", [23, 28, 33, 38, 43]),
+            models=params["models"], bpps=params["bpps"], codecs=params.get("codecs"),
+            presets=params.get("presets"), crfs=params.get("crfs"),
             epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), read=read_options(params),
         )
         # The report names its input after the file it reads: show the user's name, not the upload's.
@@ -290,8 +293,6 @@ def playback_companions(src: Path, params: dict, report: dict, out: Path) -> lis
     return ["original.mp4", "h264.mp4", "h264.json"]
 
 
-# TODO(lead, issue 13): route this to video/image_codecs.py (the JPEG/WebP/AVIF module another
-# helper is writing) on merge, so the Pillow code lives in one place only.
 def image_playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
     """For side-by-side viewing of an image job: the original as PNG and a JPEG of about the
     .inr's size (quality searched to the closest byte count), with its bytes, bpp and PSNR."""

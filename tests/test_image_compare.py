@@ -46,22 +46,29 @@ def test_x265_intra_stream_carries_no_sei(odd_crop):
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])
-def test_stripping_sei_leaves_the_pictures_alone(tmp_path, tiny_clip, codec):
-    """The stripped stream decodes to exactly what ffmpeg decoded from the encoder's own."""
-    from video.codecs import _run, encode_baseline
+def test_baseline_streams_are_counted_without_sei(tmp_path, tiny_clip, codec):
+    """The encoder's own stream carries an SEI log line; the baseline counts and decodes the
+    stream without it, and its pictures are exactly those of the encoder's own stream."""
+    from video.codecs import CODECS, _run, encode_baseline, strip_sei
     from video.ffmpeg_bin import ffmpeg_exe
 
-    frames = tiny_clip.numpy()[:3]
+    frames = np.ascontiguousarray(tiny_clip.numpy()[:3])
+    t, h, w, _ = frames.shape
+    lib, fmt = CODECS[codec]
+    raw = _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                "-i", "pipe:", "-c:v", lib, "-preset", "medium", "-crf", "35", "-pix_fmt", "yuv420p", "-f", fmt, "pipe:"], frames.tobytes())
     stream = tmp_path / "s.bin"
     res = encode_baseline(frames, codec, "medium", 35, keep_stream=stream)
-    raw = stream.read_bytes()
-    stripped = ic.strip_sei(raw, codec)
+    kept = stream.read_bytes()
     sei = {6} if codec == "h264" else {39, 40}
-    assert set(_nal_types(raw, codec)) & sei and not set(_nal_types(stripped, codec)) & sei
-    assert len(stripped) < len(raw)
-    rgb = _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "h264" if codec == "h264" else "hevc", "-i", "pipe:",
-                "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"], stripped)
-    assert np.array_equal(np.frombuffer(rgb, np.uint8).reshape(frames.shape), res.decoded)
+    assert set(_nal_types(raw, codec)) & sei and not set(_nal_types(kept, codec)) & sei
+    assert res.bytes == len(kept) == len(strip_sei(raw, codec)) < len(raw)
+
+    def decode(data: bytes) -> np.ndarray:
+        rgb = _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", fmt, "-i", "pipe:", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"], data)
+        return np.frombuffer(rgb, np.uint8).reshape(frames.shape)
+
+    assert np.array_equal(decode(raw), res.decoded) and np.array_equal(decode(kept), res.decoded)
 
 
 @pytest.mark.parametrize("codec", ["jpeg", "webp", "avif"])

@@ -506,7 +506,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("compare", help="rate-distortion report: INR models vs H.264/H.265, or vs JPEG/WebP/AVIF for an image")
     p.add_argument("input", help="video file, folder of frames, or image")
-    p.add_argument("--models", help="comma-separated INR models (default: hnerv for a video, hashgrid for an image)")
+    p.add_argument("--models", help="comma-separated INR models (default: auto, the family `inr encode` picks for the input)")
     p.add_argument("--bpp", default="0.05,0.1,0.2", help="comma-separated target bpp for the INRs")
     p.add_argument("--codecs", help="video: h264,h265 (default); image: jpeg,webp,avif (default), x265-intra")
     p.add_argument("--presets", help="x264/x265 presets (default medium,veryslow)")
@@ -521,7 +521,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("batch", help="compress every video under a folder (resumable)")
     p.add_argument("input", metavar="DIR")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
-    p.add_argument("--model", default="hnerv")
+    p.add_argument("--model", default="auto", help="see `inr models`; auto picks by signal")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--bpp", type=positive_float)
     size.add_argument("--params")

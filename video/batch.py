@@ -105,7 +105,7 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
         epochs = job.epochs if job.epochs or job.seconds else 30
         fit = FitConfig(epochs=epochs, seconds=job.seconds, seed=job.seed)
         params = parse_param_budget(job.params) if job.params else None
-        opts = FitOptions(model=job.model, params=params, batch_size=2, fit=fit)
+        opts = FitOptions(model=job.model, params=params, fit=fit)  # each family's own batch default
         read = ReadOptions(max_frames=job.max_frames, resize=parse_size(job.resize, "resize"))
 
         def cb(state) -> None:

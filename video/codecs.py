@@ -2,7 +2,8 @@
 
 Frames go in as raw RGB, are converted to yuv420p by ffmpeg and encoded with a CRF; the
 encoder writes a raw Annex-B elementary stream (`-f h264` / `-f hevc`), so the size we
-report is the coded video stream alone: no container, no audio, no index. Odd frame sizes
+report is the coded video stream alone: no container, no audio, no index, and no SEI
+(the encoders' version/option strings, which decoders ignore, are stripped before counting). Odd frame sizes
 are padded by one edge row/column for 4:2:0 and cropped back after decoding.
 """
 from __future__ import annotations
@@ -32,6 +33,31 @@ class BaselineResult:
     decoded_y: np.ndarray | None  # (T, H, W) uint8 Y planes as decoded (even sizes only)
     encode_seconds: float
     decode_seconds: float
+
+
+_SEI_TYPES = {"h264": (6,), "h265": (39, 40)}  # SEI NAL unit types (HEVC: prefix and suffix)
+
+
+def strip_sei(stream: bytes, codec: str = "h265") -> bytes:
+    """Drop SEI NAL units from an Annex-B H.264 / HEVC stream.
+
+    x265 (x264) writes its version and full option string as an SEI message, about 2.3 KB
+    (0.7 KB): more than a small still needs for its pixels. Decoders ignore it, so a codec
+    that kept it would be charged for a log line. Emulation prevention guarantees that
+    00 00 01 occurs only at unit starts, so splitting there is exact.
+    """
+    drop = _SEI_TYPES[codec]
+    starts, i = [], stream.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i)
+        i = stream.find(b"\x00\x00\x01", i + 3)
+    keep = [stream[: starts[0]]] if starts else [stream]
+    for a, b in zip(starts, starts[1:] + [len(stream)]):
+        unit = stream[a:b]
+        kind = unit[3] & 0x1F if codec == "h264" else (unit[3] >> 1) & 0x3F
+        if kind not in drop:
+            keep.append(unit)
+    return b"".join(keep)
 
 
 def _run(cmd: list[str], data: bytes | None = None) -> bytes:
@@ -66,6 +92,7 @@ def encode_baseline(
             np.ascontiguousarray(src).tobytes(),
         )
         encode_seconds = time.perf_counter() - t0
+        stream.write_bytes(strip_sei(stream.read_bytes(), codec))  # charge pictures, not the encoder's log
         size = stream.stat().st_size
         if keep_stream is not None:
             import shutil

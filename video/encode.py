@@ -5,6 +5,7 @@ on the float model.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from inr.errors import InrError
 from inr.export.codec import info as bitstream_info
 from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
 from inr.fit import FitState
+from inr.models.auto import resolve_model
 from inr.metrics import ssim
 from inr.pipeline import FitOptions
 from video.fitting import load_signal, write_json
@@ -46,6 +48,7 @@ def encode_file(
 ) -> dict:
     out = Path(out)
     signal, info = load_signal(path, read)
+    opts = dataclasses.replace(opts, model=resolve_model(opts.model, signal.kind)[0])
     t0 = time.perf_counter()
     rate = None
     if bpp is not None:

@@ -5,6 +5,7 @@ and the job server alike, so both produce the same files.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 from inr.fit import FitState
+from inr.models.auto import resolve_model
 from inr.pipeline import FitOptions, fit_signal
 from inr.signals import image_signal, video_signal
 from video.media import ReadOptions, atomic_path, probe, read_video, save_image, write_video
@@ -48,6 +50,7 @@ def fit_media(
 ) -> dict:
     out_dir = Path(out_dir)
     signal, info = load_signal(path, read)
+    opts = dataclasses.replace(opts, model=resolve_model(opts.model, signal.kind)[0])
     outcome = fit_signal(signal, opts, device, checkpoint_dir=out_dir / "checkpoint", resume=resume, callback=callback)
     metrics = dict(outcome.metrics)
     metrics["device"] = str(device)

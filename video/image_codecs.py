@@ -107,37 +107,12 @@ def _check_quality(codec: str, quality: int) -> int:
     return int(quality)
 
 
-_SEI_TYPES = {"h264": (6,), "h265": (39, 40)}  # SEI NAL unit types (HEVC: prefix and suffix)
-
-
-def strip_sei(stream: bytes, codec: str = "h265") -> bytes:
-    """Drop SEI NAL units from an Annex-B H.264 / HEVC stream.
-
-    x265 (x264) writes its version and full option string as an SEI message, about 2.3 KB
-    (0.7 KB): more than a small still needs for its pixels. Decoders ignore it, so a codec
-    that kept it would be charged for a log line. Emulation prevention guarantees that
-    00 00 01 occurs only at unit starts, so splitting there is exact.
-    """
-    drop = _SEI_TYPES[codec]
-    starts, i = [], stream.find(b"\x00\x00\x01")
-    while i >= 0:
-        starts.append(i)
-        i = stream.find(b"\x00\x00\x01", i + 3)
-    keep = [stream[: starts[0]]] if starts else [stream]
-    for a, b in zip(starts, starts[1:] + [len(stream)]):
-        unit = stream[a:b]
-        kind = unit[3] & 0x1F if codec == "h264" else (unit[3] >> 1) & 0x3F
-        if kind not in drop:
-            keep.append(unit)
-    return b"".join(keep)
-
-
 def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     """(H, W, 3) uint8 RGB -> the coded file's bytes."""
     rgb = _check_rgb(rgb)
     quality = _check_quality(codec, quality)
     if codec == X265_INTRA:
-        from video.codecs import encode_baseline
+        from video.codecs import encode_baseline, strip_sei
 
         with tempfile.TemporaryDirectory(prefix="inr-x265i-") as tmp:
             stream = Path(tmp) / "still.hevc"
