@@ -47,7 +47,7 @@ def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOp
     if spec.kind == "grid":
         from inr.export.grid_codec import GridTask, RateTarget
 
-        return GridTask(signal, device, RateTarget())
+        return GridTask(signal, device, RateTarget(**({"frames_per_step": opts.batch_size} if opts.batch_size else {})))
     if spec.kind == "frame":
         return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
     # On a CPU many small random batches beat few full ones per second of compute (measured on

@@ -377,10 +377,10 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                 with gr.Column():
                     c_up = gr.File(label="video", file_types=["video"], elem_id="cmp-upload")
                     c_sample = gr.Checkbox(label="use the bundled sample instead", value=False, elem_id="cmp-sample")
-                    c_models = gr.CheckboxGroup(views.models_for("video"), value=["hnerv"], label="INR models", elem_id="cmp-models")
+                    c_models = gr.CheckboxGroup(views.models_for("video"), value=["auto"], label="INR models", elem_id="cmp-models")
                     c_bpp = gr.Textbox(value="0.2,0.4", label="target bpp (comma-separated)", elem_id="cmp-bpp")
                     c_sec = gr.Number(value=45, label="seconds of training per INR point", elem_id="cmp-seconds")
-                    c_plan = gr.Markdown(compare_plan(["hnerv"], "0.2,0.4", 45), elem_id="cmp-plan")
+                    c_plan = gr.Markdown(compare_plan(["auto"], "0.2,0.4", 45), elem_id="cmp-plan")
                     with gr.Row():
                         c_go = gr.Button("Run compare", variant="primary", elem_id="cmp-go")
                         c_stop = gr.Button("Cancel", elem_id="cmp-cancel")

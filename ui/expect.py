@@ -16,9 +16,6 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 USABLE_DB = 25.0  # below this the reconstruction is a visible blur (the issue's 13 dB "green blur")
 
-# Defaults per input kind: the best family in the recorded benchmarks (image.json, video.json).
-DEFAULT_MODEL = {"image": "hashgrid", "video": "hnerv"}
-
 
 @dataclass(frozen=True)
 class Measured:
@@ -91,6 +88,9 @@ def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float
            params: int | None = None) -> Expectation:
     """What `seconds` of training of `model` with about `params` parameters on `pixels`
     (w x h x frames) should give."""
+    from inr.models.auto import resolve_model
+
+    model = resolve_model(model, kind)[0]
     lines: list[str] = []
     warn = False
     if size_bytes is not None:

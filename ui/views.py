@@ -58,19 +58,16 @@ def describe_input(path: str | Path, name: str | None = None) -> InputInfo:
 def models_for(kind: str | None) -> list[str]:
     """The registered models that handle `kind` (all of them when nothing is chosen yet)."""
     from inr.models import all_specs
+    from inr.models.auto import AUTO
 
-    return [s.name for s in all_specs() if kind is None or kind in s.signals]
+    return [AUTO] + [s.name for s in all_specs() if kind is None or kind in s.signals]
 
 
 def default_model(kind: str | None) -> str:
-    """`auto` when the registry has it (the rate-aware chooser), else the best measured family."""
-    from ui.expect import DEFAULT_MODEL
+    """`auto`: inr.models.auto picks the family for the input (the rate-aware grid)."""
+    from inr.models.auto import AUTO
 
-    names = models_for(kind)
-    if "auto" in names:
-        return "auto"
-    best = DEFAULT_MODEL.get(kind or "video")
-    return best if best in names else names[0]
+    return AUTO
 
 
 def check_model(model: str, inp: InputInfo) -> None:

@@ -187,7 +187,7 @@ def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float 
 
     spec = get_spec(opts.model)
     cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
-    target = RateTarget(lam=exp.lam, bpp=bpp)
+    target = RateTarget(lam=exp.lam, bpp=bpp, **({"frames_per_step": opts.batch_size} if opts.batch_size else {}))
     enc = encode_grid(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
     return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
 
