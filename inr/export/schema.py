@@ -136,7 +136,7 @@ def check_structure(header: dict) -> None:
 
 
 def _coder(v: Any, what: str) -> None:
-    if v not in MODEL_NAMES.values():
+    if not isinstance(v, str) or v not in MODEL_NAMES.values():
         raise _fail(f"header {what} must be one of {sorted(MODEL_NAMES.values())}, got {_show(v)}")
 
 
@@ -152,7 +152,7 @@ def _check_record(rec: dict, what: str) -> None:
 
 def _check_signal(meta: dict) -> None:
     kind = meta.get("kind")
-    if kind not in SIGNAL_DIMS:
+    if not isinstance(kind, str) or kind not in SIGNAL_DIMS:
         raise _fail(f"header signal kind must be one of {sorted(SIGNAL_DIMS)}, got {_show(kind)}")
     shape = _int_list(meta.get("shape"), "signal shape", 4, 1, 1 << 62)
     if len(shape) != SIGNAL_DIMS[kind]:
