@@ -46,27 +46,20 @@ def tiny_clip_file(tmp_path_factory, tiny_clip) -> Path:
     return write_video(path, tiny_clip, fps=25.0, lossless=True)
 
 
-def _tiny_inr(signal, model: str, params: int, prune: float = 0.0) -> bytes:
-    """A real `.inr` file from a 2-step fit: valid in every byte, cheap to make."""
-    from inr.export.compress import ExportOptions, encode_signal
-    from inr.fit import FitConfig
-    from inr.pipeline import FitOptions
-
-    opts = FitOptions(model=model, params=params, batch_size=2, fit=FitConfig(steps=2))
-    return encode_signal(signal, opts, ExportOptions(prune=prune), torch.device("cpu")).data
-
 
 @pytest.fixture(scope="session")
 def hnerv_file(tiny_clip) -> bytes:
     """A 2-frame 32x32 HNeRV file with pruning masks and embeddings: every section present."""
+    from inr.export.hostile import seed_file
     from inr.signals import video_signal
 
-    return _tiny_inr(video_signal(tiny_clip[:2, :32, :32]), "hnerv", 6_000, prune=0.2)
+    return seed_file(video_signal(tiny_clip[:2, :32, :32]), "hnerv", 6_000, prune=0.2)
 
 
 @pytest.fixture(scope="session")
 def siren_file(crop64) -> bytes:
     """A 32x32 SIREN image file: the coordinate-model path."""
+    from inr.export.hostile import seed_file
     from inr.signals import image_signal
 
-    return _tiny_inr(image_signal(crop64[:32, :32]), "siren", 2_000)
+    return seed_file(image_signal(crop64[:32, :32]), "siren", 2_000)

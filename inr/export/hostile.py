@@ -71,10 +71,23 @@ def mutate_section(data: bytes, rng: random.Random, count: int = 3) -> bytes | N
 
 
 def mutate_header_text(data: bytes, rng: random.Random, count: int = 3) -> bytes | None:
-    """Raw edits of the header's JSON text; None when the result is not a JSON object (the
-    container check covers that case already)."""
+    """Edits of the header's JSON text, CRC recomputed: mostly digits changed, inserted or
+    deleted (numbers change, the JSON still parses), sometimes any byte; None when the result
+    is not a JSON object (the container check covers that case already)."""
     box = bitstream.read(data)
-    text = mutate_bytes(json.dumps(box.header).encode(), rng, count)
+    text = bytearray(json.dumps(box.header).encode())
+    digits = [i for i, b in enumerate(text) if 48 <= b <= 57]
+    if digits and rng.random() < 0.8:
+        for i in sorted(rng.sample(digits, min(count, len(digits))), reverse=True):
+            op = rng.randrange(3)
+            if op == 0:
+                text[i] = 48 + rng.randrange(10)
+            elif op == 1:
+                text[i:i] = bytes(48 + rng.randrange(10) for _ in range(rng.randrange(1, 12)))
+            else:
+                del text[i]
+    else:
+        text = bytearray(mutate_bytes(bytes(text), rng, count))
     try:
         header = json.loads(text.decode())
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -112,6 +125,19 @@ def mutate_header(data: bytes, rng: random.Random, count: int = 1) -> bytes | No
 
 
 MUTATORS = {"raw": mutate_bytes, "crc-fixed": mutate_section, "header-text": mutate_header_text, "header-json": mutate_header}
+
+
+def seed_file(signal, model: str, params: int, prune: float = 0.0) -> bytes:
+    """A real `.inr` file from a 2-step fit (valid in every byte, cheap to make): the seed
+    that mutators and the corpus start from."""
+    import torch
+
+    from inr.export.compress import ExportOptions, encode_signal
+    from inr.fit import FitConfig
+    from inr.pipeline import FitOptions
+
+    opts = FitOptions(model=model, params=params, batch_size=2, fit=FitConfig(steps=2))
+    return encode_signal(signal, opts, ExportOptions(prune=prune), torch.device("cpu")).data
 
 
 # ------------------------------------------------------------------ the regression corpus
