@@ -200,6 +200,7 @@ CORPUS: tuple[Case, ...] = (
     _c("siren-w0-nan", "siren", "header", (("config", "w0"), float("nan"))),
     _c("siren-w0-inf", "siren", "header", (("config", "w0"), float("inf"))),
     _c("siren-hidden-2^40", "siren", "limits", (("config", "hidden"), 2**40)),
+    _c("siren-hidden-2^24", "siren", "limits", (("config", "hidden"), 2**24)),  # in range; 10^15 parameters
     _c("siren-hidden-16384", "siren", "limits", (("config", "hidden"), 16384)),  # in range; 800 M parameters
     _c("siren-in-dim-3", "siren", "header", (("config", "in_dim"), 3)),  # in range; wrong for an image
     _c("siren-out-dim-1", "siren", "header", (("config", "out_dim"), 1)),

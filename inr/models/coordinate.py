@@ -42,8 +42,9 @@ def relu_mlp(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
 
 
 # Ranges a decoder accepts for these config fields (`inr.export.schema`): every coordinate
-# model shares the shape fields; each config adds its own.
-_DIM_LIMITS = {"in_dim": (1, 3), "out_dim": (1, 16), "hidden": (1, 16384), "layers": (0, 64)}
+# model shares the shape fields; each config adds its own. Widths are loose: the decoder's
+# meta-device parameter count bounds them.
+_DIM_LIMITS = {"in_dim": (1, 3), "out_dim": (1, 16), "hidden": (1, 1 << 24), "layers": (0, 64)}
 
 
 # --------------------------------------------------------------------------- SIREN
@@ -149,7 +150,7 @@ class FFNConfig:
     layers: int = 3
     seed: int = 0
 
-    LIMITS = {**_DIM_LIMITS, "num_features": (1, 16384), "sigma": (1e-6, 1e6), "seed": (0, 2**63 - 1)}
+    LIMITS = {**_DIM_LIMITS, "num_features": (1, 1 << 24), "sigma": (1e-6, 1e6), "seed": (0, 2**63 - 1)}
 
 
 class FourierFeatureMLP(nn.Module):

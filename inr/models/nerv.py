@@ -149,10 +149,11 @@ def _adapt_video(cfg, signal):
 
 
 # Ranges a decoder accepts for these config fields (`inr.export.schema`); counts of layers and
-# blocks are tight so that building even a rejected model stays fast.
+# blocks are tight so that building even a rejected model stays fast; widths are loose, since
+# the meta-device parameter count bounds them.
 _FRAME_LIMITS = {
     "height": (1, 16384), "width": (1, 16384), "frames": (1, 100_000), "pad_height": (1, 16384), "pad_width": (1, 16384),
-    "strides": (1, 8), "fc_dim": (1, 16384), "ks": (1, 15), "reduce": (0.25, 16.0), "lower_width": (1, 4096),
+    "strides": (1, 8), "fc_dim": (1, 1 << 24), "ks": (1, 15), "reduce": (0.25, 16.0), "lower_width": (1, 1 << 24),
     "min_base": (1, 256), "max_base": (1, 256),
 }
 
@@ -179,7 +180,7 @@ class NeRVConfig:
     min_base: int = 8
     max_base: int = 16
 
-    LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "stem_hidden": (0, 16384)}
+    LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "stem_hidden": (0, 1 << 24)}
 
 
 class NeRV(nn.Module):
@@ -228,7 +229,7 @@ class HNeRVConfig:
     min_base: int = 2
     max_base: int = 6  # keep embeddings small: pad awkward sizes rather than grow the base map
 
-    LIMITS = {**_FRAME_LIMITS, "enc_dim": (1, 1024), "embed_dim": (1, 1024), "enc_blocks": (0, 8)}
+    LIMITS = {**_FRAME_LIMITS, "enc_dim": (1, 1 << 24), "embed_dim": (1, 1 << 24), "enc_blocks": (0, 8)}
 
 
 class ChannelsFirstLayerNorm(nn.Module):
