@@ -33,8 +33,20 @@ MAX_SECTIONS = 16
 KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD", b"LATS")
 
 
+PARTS = ("container", "header", "limits", "payload")
+
+
 class BitstreamError(InrError):
-    """The file is not a valid `.inr` bitstream (truncated, corrupted, or out of limits)."""
+    """The file is not a valid `.inr` bitstream (truncated, corrupted, or out of limits).
+
+    `part` says which check refused it, so tests and tools can tell a damaged container from
+    a hostile header, a header beyond this decoder's limits, or bad section contents:
+    "container" (framing, CRCs, header JSON), "header" (schema: types, consistency), "limits"
+    (sizes, work, memory) or "payload" (section contents)."""
+
+    def __init__(self, message: str, part: str = "container"):
+        super().__init__(message)
+        self.part = part if part in PARTS else "container"
 
 
 @dataclass

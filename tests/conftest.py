@@ -44,3 +44,22 @@ def tiny_clip_file(tmp_path_factory, tiny_clip) -> Path:
 
     path = tmp_path_factory.mktemp("media") / "tiny.mkv"
     return write_video(path, tiny_clip, fps=25.0, lossless=True)
+
+
+
+@pytest.fixture(scope="session")
+def hnerv_file(tiny_clip) -> bytes:
+    """A 2-frame 32x32 HNeRV file with pruning masks and embeddings: every section present."""
+    from inr.export.hostile import seed_file
+    from inr.signals import video_signal
+
+    return seed_file(video_signal(tiny_clip[:2, :32, :32]), "hnerv", 6_000, prune=0.2)
+
+
+@pytest.fixture(scope="session")
+def siren_file(crop64) -> bytes:
+    """A 32x32 SIREN image file: the coordinate-model path."""
+    from inr.export.hostile import seed_file
+    from inr.signals import image_signal
+
+    return seed_file(image_signal(crop64[:32, :32]), "siren", 2_000)

@@ -2,9 +2,10 @@
 
 Encoding quantizes every stored tensor per row (`quant.py`), codes pruning masks and
 integer symbols with `entropy.py`, and writes the container with `bitstream.py`. Decoding
-needs only the bytes: it validates the header against hard limits, rebuilds the model from
-its config (on the meta device first, to check sizes before allocating), and loads the
-dequantized tensors. The same `dequantize` runs in QAT, so decoding reproduces the
+needs only the bytes: it validates the header against its schema (`schema.py`: types, ranges,
+limits on size, work and memory, consistency with the model, all checked on the meta device
+before allocating), decodes the sections, then builds the model and loads the dequantized
+tensors. The same `dequantize` runs in QAT, so decoding reproduces the
 encoder's quantized model exactly.
 """
 from __future__ import annotations
@@ -18,18 +19,12 @@ from torch import nn
 
 from inr import bitstream
 from inr.bitstream import BitstreamError
-from inr.errors import InrError
-from inr.export import entropy
+from inr.export import entropy, schema
 from inr.export.entropy import Reader
 from inr.export.quant import Quantized, dequantize, quantize, row_count
-from inr.models.registry import ModelSpec, config_from_dict, config_to_dict, get_spec
+from inr.export.schema import stored_tensors  # noqa: F401  (re-exported: the encoder's list of stored tensors)
+from inr.models.registry import ModelSpec, config_to_dict
 
-LIMITS = {
-    "params": 64_000_000,  # stored parameters
-    "pixels": 1 << 31,  # frames x height x width
-    "side": 16384,
-    "frames": 100_000,
-}
 EMBEDDINGS = "embeddings"
 
 
@@ -39,12 +34,6 @@ class TensorRecord:
     shape: list[int]
     bits: int
     pruned: bool
-
-
-def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a file carries: parameters outside the model's fit-time-only parts."""
-    skip = tuple(getattr(model, "export_excludes", ()))
-    return {n: p.detach() for n, p in model.named_parameters() if not n.startswith(skip)}
 
 
 def encode_model(
@@ -104,76 +93,69 @@ def encode_model(
 
 
 # ------------------------------------------------------------------ decoding
-def _check_signal(meta) -> None:
-    if not isinstance(meta, dict) or meta.get("kind") not in ("image", "video", "audio"):
-        raise BitstreamError("header has no valid signal description")
-    shape = meta.get("shape")
-    if not isinstance(shape, list) or not 2 <= len(shape) <= 4 or not all(isinstance(s, int) and 0 < s for s in shape):
-        raise BitstreamError("header signal shape is invalid")
-    if any(s > LIMITS["side"] for s in shape[-3:-1]) or math.prod(shape[:-1]) > LIMITS["pixels"]:
-        raise BitstreamError(f"signal {shape} exceeds this decoder's limits")
-    if meta["kind"] == "video" and shape[0] > LIMITS["frames"]:
-        raise BitstreamError("too many frames")
-
-
-def _build(header: dict) -> tuple[ModelSpec, object, nn.Module]:
-    try:
-        spec = get_spec(str(header["model"]))
-        cfg = config_from_dict(spec, dict(header["config"]))
-    except (KeyError, TypeError, ValueError, InrError) as exc:
-        raise BitstreamError(f"header model/config invalid ({exc})") from None
-    try:
-        with torch.device("meta"):
-            probe = spec.model_cls(cfg)
-        n = sum(p.numel() for p in stored_tensors(probe).values())
-    except Exception as exc:
-        raise BitstreamError(f"header config cannot build a model ({type(exc).__name__})") from None
-    if n > LIMITS["params"]:
-        raise BitstreamError(f"model would have {n} parameters (limit {LIMITS['params']})")
-    expect = {k: list(v.shape) for k, v in stored_tensors(probe).items()}
-    got = {t.get("name"): t.get("shape") for t in header.get("tensors", []) if isinstance(t, dict)}
-    if expect != got:
-        raise BitstreamError("tensor list does not match the model config")
-    torch.manual_seed(0)  # init values are overwritten; seeding keeps construction cheap and repeatable
-    return spec, cfg, spec.model_cls(cfg)
-
-
 def _read_qparams(reader: Reader, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     raw = reader.take(4 * rows)
     arr = np.frombuffer(raw, dtype="<f2").astype(np.float16)
     offset, scale = torch.from_numpy(arr[:rows].copy()), torch.from_numpy(arr[rows:].copy())
     if not (torch.isfinite(offset).all() and torch.isfinite(scale).all() and (scale > 0).all()):
-        raise BitstreamError("invalid quantization parameters")
+        raise BitstreamError("invalid quantization parameters", part="payload")
     return offset, scale
 
 
 def decode_model(data: bytes) -> tuple[ModelSpec, object, nn.Module, dict]:
-    """bytes -> (spec, config, model on CPU in eval mode, header). Raises BitstreamError."""
+    """bytes -> (spec, config, model on CPU in eval mode, header). Raises BitstreamError.
+
+    The header is validated whole (`schema.check_header`: types, ranges, limits, consistency
+    with the model) before anything is built, and the sections are entropy-decoded before the
+    model is allocated, so a hostile file fails fast and small."""
     box = bitstream.read(data)
     header = box.header
-    _check_signal(header.get("signal"))
-    spec, cfg, model = _build(header)
+    plan = schema.check_header(header)
     try:
-        return _load_tensors(box, spec, cfg, model, header)
+        tensors = _decode_tensors(box, header)
+        embeddings = _decode_embeddings(box, header) if plan.embeddings is not None else None
     except entropy.EntropyError as exc:
-        raise BitstreamError(str(exc)) from None
+        raise BitstreamError(str(exc), part="payload") from None
+    model = _build(plan)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, w in tensors.items():
+            params[name].copy_(w)
+    if embeddings is not None:
+        model.embeddings = embeddings
+    if plan.spec.side_codec is not None:  # e.g. latent grids: decoded with the loaded network
+        side = plan.spec.side_codec()
+        side.decode(model, header.get(side.header_key), box.sections)
+    model.eval()
+    return plan.spec, plan.config, model, header
 
 
-def _load_tensors(box, spec, cfg, model, header):
+def _build(plan: schema.Plan) -> nn.Module:
+    """The decoder's model: without fit-time-only modules (a class that declares
+    `export_excludes` takes `fit_modules=False`), init values seeded (they are overwritten)."""
+    cls = plan.spec.model_cls
+    kwargs = {"fit_modules": False} if getattr(cls, "export_excludes", ()) else {}
+    torch.manual_seed(0)
+    return cls(plan.config, **kwargs)
+
+
+def _decode_tensors(box: bitstream.Container, header: dict) -> dict[str, torch.Tensor]:
+    """Every stored tensor, dequantized, in the header's order (the order of the sections)."""
     for tag in ("QPRM", "WGTS"):
         if tag not in box.sections:
-            raise BitstreamError(f"missing section {tag}")
+            raise BitstreamError(f"missing section {tag}", part="payload")
+    records = header["tensors"]
+    rows = sum(row_count(tuple(rec["shape"])) for rec in records)
+    if len(box.sections["QPRM"]) != 4 * rows:
+        raise BitstreamError(f"section QPRM has {len(box.sections['QPRM'])} bytes, the tensor list needs {4 * rows}", part="payload")
     qprm, wgts = Reader(box.sections["QPRM"]), Reader(box.sections["WGTS"])
     masks = Reader(box.sections.get("MASK", b""))
-    params = dict(model.named_parameters())
-    for rec in header["tensors"]:
-        bits = rec.get("bits")
-        if not isinstance(bits, int) or not 2 <= bits <= 16:
-            raise BitstreamError("invalid bit depth")
-        shape = tuple(rec["shape"])
+    out = {}
+    for rec in records:
+        bits, shape = rec["bits"], tuple(rec["shape"])
         n = math.prod(shape)
         offset, scale = _read_qparams(qprm, row_count(shape))
-        if rec.get("pruned"):
+        if rec["pruned"]:
             m = entropy.decode_mask(masks, n)
             kept = entropy.decode_symbols(wgts, int(m.sum()), 2**bits)
             symbols = np.zeros(n, dtype=np.int32)
@@ -182,43 +164,32 @@ def _load_tensors(box, spec, cfg, model, header):
         else:
             symbols, mask = entropy.decode_symbols(wgts, n, 2**bits), None
         w = dequantize(torch.from_numpy(symbols).reshape(shape), offset, scale)
-        if mask is not None:
-            w = w * mask
-        with torch.no_grad():
-            params[rec["name"]].copy_(w)
+        out[rec["name"]] = w * mask if mask is not None else w
     for r, name in ((qprm, "QPRM"), (wgts, "WGTS"), (masks, "MASK")):
         if r.remaining:
-            raise BitstreamError(f"section {name} has {r.remaining} unused bytes")
-    if hasattr(model, "embed_shape"):
-        model.embeddings = _load_embeddings(box, header, cfg, model)
-    if spec.side_codec is not None:
-        side = spec.side_codec()
-        side.decode(model, header.get(side.header_key), box.sections)
-    model.eval()
-    return spec, cfg, model, header
+            raise BitstreamError(f"section {name} has {r.remaining} unused bytes", part="payload")
+    return out
 
 
-def _load_embeddings(box, header, cfg, model) -> torch.Tensor:
-    info = header.get("embeddings")
-    if "EMBD" not in box.sections or not isinstance(info, dict):
-        raise BitstreamError("missing embeddings")
-    shape = tuple(info.get("shape", ()))
-    if shape != (cfg.frames, *model.embed_shape):
-        raise BitstreamError("embedding shape does not match the model")
-    bits = info.get("bits")
-    if not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise BitstreamError("invalid embedding bit depth")
+def _decode_embeddings(box: bitstream.Container, header: dict) -> torch.Tensor:
+    """The per-frame embeddings; their shape and bit depth were checked by the schema."""
+    if "EMBD" not in box.sections:
+        raise BitstreamError("missing section EMBD", part="payload")
+    info = header["embeddings"]
+    shape, bits = tuple(info["shape"]), info["bits"]
     r = Reader(box.sections["EMBD"])
     offset, scale = _read_qparams(r, row_count(shape))
     symbols = entropy.decode_symbols(r, math.prod(shape), 2**bits)
     if r.remaining:
-        raise BitstreamError("section EMBD has unused bytes")
+        raise BitstreamError("section EMBD has unused bytes", part="payload")
     return dequantize(torch.from_numpy(symbols).reshape(shape), offset, scale)
 
 
 def info(data: bytes) -> dict:
-    """Header plus a byte breakdown that sums to the file size."""
+    """Header plus a byte breakdown that sums to the file size. The header's structure is
+    checked (what `inr info` prints has the right types); its limits are the decoder's business."""
     box = bitstream.read(data)
+    schema.check_structure(box.header)
     breakdown = dict(box.sizes)
     total = sum(breakdown.values())
     return {"bytes": len(data), "accounted": total, "breakdown": breakdown, "header": box.header}

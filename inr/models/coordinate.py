@@ -41,6 +41,12 @@ def relu_mlp(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+# Ranges a decoder accepts for these config fields (`inr.export.schema`): every coordinate
+# model shares the shape fields; each config adds its own. Widths are loose: the decoder's
+# meta-device parameter count bounds them.
+_DIM_LIMITS = {"in_dim": (1, 3), "out_dim": (1, 16), "hidden": (1, 1 << 24), "layers": (0, 64)}
+
+
 # --------------------------------------------------------------------------- SIREN
 @dataclass
 class SirenConfig:
@@ -52,6 +58,8 @@ class SirenConfig:
     layers: int = 3  # hidden sine layers after the first one
     w0: float = 30.0
     w0_first: float = 30.0
+
+    LIMITS = {**_DIM_LIMITS, "w0": (1e-3, 1e4), "w0_first": (1e-3, 1e4)}
 
 
 class SineLayer(nn.Module):
@@ -102,6 +110,8 @@ class PolyConfig:
     hidden: int = 256
     layers: int = 6
 
+    LIMITS = _DIM_LIMITS
+
 
 class PolyINR(nn.Module):
     def __init__(self, cfg: PolyConfig):
@@ -140,6 +150,8 @@ class FFNConfig:
     layers: int = 3
     seed: int = 0
 
+    LIMITS = {**_DIM_LIMITS, "num_features": (1, 1 << 24), "sigma": (1e-6, 1e6), "seed": (0, 2**63 - 1)}
+
 
 class FourierFeatureMLP(nn.Module):
     def __init__(self, cfg: FFNConfig):
@@ -172,6 +184,11 @@ class HashMLPConfig:
     hidden: int = 64
     layers: int = 2
     backend: str = "auto"
+
+    LIMITS = {
+        **_DIM_LIMITS, "n_levels": (1, 32), "n_features": (1, 16), "table_size": (1, 1 << 26),
+        "base_resolution": (1, 1 << 16), "max_resolution": (1, 1 << 16), "backend": ("auto", "torch", "tcnn"),
+    }
 
     def grid_config(self) -> HashGridConfig:
         return HashGridConfig(

@@ -161,7 +161,20 @@ class LatentGrid(nn.Module):
         self.context = ContextModel(cfg.levels, cfg.context)
         self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
 
-    export_excludes = ("latents.",)  # latents travel in section LATS, not as weights
+    side_tensors = ("latents.",)  # latents travel in section LATS (the side codec), not as weights
+
+    def decode_probe(self, shape: list[int]):
+        """One render batch on meta tensors, for the decoder's header checks (schema.py)."""
+        from inr.bitstream import BitstreamError
+        from inr.export.schema import Probe
+
+        frames = shape[0] if len(shape) == 4 else 1
+        h, w, c = shape[-3:]
+        cfg = self.config
+        if (cfg.frames, cfg.height, cfg.width, cfg.out_dim) != (frames, h, w, c):
+            raise BitstreamError(f"header signal {shape} does not match the grid config", part="header")
+        batch = min(4, frames)
+        return Probe((torch.arange(batch),), (batch, c, h, w), -(-frames // batch))
 
     # ---------------------------------------------------------------- latents
     def quantized(self, k: int) -> torch.Tensor:

@@ -148,6 +148,16 @@ def _adapt_video(cfg, signal):
     return dataclasses.replace(cfg, height=h, width=w, frames=t, pad_height=g.pad_height, pad_width=g.pad_width, strides=g.strides)
 
 
+# Ranges a decoder accepts for these config fields (`inr.export.schema`); counts of layers and
+# blocks are tight so that building even a rejected model stays fast; widths are loose, since
+# the meta-device parameter count bounds them.
+_FRAME_LIMITS = {
+    "height": (1, 16384), "width": (1, 16384), "frames": (1, 100_000), "pad_height": (1, 16384), "pad_width": (1, 16384),
+    "strides": (1, 8), "fc_dim": (1, 1 << 24), "ks": (1, 15), "reduce": (0.25, 16.0), "lower_width": (1, 1 << 24),
+    "min_base": (1, 256), "max_base": (1, 256),
+}
+
+
 # --------------------------------------------------------------------------- NeRV / NeRV++
 @dataclass
 class NeRVConfig:
@@ -169,6 +179,8 @@ class NeRVConfig:
     lower_width: int = 12
     min_base: int = 8
     max_base: int = 16
+
+    LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "stem_hidden": (0, 1 << 24)}
 
 
 class NeRV(nn.Module):
@@ -216,6 +228,8 @@ class HNeRVConfig:
     lower_width: int = 12
     min_base: int = 2
     max_base: int = 6  # keep embeddings small: pad awkward sizes rather than grow the base map
+
+    LIMITS = {**_FRAME_LIMITS, "enc_dim": (1, 1 << 24), "embed_dim": (1, 1 << 24), "enc_blocks": (0, 8)}
 
 
 class ChannelsFirstLayerNorm(nn.Module):
@@ -275,12 +289,13 @@ class ConvNeXtEncoder(nn.Module):
 class HNeRV(nn.Module):
     export_excludes = ("encoder.",)  # the encoder only exists to fit; files carry embeddings
 
-    def __init__(self, cfg: HNeRVConfig):
+    def __init__(self, cfg: HNeRVConfig, fit_modules: bool = True):
+        """`fit_modules=False` (the decoder) leaves out the encoder, which files never carry."""
         super().__init__()
         self.config = cfg
         self.frozen = False
         geo = _geometry(cfg)
-        self.encoder = ConvNeXtEncoder(tuple(cfg.strides), cfg.enc_dim, cfg.embed_dim, cfg.enc_blocks)
+        self.encoder = ConvNeXtEncoder(tuple(cfg.strides), cfg.enc_dim, cfg.embed_dim, cfg.enc_blocks) if fit_modules else None
         self.decoder = Decoder(cfg.embed_dim, cfg.fc_dim, (1, 1), tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width)
         self.embed_shape = (cfg.embed_dim, *geo.base)
         self.embeddings: torch.Tensor | None = None  # (T, C, h, w) once cached or loaded

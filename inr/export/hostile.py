@@ -1,0 +1,260 @@
+"""Hostile `.inr` files made from a valid one: the fuzz mutators and the regression corpus.
+
+Shared by tests/test_hostile_files.py, tests/test_bitstream_fuzz.py and bench/bench_fuzz.py so
+that the bench measures the same attacks the tests pin down. Three mutators:
+
+- `mutate_bytes`: raw damage (flips, overwrites, inserts, deletes, truncation); CRCs catch most;
+- `mutate_section` / `mutate_header_text`: damage behind recomputed CRCs, so the entropy
+  decoders and the header schema face it themselves;
+- `mutate_header`: structural JSON edits (a value anywhere replaced by a hostile one of another
+  type or size, or a key deleted), re-wrapped with valid CRCs.
+
+`CORPUS` lists the cases a probe of the decoder found, each with the `BitstreamError.part`
+that must refuse it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from inr import bitstream
+from inr.bitstream import BitstreamError
+
+# Values of every JSON type and of hostile sizes, for structural mutation.
+HOSTILE_VALUES: tuple[Any, ...] = (
+    None, True, False, 0, -1, 1, 3, 2**31, 2**32, 2**63, -(2**63), 10**30, 0.5, -1e308, 1e308,
+    float("nan"), float("inf"), float("-inf"), "", "x", "3", "x" * 5000, [], [1], [[]], [1.5], ["a"],
+    [2**31, 2**31, 2**31, 3], {}, {"a": 1}, [0] * 1000,
+)
+
+
+# ------------------------------------------------------------------ mutators
+def mutate_bytes(data: bytes, rng: random.Random, count: int = 3) -> bytes:
+    """Up to `count` random raw edits (CRCs are left as they are)."""
+    buf = bytearray(data)
+    for _ in range(count):
+        if not buf:
+            break
+        i, op = rng.randrange(len(buf)), rng.randrange(5)
+        if op == 0:
+            buf[i] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            buf[i] = rng.randrange(256)
+        elif op == 2:
+            buf.insert(i, rng.randrange(256))
+        elif op == 3:
+            del buf[i]
+        else:
+            del buf[i:]
+    return bytes(buf)
+
+
+def rewrap(header: dict, sections: dict[str, bytes]) -> bytes | None:
+    """A container with valid CRCs around whatever header and sections; None if the writer
+    itself refuses (header too large)."""
+    try:
+        return bitstream.write(header, sections)
+    except BitstreamError:
+        return None
+
+
+def mutate_section(data: bytes, rng: random.Random, count: int = 3) -> bytes | None:
+    """Raw edits inside one section, CRC recomputed."""
+    box = bitstream.read(data)
+    tag = rng.choice(sorted(box.sections))
+    sections = dict(box.sections)
+    sections[tag] = mutate_bytes(sections[tag], rng, count)
+    return rewrap(box.header, sections)
+
+
+def mutate_header_text(data: bytes, rng: random.Random, count: int = 3) -> bytes | None:
+    """Edits of the header's JSON text, CRC recomputed: mostly digits changed, inserted or
+    deleted (numbers change, the JSON still parses), sometimes any byte; None when the result
+    is not a JSON object (the container check covers that case already)."""
+    box = bitstream.read(data)
+    text = bytearray(json.dumps(box.header).encode())
+    digits = [i for i, b in enumerate(text) if 48 <= b <= 57]
+    if digits and rng.random() < 0.8:
+        for i in sorted(rng.sample(digits, min(count, len(digits))), reverse=True):
+            op = rng.randrange(3)
+            if op == 0:
+                text[i] = 48 + rng.randrange(10)
+            elif op == 1:
+                text[i:i] = bytes(48 + rng.randrange(10) for _ in range(rng.randrange(1, 12)))
+            else:
+                del text[i]
+    else:
+        text = bytearray(mutate_bytes(bytes(text), rng, count))
+    try:
+        header = json.loads(text.decode())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return rewrap(header, box.sections) if isinstance(header, dict) else None
+
+
+def _nodes(value: Any, path: tuple = ()) -> list[tuple]:
+    """Paths of every node in a JSON tree (the root excluded)."""
+    out = []
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        out.append(path + (key,))
+        out += _nodes(child, path + (key,))
+    return out
+
+
+def mutate_header(data: bytes, rng: random.Random, count: int = 1) -> bytes | None:
+    """Structural edits: a node replaced by a hostile value or deleted; CRCs valid."""
+    box = bitstream.read(data)
+    header = copy.deepcopy(box.header)
+    for _ in range(count):
+        nodes = _nodes(header)
+        if not nodes:
+            break
+        path = rng.choice(nodes)
+        parent = header
+        for key in path[:-1]:
+            parent = parent[key]
+        if rng.random() < 0.15:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+    return rewrap(header, box.sections)
+
+
+MUTATORS = {"raw": mutate_bytes, "crc-fixed": mutate_section, "header-text": mutate_header_text, "header-json": mutate_header}
+
+
+def seed_file(signal, model: str, params: int, prune: float = 0.0) -> bytes:
+    """A real `.inr` file from a 2-step fit (valid in every byte, cheap to make): the seed
+    that mutators and the corpus start from."""
+    import torch
+
+    from inr.export.compress import ExportOptions, encode_signal
+    from inr.fit import FitConfig
+    from inr.pipeline import FitOptions
+
+    opts = FitOptions(model=model, params=params, batch_size=2, fit=FitConfig(steps=2))
+    return encode_signal(signal, opts, ExportOptions(prune=prune), torch.device("cpu")).data
+
+
+# ------------------------------------------------------------------ the regression corpus
+@dataclass(frozen=True)
+class Case:
+    """A named hostile edit of a valid file of `model`'s family ("any": every family).
+    `edits` are (path, value) pairs; the value `DELETE` removes the key. `part` is the
+    `BitstreamError.part` that must refuse the result."""
+
+    label: str
+    model: str
+    edits: tuple[tuple[tuple, Any], ...]
+    part: str
+
+
+DELETE = object()
+T0 = ("tensors", 0)
+
+
+def _c(label: str, model: str, part: str, *edits: tuple[tuple, Any]) -> Case:
+    return Case(label, model, edits, part)
+
+
+CORPUS: tuple[Case, ...] = (
+    # wrong JSON types
+    _c("tensor-name-list", "any", "header", (T0 + ("name",), ["weight"])),
+    _c("tensor-name-dict", "any", "header", (T0 + ("name",), {"a": 1})),
+    _c("tensors-int", "any", "header", (("tensors",), 7)),
+    _c("tensor-entry-int", "any", "header", (T0, 7)),
+    _c("tensor-shape-string", "any", "header", (T0 + ("shape",), "3x3")),
+    _c("tensor-shape-float", "any", "header", (T0 + ("shape",), [1.5, 2])),
+    _c("tensor-bits-string", "any", "header", (T0 + ("bits",), "8")),
+    _c("tensor-bits-bool", "any", "header", (T0 + ("bits",), True)),
+    _c("tensor-bits-huge", "any", "limits", (T0 + ("bits",), 99)),
+    _c("tensor-pruned-string", "any", "header", (T0 + ("pruned",), "yes")),
+    _c("tensor-coder-int", "any", "header", (T0 + ("coder",), 5)),
+    _c("tensor-missing", "any", "header", (("tensors",), [])),
+    _c("tensor-renamed", "any", "header", (T0 + ("name",), "not.a.parameter")),
+    _c("tensor-reshaped", "any", "header", (T0 + ("shape",), [1, 1])),
+    _c("tensors-too-many", "any", "limits", (("tensors",), [{"name": "x"}] * 5000)),
+    _c("model-list", "any", "header", (("model",), ["siren"])),
+    _c("model-unknown", "any", "header", (("model",), "nosuch")),
+    _c("config-list", "any", "header", (("config",), [])),
+    _c("config-unknown-field", "any", "header", (("config", "bogus"), 1)),
+    _c("signal-string", "any", "header", (("signal",), "video")),
+    _c("signal-kind-unknown", "any", "header", (("signal", "kind"), "hologram")),
+    _c("signal-shape-string", "any", "header", (("signal", "shape"), "2x32x32x3")),
+    _c("signal-fps-negative", "hnerv", "header", (("signal", "fps"), -1)),
+    _c("signal-fps-nan", "hnerv", "header", (("signal", "fps"), float("nan"))),
+    _c("embeddings-int", "hnerv", "header", (("embeddings",), 3)),
+    _c("embeddings-missing", "hnerv", "header", (("embeddings",), DELETE)),
+    _c("embeddings-reshaped", "hnerv", "header", (("embeddings", "shape"), [1, 1, 1, 1])),
+    # config values out of range
+    _c("siren-layers-3000", "siren", "limits", (("config", "layers"), 3000)),
+    _c("siren-layers-2^32", "siren", "limits", (("config", "layers"), 2**32)),
+    _c("siren-layers-float", "siren", "header", (("config", "layers"), 2.5)),
+    _c("siren-layers-bool", "siren", "header", (("config", "layers"), True)),
+    _c("siren-layers-null", "siren", "header", (("config", "layers"), None)),
+    _c("siren-w0--1e308", "siren", "limits", (("config", "w0"), -1e308)),
+    _c("siren-w0-nan", "siren", "header", (("config", "w0"), float("nan"))),
+    _c("siren-w0-inf", "siren", "header", (("config", "w0"), float("inf"))),
+    _c("siren-hidden-2^40", "siren", "limits", (("config", "hidden"), 2**40)),
+    _c("siren-hidden-2^24", "siren", "limits", (("config", "hidden"), 2**24)),  # in range; 10^15 parameters
+    _c("siren-hidden-16384", "siren", "limits", (("config", "hidden"), 16384)),  # in range; 800 M parameters
+    _c("siren-in-dim-3", "siren", "header", (("config", "in_dim"), 3)),  # in range; wrong for an image
+    _c("siren-out-dim-1", "siren", "header", (("config", "out_dim"), 1)),
+    _c("hnerv-enc-blocks-1000", "hnerv", "limits", (("config", "enc_blocks"), 1000)),
+    _c("hnerv-enc-blocks-2^63", "hnerv", "limits", (("config", "enc_blocks"), 2**63)),
+    _c("hnerv-enc-dim-65536", "hnerv", "limits", (("config", "enc_dim"), 65536)),
+    # fit-time-only encoder in range but far over the parameter limit: counted though never built
+    _c("hnerv-encoder-huge", "hnerv", "limits", (("config", "enc_dim"), 1024), (("config", "enc_blocks"), 8)),
+    _c("hnerv-strides-long", "hnerv", "header", (("config", "strides"), [2] * 1000)),
+    _c("hnerv-strides-zero", "hnerv", "limits", (("config", "strides"), [0])),
+    _c("hnerv-ks-string", "hnerv", "header", (("config", "ks"), "1_5")),
+    _c("hnerv-frames-huge", "hnerv", "limits", (("config", "frames"), 10**9)),
+    _c("hnerv-pad-smaller", "hnerv", "header", (("config", "pad_height"), 8)),
+    # signal shape vs model config, and output size
+    _c("hnerv-shape-taller", "hnerv", "header", (("signal", "shape"), [2, 64, 32, 3])),
+    _c("hnerv-shape-more-frames", "hnerv", "header", (("signal", "shape"), [3, 32, 32, 3])),
+    _c("hnerv-shape-rank", "hnerv", "header", (("signal", "shape"), [2, 32, 32])),
+    _c("hnerv-shape-as-image", "hnerv", "header", (("signal", "kind"), "image"), (("signal", "shape"), [32, 32, 3])),
+    _c("siren-shape-channels", "siren", "header", (("signal", "shape"), [32, 32, 1])),
+    _c("siren-2^31-pixels", "siren", "limits", (("signal", "shape"), [32768, 65536, 3])),
+    _c("siren-side", "siren", "limits", (("signal", "shape"), [1, 46341, 3])),
+    _c("video-2^31-pixels", "hnerv", "limits", (("signal", "shape"), [100_000, 16384, 16384, 3])),
+)
+
+
+def apply(header: dict, edits: tuple[tuple[tuple, Any], ...]) -> dict | None:
+    """A copy of `header` with the edits applied; None if a path does not exist in it."""
+    out = copy.deepcopy(header)
+    for path, value in edits:
+        parent = out
+        try:
+            for key in path[:-1]:
+                parent = parent[key]
+            if value is DELETE:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = copy.deepcopy(value)
+        except (KeyError, IndexError, TypeError):
+            return None
+    return out
+
+
+def corpus(data: bytes, model: str) -> dict[str, tuple[bytes, str]]:
+    """label -> (hostile file, expected part) for every case that applies to a valid file of `model`."""
+    box = bitstream.read(data)
+    out = {}
+    for case in CORPUS:
+        if case.model not in ("any", model):
+            continue
+        header = apply(box.header, case.edits)
+        forged = rewrap(header, box.sections) if header is not None else None
+        if forged is not None:
+            out[case.label] = (forged, case.part)
+    sections = dict(box.sections)
+    sections["QPRM"] = sections["QPRM"][:-2]
+    out["qprm-short"] = (bitstream.write(box.header, sections), "payload")
+    return out
