@@ -40,7 +40,10 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
     if params is not None:
         cfg = size_to_budget(spec, cfg, params)
     torch.manual_seed(seed)
-    return cfg, spec.model_cls(cfg)
+    model = spec.model_cls(cfg)
+    if spec.init_from_signal is not None:
+        spec.init_from_signal(model, signal)
+    return cfg, model
 
 
 def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):

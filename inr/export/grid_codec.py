@@ -14,6 +14,7 @@ to constriction's ANS coder with per-symbol Laplace parameters.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -82,18 +83,24 @@ class GridTask:
         pred = model.synthesize(model.upsampled(idx, latents)).float()
         mse = F.mse_loss(pred, self.frames[idx])
         bpp = model.rate_bits(latents, idx) / self.pixels
-        self._steer(float(bpp.detach()))
+        if step % 2 == 0:  # steer on the rate of the rounded latents: the file's, not the proxy's
+            with torch.no_grad():
+                rounded = [torch.round(z) for z in model.latents]
+                self._steer(float(model.rate_bits(rounded, idx)) / self.pixels)
         return mse + self.lam * bpp, mse
 
     def _steer(self, bpp: float) -> None:
-        """Multiplicative lambda control towards the target rate, on a smoothed estimate."""
+        """Multiplicative lambda control towards the target rate. The latents answer a change
+        of lambda only over tens of steps, so the controller is deliberately slow (at most
+        +-5 % per measurement) and its smoothing short: a long average lags, and a lagging
+        controller overshoots (measured: a 0.4 bpp target ended at 0.12 bpp)."""
         self.last_bpp = bpp
         if self.target.bpp is None:
             return
-        self.rate_ema = bpp if self.rate_ema is None else 0.9 * self.rate_ema + 0.1 * bpp
+        self.rate_ema = bpp if self.rate_ema is None else 0.5 * self.rate_ema + 0.5 * bpp
         want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
         ratio = (self.rate_ema + 1e-9) / want
-        self.lam = float(min(max(self.lam * ratio**0.05, 1e-7), 10.0))
+        self.lam = float(min(max(self.lam * min(max(ratio**0.1, 0.95), 1.05), 1e-7), 10.0))
 
     @torch.no_grad()
     def reconstruct(self, model: LatentGrid, batch: int = 4) -> torch.Tensor:
@@ -280,6 +287,8 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
 
     target.validate()
     phase = phase or (lambda name: None)
+    if fit.seconds is not None:  # --seconds is the whole encode: keep a tenth for choosing bits and coding
+        fit = dataclasses.replace(fit, seconds=0.9 * fit.seconds)
     model = model.to(device)
     names = list(stored_tensors(model))
     # What the file pays besides the latents, estimated at 8 bits per weight plus framing.

@@ -35,7 +35,7 @@ class GridConfig:
     width: int = 64
     out_dim: int = 3
     levels: int = 7
-    latent_channels: int = 1  # grids per level
+    latent_channels: int = 3  # grids per level (3: a YCbCr pyramid to start from)
     time_base: int = 1  # temporal downsampling of level 0 (video)
     hidden: int = 24  # synthesis MLP width (1x1 convs)
     hidden_layers: int = 2
@@ -60,6 +60,12 @@ class GridConfig:
         bad = [k for k, ok in checks.items() if not (isinstance(getattr(self, k), int) and ok)]
         if bad:
             raise ValueError(f"grid config out of range: {', '.join(bad)}")
+
+
+# BT.601 full range: Y in [0, 1], Cb/Cr centred on 0. The pyramid is built in YCbCr because
+# chroma detail is cheap to drop and the rate term finds that at once.
+_RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC)
 
 
 def level_shapes(cfg: GridConfig) -> list[tuple[int, int, int, int]]:
@@ -255,6 +261,63 @@ class LatentGrid(nn.Module):
         latents = [self.quantized(k) for k in range(self.config.levels)]
         return self.synthesize(self.upsampled(idx, latents))
 
+    # ---------------------------------------------------------------- analysis start
+    @torch.no_grad()
+    def init_from_frames(self, frames: torch.Tensor, step: float = 1 / 64) -> None:
+        """Start from a decodable picture instead of from zero: a Laplacian pyramid of the
+        signal in YCbCr, in units of `step`, and a synthesis that sums the levels and converts
+        to RGB (exactly, through ReLU pairs), so the first step already reconstructs the
+        signal and training spends its budget on rate and detail rather than on discovering
+        the picture. With a few hundred CPU steps this is the difference between a blur and a
+        picture; from zero, Cool-chic needs tens of thousands of GPU steps.
+
+        frames: (T, C, H, W) in [0, 1]. Needs latent_channels == out_dim == 3, two hidden
+        layers of width >= 6; otherwise the latents stay at zero."""
+        cfg = self.config
+        if cfg.latent_channels != 3 or cfg.out_dim != 3 or cfg.hidden_layers < 1 or cfg.hidden < 6:
+            return
+        ycc = torch.einsum("ij,tjhw->tihw", _RGB_TO_YCC.to(frames), frames.float())
+        ycc[:, 0] -= 0.5
+        recon = torch.zeros_like(ycc)
+        idx = torch.arange(cfg.frames, device=frames.device)
+        for k in reversed(range(cfg.levels)):
+            c, t, h, w = self.latents[k].shape
+            f = time_factor(cfg, k)
+            resid = (ycc - recon).transpose(0, 1)  # (3, T, H, W)
+            pad = t * f - cfg.frames
+            if pad:
+                resid = torch.cat([resid, resid[:, -1:].expand(-1, pad, -1, -1)], dim=1)
+            resid = resid.reshape(3, t, f, cfg.height, cfg.width).mean(dim=2)
+            z = F.adaptive_avg_pool2d(resid, (h, w)) / step
+            self.latents[k].copy_(z)
+            only = [torch.zeros_like(x) for x in self.latents]
+            only[k] = z
+            recon += self.upsampled(idx, only)[:, 3 * k : 3 * k + 3] * step
+        # synthesis: rows 0-2 = RGB of the summed levels, rows 3-5 = its negative; ReLU keeps
+        # both halves; the last layer subtracts them back. Other units start silent.
+        first, last = self.synthesis[0], self.synthesis[-1]
+        to_rgb = _YCC_TO_RGB.to(first.weight) * step
+        for layer in self.synthesis:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(0.1)
+                layer.bias.zero_()
+        first.weight[:6].zero_()
+        for k in range(cfg.levels):
+            first.weight[0:3, 3 * k : 3 * k + 3] = to_rgb
+            first.weight[3:6, 3 * k : 3 * k + 3] = -to_rgb
+        first.bias[0:3] = 0.5
+        first.bias[3:6] = -0.5
+        for layer in list(self.synthesis)[2:-1]:
+            if isinstance(layer, nn.Linear):
+                layer.weight[:6].zero_()
+                layer.weight[:, :6].zero_()
+                layer.weight[:6, :6] = torch.eye(6)
+        last.weight.zero_()
+        last.weight[:, 0:3] = torch.eye(3)
+        last.weight[:, 3:6] = -torch.eye(3)
+        for k, z in enumerate(self.latents):  # the rate model starts at the latents' own spread
+            self.context.level_bias[k, 1] = torch.log(z.abs().mean().clamp_min(0.05))
+
     def stored_param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -266,7 +329,17 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
     else:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
-    return dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
+    # Video: level 0 is shared by 4 frames, coarser levels by ever more (static content is
+    # nearly free); measured on Bunny 320x180x32 at 300 steps: 25.8 dB at 0.19 bpp vs
+    # 19.6 dB at 0.013 bpp with one latent slice per frame.
+    time_base = 1 if t == 1 else min(4, t)
+    return dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, time_base=time_base)
+
+
+def _frames_of(signal) -> torch.Tensor:
+    """(T, C, H, W) float frames of an image (T = 1) or video signal."""
+    data = signal.data if signal.kind == "video" else signal.data[None]
+    return data.permute(0, 3, 1, 2).float()
 
 
 def _latent_section():
@@ -287,5 +360,6 @@ register(
         adapt=_adapt,
         width_field="hidden",
         side_codec=_latent_section,
+        init_from_signal=lambda model, signal: model.init_from_frames(_frames_of(signal)),
     )
 )

@@ -53,6 +53,9 @@ class ModelSpec:
     # object with `header_key`, `tags`, `encode(model) -> (header value, {tag: bytes})` and
     # `decode(model, header value, sections)`. Lazy, so models need not import the codecs.
     side_codec: Callable[[], Any] | None = None
+    # Optional start from the signal itself (model, signal) -> None, run once after building a
+    # fresh model for a fit (never at decode): e.g. latent grids start as a pyramid of the signal.
+    init_from_signal: Callable[[Any, Any], None] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
