@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inr.encodings import PositionalEncoding
+from inr.encodings.fourier import float64_device
 from inr.models.geometry import Geometry, derive_geometry
 from inr.models.registry import ModelSpec, OptimDefaults, register
 
@@ -185,8 +186,10 @@ class NeRV(nn.Module):
         )
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        t = idx.float()[:, None] / self.config.frames  # HNeRV's normalisation: idx / T
-        z = self.pe(t)[:, :, None, None]
+        # HNeRV's normalisation idx / T, in float64 like the official code: the top PE bands
+        # need every bit (see inr.encodings.fourier).
+        t = idx.to(float64_device(idx.device), torch.float64)[:, None] / self.config.frames
+        z = self.pe(t).to(idx.device)[:, :, None, None]
         return _crop(self.decoder(z), self.config)
 
 
