@@ -88,7 +88,7 @@ def test_hashgrid_gradients_reach_table():
 def test_auto_backend_is_torch_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA machine")
-    assert HashGridEncoding(HashGridConfig(), backend="auto").backend == "torch"
+    assert HashGridEncoding(HashGridConfig(), backend="auto").active_backend(torch.device("cpu")) == "torch"
 
 
 def test_positional_encoding_values():

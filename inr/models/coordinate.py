@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -171,7 +173,8 @@ class HashMLPConfig:
     max_resolution: int = 512
     hidden: int = 64
     layers: int = 2
-    backend: str = "auto"
+    # Files written before the backend became a runtime choice carry a `backend` field.
+    RETIRED_FIELDS: ClassVar[tuple[str, ...]] = ("backend",)
 
     def grid_config(self) -> HashGridConfig:
         return HashGridConfig(
@@ -185,10 +188,14 @@ class HashMLPConfig:
 
 
 class HashGridMLP(nn.Module):
-    def __init__(self, cfg: HashMLPConfig):
+    """`backend` (auto / torch / tcnn) is how this machine runs the grid, not part of the model:
+    None takes $INR_HASHGRID_BACKEND, else "auto"."""
+
+    def __init__(self, cfg: HashMLPConfig, backend: str | None = None):
         super().__init__()
         self.config = cfg
-        self.encoding = HashGridEncoding(cfg.grid_config(), backend=cfg.backend)
+        backend = backend or os.environ.get("INR_HASHGRID_BACKEND", "auto")
+        self.encoding = HashGridEncoding(cfg.grid_config(), backend=backend)
         self.body = relu_mlp(self.encoding.out_dim, cfg.hidden, cfg.layers)
         self.head = nn.Linear(cfg.hidden, cfg.out_dim)
 
