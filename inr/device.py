@@ -77,8 +77,8 @@ def speed_plan(
     kind = device.type
     if amp is None:
         amp = kind == "cuda" or (kind == "cpu" and bf16_safe and cpu_has_bf16())
-    if channels_last is None:
-        channels_last = convolutional and kind in ("cuda", "cpu")
+    # Memory format only means something for convolutions.
+    channels_last = convolutional and (kind in ("cuda", "cpu") if channels_last is None else channels_last)
     if fused_adam is None:
         fused_adam = kind in ("cuda", "cpu")
     return SpeedPlan(amp=bool(amp), channels_last=bool(channels_last), fused_adam=bool(fused_adam), compile=bool(compile))
