@@ -166,6 +166,13 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def _accept_legacy_tcnn_key(module: "HashGridEncoding", state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written by the old tcnn wrapper stored the table flat as `impl.enc.params`."""
+    old = state_dict.pop(prefix + "impl.enc.params", None)
+    if old is not None:
+        state_dict[prefix + "impl.params"] = old.reshape(-1, module.cfg.n_features)
+
+
 class HashGridEncoding(nn.Module):
     """Hash grid behind one interface; `backend` is "auto", "torch" or "tcnn".
 
@@ -183,14 +190,8 @@ class HashGridEncoding(nn.Module):
         self.cfg, self.backend = cfg, backend
         self.impl = TorchHashGrid(cfg)
         self._kernel: TcnnKernel | None = None
-        self._register_load_state_dict_pre_hook(self._accept_legacy_tcnn_key)
+        self.register_load_state_dict_pre_hook(_accept_legacy_tcnn_key)
         log.info("hash grid: %d params, %d levels, backend %s", cfg.num_params, cfg.n_levels, backend)
-
-    def _accept_legacy_tcnn_key(self, state_dict, prefix, *args) -> None:
-        """Checkpoints written by the old tcnn wrapper stored the table flat as `impl.enc.params`."""
-        old = state_dict.pop(prefix + "impl.enc.params", None)
-        if old is not None:
-            state_dict[prefix + "impl.params"] = old.reshape(-1, self.cfg.n_features)
 
     def active_backend(self, device: torch.device) -> str:
         """The backend a call on `device` runs on."""
