@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -29,10 +30,64 @@ def select_device(name: str | None = "auto") -> torch.device:
     return dev
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN can run bf16 convolutions and matmuls natively (AVX512-BF16 or AMX);
+    without them bf16 is emulated and slower than fp32."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    """How one fit runs; none of it changes the parameters' layout or what a file holds."""
+
+    amp: bool  # bf16 autocast for the forward pass; master weights and optimizer stay fp32
+    channels_last: bool  # NHWC activations and conv weights (oneDNN / tensor cores prefer it)
+    fused_adam: bool  # one fused Adam kernel instead of a Python loop over parameters
+    compile: bool  # torch.compile (inductor) of the model's forward
+
+
+def speed_plan(
+    device: torch.device,
+    convolutional: bool,
+    bf16_safe: bool,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    fused_adam: bool | None = None,
+    compile: bool = False,
+) -> SpeedPlan:
+    """Resolve each `None` to this device's default for this model.
+
+    Defaults are on only where a measurement (bench/bench_speed.py, and a fit to the same
+    epoch with bf16 on vs off) showed a gain at equal quality. On CPU, bf16 needs native
+    support and a family that declares it safe (`cpu_bf16 = True` on the model class: NeRV,
+    NeRV++ and the Fourier-feature MLP, same PSNR at ~2x per step); SIREN lost 0.8 dB (w0 = 30
+    amplifies bf16's 3-digit rounding), HNeRV 0.2 dB and Poly-INR 0.1 dB, and the hash grid
+    gains nothing (its time is in gathers). Channels-last is for convolutional models; MPS
+    gets none of it (autocast there is unreliable).
+    """
+    kind = device.type
+    if amp is None:
+        amp = kind == "cuda" or (kind == "cpu" and bf16_safe and cpu_has_bf16())
+    # Memory format only means something for convolutions.
+    channels_last = convolutional and (kind in ("cuda", "cpu") if channels_last is None else channels_last)
+    if fused_adam is None:
+        fused_adam = kind in ("cuda", "cpu")
+    return SpeedPlan(amp=bool(amp), channels_last=bool(channels_last), fused_adam=bool(fused_adam), compile=bool(compile))
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA only: on CPU it slows small MLPs down, on MPS it is unreliable."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA and CPU when enabled; a no-op elsewhere (MPS is unreliable)."""
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

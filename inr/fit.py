@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from inr.device import autocast, synchronize
+from inr.device import SpeedPlan, autocast, speed_plan, synchronize
 from inr.errors import InrError
 from inr.metrics import mse_to_psnr
 from inr.models.registry import OptimDefaults
@@ -46,9 +46,14 @@ class FitConfig:
     target_psnr: float | None = None
     eval_every: int = 100
     seed: int = 0
-    amp: bool = True  # bf16 autocast, CUDA only
     checkpoint_every: int | None = None
     grad_clip: float | None = None
+    # Speed knobs (inr.device.speed_plan): None takes the device's measured default. None of
+    # them changes the parameter layout, checkpoints or files, so a fit may resume with any.
+    amp: bool | None = None  # bf16 autocast, CPU and CUDA; fp32 master weights and optimizer
+    channels_last: bool | None = None  # NHWC for convolutional models
+    fused_adam: bool | None = None  # fused Adam kernel instead of the per-parameter loop
+    compile: bool = False  # torch.compile the model (slow to start; off by default)
 
     def validate(self) -> None:
         for name in ("steps", "epochs"):
@@ -102,15 +107,43 @@ def lr_factor(progress: float, warmup: float) -> float:
 Callback = Callable[[FitState], None]
 
 
+def is_convolutional(model: nn.Module) -> bool:
+    """Whether channels-last pays: conv families, unless the model says otherwise (the latent
+    grid's few 3x3 convs are dwarfed by its per-pixel matmuls and latent slicing)."""
+    return getattr(model, "channels_last_friendly", any(isinstance(m, nn.Conv2d) for m in model.modules()))
+
+
+def plan_for(model: nn.Module, cfg: FitConfig, device: torch.device) -> SpeedPlan:
+    bf16_safe = bool(getattr(model, "cpu_bf16", False))  # a family's measured claim, see speed_plan
+    return speed_plan(device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile)
+
+
+def apply_plan(model: nn.Module, plan: SpeedPlan) -> None:
+    """Memory format and compilation, in place: parameter objects, names and values are kept,
+    so the optimizer, checkpoints and exported files see the same model either way."""
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if plan.compile:
+        model.compile()  # in place: state_dict keys stay free of torch.compile's prefix
+
+
 class Trainer:
     def __init__(self, model: nn.Module, task: FitTask, cfg: FitConfig, optim: OptimDefaults, device: torch.device):
         cfg.validate()
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
+        self.speed = plan_for(model, cfg, device)
+        apply_plan(model, self.speed)
         self.base_lr = cfg.lr if cfg.lr is not None else optim.lr
         self.optimizer = torch.optim.Adam(
-            optim.param_groups(model), lr=self.base_lr, eps=optim.eps, betas=optim.betas, weight_decay=optim.weight_decay
+            optim.param_groups(model),
+            lr=self.base_lr,
+            eps=optim.eps,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+            **({"fused": True} if self.speed.fused_adam else {}),
         )
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._last_full_eval = -(1 << 62)
         total = cfg.steps
         if cfg.epochs is not None:
             by_epochs = cfg.epochs * task.steps_per_epoch
@@ -151,12 +184,22 @@ class Trainer:
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = val
         self.optimizer.load_state_dict({"state": state, "param_groups": info["optimizer"]["param_groups"]})
+        self._match_state_layout()
         saved = info["state"]
         self.state.step = saved["step"]
         self.state.elapsed = saved["elapsed"]
         self.state.history = saved.get("history", [])
         if self.cfg.steps is None and self.cfg.epochs is None and self.cfg.seconds is None:
             self.state.total_steps = saved["total_steps"]
+
+    def _match_state_layout(self) -> None:
+        """Give each moment its parameter's memory layout. Checkpoints store them contiguous
+        (NCHW); a channels-last parameter with an NCHW moment is silently mis-updated by the
+        fused Adam kernel, which walks both as flat memory."""
+        for p, st in self.optimizer.state.items():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
@@ -172,7 +215,7 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         self.model.train()
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.speed.amp):
             loss, mse = self.task.batch_loss(self.model, self.generator, s.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -184,6 +227,15 @@ class Trainer:
         s.loss = float(loss.detach())
         s.psnr = mse_to_psnr(float(mse.detach()))
         return s.loss
+
+    def _target_reached(self) -> bool:
+        """Full evaluations are costly (a whole clip): one only once the batch PSNR says the
+        target may be met, then at most one per `eval_every` steps until it is."""
+        s, target = self.state, self.cfg.target_psnr
+        if target is None or s.psnr < target or s.step - self._last_full_eval < self.cfg.eval_every:
+            return False
+        self._last_full_eval = s.step
+        return self.task.evaluate(self.model)["psnr"] >= target
 
     def run(self, callback: Callback | None = None, checkpoint: Callable[["Trainer"], None] | None = None) -> FitState:
         """Train until the budget or target PSNR is reached.
@@ -205,9 +257,8 @@ class Trainer:
                     callback(s)
                 if checkpoint and self.cfg.checkpoint_every and s.step % self.cfg.checkpoint_every == 0:
                     checkpoint(self)
-                if self.cfg.target_psnr is not None and s.psnr >= self.cfg.target_psnr:
-                    if self.task.evaluate(self.model)["psnr"] >= self.cfg.target_psnr:
-                        break
+                if self._target_reached():
+                    break
         except KeyboardInterrupt:
             if checkpoint:
                 checkpoint(self)

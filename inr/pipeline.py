@@ -90,9 +90,7 @@ def fit_signal(
         training = ckpt.load_training(checkpoint_dir)
     else:
         cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
-    model = model.to(device)
-    if device.type == "cuda" and spec.kind == "frame":
-        model = model.to(memory_format=torch.channels_last)  # NHWC convs use tensor cores better
+    model = model.to(device)  # the Trainer applies the speed plan (bf16, channels-last, ...)
     task = make_task(spec, signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
     if training is not None:

@@ -11,9 +11,10 @@ from inr.models import get_spec
 from inr.signals import image_signal, video_signal
 
 
-def _trainer(signal, name, overrides, batch, steps):
+def _trainer(signal, name, overrides, batch, steps, model=None):
     spec = get_spec(name)
-    cfg, model = build_model(spec, signal, None, overrides, seed=0)
+    cfg, built = build_model(spec, signal, None, overrides, seed=0)
+    model = built if model is None else model
     opts = FitOptions(model=name, overrides=overrides, batch_size=batch, fit=FitConfig(steps=steps, seed=0))
     task = make_task(spec, signal, torch.device("cpu"), opts)
     return spec, cfg, model, Trainer(model, task, opts.fit, spec.optim, torch.device("cpu"))
@@ -32,9 +33,7 @@ def test_resume_gives_identical_next_step_loss(tmp_path, crop64, tiny_clip, name
     expected = tr.step_once()  # step 6, uninterrupted
 
     spec2, cfg2, model2, header = ckpt.load(tmp_path / "ck")
-    _, _, _, tr2 = _trainer(signal, name, overrides, batch, steps=12)
-    tr2.model = model2
-    tr2.optimizer = torch.optim.Adam(model2.parameters(), lr=tr2.base_lr, eps=spec.optim.eps, betas=spec.optim.betas)
+    _, _, _, tr2 = _trainer(signal, name, overrides, batch, steps=12, model=model2)  # same speed plan and optimizer
     tr2.load_training_state(*ckpt.load_training(tmp_path / "ck"))
     assert tr2.state.step == 5
     resumed = tr2.step_once()

@@ -1,13 +1,22 @@
 """Encodings: shapes, and the torch hash grid against a float64 reference."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
 import torch
 
 from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding, PositionalEncoding
+from inr.encodings.prng import gaussian_matrix, splitmix64, standard_normals
+from inr.models import get_spec
+from inr.signals import video_signal
+
+# gaussian_matrix(seed=0, rows=2, cols=3, sigma=10): fixed by the format (docs/bitstream.md).
+FIXED_B = [[0.4646347165107727, 13.82945728302002, 1.3714879751205444], [-16.919090270996094, 6.007101058959961, 2.43454909324646]]
 from inr.encodings.hashgrid import PRIMES
 
 
@@ -79,23 +88,106 @@ def test_hashgrid_gradients_reach_table():
 def test_auto_backend_is_torch_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA machine")
-    assert HashGridEncoding(HashGridConfig(), backend="auto").backend == "torch"
+    assert HashGridEncoding(HashGridConfig(), backend="auto").active_backend(torch.device("cpu")) == "torch"
 
 
 def test_positional_encoding_values():
     pe = PositionalEncoding(1, levels=80, base=1.25)
     assert pe.out_dim == 160
-    t = torch.tensor([[0.3]])
-    out = pe(t)
+    out = pe(torch.tensor([[0.3]], dtype=torch.float64))
+    assert out.dtype == torch.float32
     k = 7
     assert math.isclose(float(out[0, k]), math.sin(1.25**k * math.pi * 0.3), rel_tol=1e-5, abs_tol=1e-6)
     assert math.isclose(float(out[0, 80 + k]), math.cos(1.25**k * math.pi * 0.3), rel_tol=1e-5, abs_tol=1e-6)
 
 
-def test_gaussian_fourier_features_deterministic():
+def _reference_pe(x: float, level: int, base: float = 1.25) -> tuple[float, float]:
+    """sin/cos(base^k pi x) at 50 significant digits (x is taken as the exact float64 given)."""
+    with mpmath.workdps(50):
+        ang = mpmath.mpf(base) ** level * mpmath.pi * mpmath.mpf(x)
+        return float(mpmath.sin(ang)), float(mpmath.cos(ang))
+
+
+@pytest.mark.parametrize("frames", [32, 132])
+def test_nerv_positional_encoding_matches_high_precision_reference_at_top_level(frames):
+    """NeRV feeds idx / T through 80 bands of base 1.25: band 79 is 1.4e8 rad per unit, where a
+    float32 angle is noise. Every band must match a 50-digit reference to float32 accuracy."""
+    pe = PositionalEncoding(1, levels=80, base=1.25)
+    idx = torch.arange(frames)
+    t = idx.to(torch.float64)[:, None] / frames
+    out = pe(t)
+    worst = 0.0
+    for i in range(frames):
+        for k in (0, 40, 70, 79):
+            s, c = _reference_pe(float(t[i, 0]), k)
+            worst = max(worst, abs(float(out[i, k]) - s), abs(float(out[i, 80 + k]) - c))
+    assert worst < 1e-6
+    # The float32 computation this replaces is off by O(1) at the top band (the bug it fixes).
+    ang32 = (idx.float()[:, None] / frames) * torch.tensor(1.25**79 * math.pi, dtype=torch.float32)
+    ref = torch.tensor([_reference_pe(float(t[i, 0]), 79)[0] for i in range(frames)])
+    assert (torch.sin(ang32[:, 0]) - ref).abs().max() > 0.1
+
+
+def test_nerv_model_feeds_exact_encoding_to_its_decoder():
+    spec = get_spec("nerv")
+    sig = video_signal(torch.zeros(10, 32, 48, 3))
+    cfg = dataclasses.replace(spec.adapt(spec.config_cls(), sig), fc_dim=8)
+    model = spec.model_cls(cfg)
+    seen = {}
+    model.decoder.register_forward_pre_hook(lambda mod, args: seen.update(z=args[0]))
+    model(torch.tensor([3, 7]))
+    z = seen["z"][:, :, 0, 0]
+    for row, i in enumerate((3, 7)):
+        s, c = _reference_pe(i / 10, 79)
+        assert abs(float(z[row, 79]) - s) < 1e-6 and abs(float(z[row, 159]) - c) < 1e-6
+
+
+def test_encodings_survive_module_dtype_casts():
+    """`.float()` / `.half()` on a model must not round the frequencies (they are not buffers)."""
+    pe = PositionalEncoding(1, levels=80, base=1.25).half().float()
+    assert pe.powers[79] == float(Fraction(5, 4) ** 79)
+    assert not list(pe.buffers())
+
+
+def test_splitmix64_matches_reference_vectors():
+    """Published SplitMix64 outputs (Vigna's splitmix64.c) for seed 0 and seed 1234567."""
+    assert [int(v) for v in splitmix64(0, 3)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    assert [int(v) for v in splitmix64(1234567, 2)] == [6457827717110365317, 3203168211198807973]
+
+
+def test_fourier_feature_matrix_is_format_defined():
+    """B is a pure function of (seed, shape, sigma) under the spec in docs/bitstream.md; these
+    values are part of the format and must never change."""
+    b = gaussian_matrix(0, 2, 3, 10.0)
+    assert b.dtype == np.float32 and b.shape == (2, 3)
+    # Reference from the definition, in plain Python integers.
+    gamma, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
+
+    def word(c: int) -> int:
+        z = (0 + (c + 1) * gamma) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    for j in range(6):
+        s = sum(2 * (word(12 * j + k) >> 32) + 1 for k in range(12)) - 12 * (1 << 32)
+        assert b.ravel()[j] == np.float32(10.0 * (s / 2**33))
+    np.testing.assert_array_equal(b, np.array(FIXED_B, dtype=np.float32))
+    feats = GaussianFourierFeatures(2, 3, sigma=10.0, seed=0)
+    assert torch.equal(feats.B, torch.from_numpy(b))
+
+
+def test_fourier_feature_statistics():
+    n = standard_normals(7, 20000)
+    assert abs(n.mean()) < 0.03 and abs(n.std() - 1) < 0.02 and np.abs(n).max() <= 6
+
+
+def test_gaussian_fourier_features_deterministic_and_exact():
     a = GaussianFourierFeatures(2, 16, sigma=10.0, seed=3)
     b = GaussianFourierFeatures(2, 16, sigma=10.0, seed=3)
     x = torch.rand(5, 2)
     assert a.out_dim == 32
     assert torch.equal(a(x), b(x))
     assert 5 < float(a.B.std()) < 15
+    ref = torch.sin(2 * math.pi * (x.double() @ a.B.double()))
+    assert (a(x)[:, :16].double() - ref).abs().max() < 1e-6

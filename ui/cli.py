@@ -100,6 +100,17 @@ def _read_options(args):
     )
 
 
+def _speed_options(args) -> dict:
+    """FitConfig speed knobs from the flags: a `--no-X` sets False, absent leaves the
+    device's measured default (None)."""
+    return {
+        "amp": False if args.no_amp else None,
+        "channels_last": False if args.no_channels_last else None,
+        "fused_adam": False if args.no_fused_adam else None,
+        "compile": args.compile,
+    }
+
+
 def _fit_options(args, is_video: bool, size_kb: float | None = None):
     from inr.fit import FitConfig
     from inr.models import parse_param_budget
@@ -118,8 +129,8 @@ def _fit_options(args, is_video: bool, size_kb: float | None = None):
         lr=args.lr,
         target_psnr=args.target_psnr,
         seed=args.seed,
-        amp=not args.no_amp,
         checkpoint_every=args.checkpoint_every,
+        **_speed_options(args),
     )
     params = parse_param_budget(args.params) if args.params else None
     if size_kb:
@@ -441,6 +452,14 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
 
 
+def _add_speed(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speed (defaults: what measured faster at equal quality on this device)")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision (CUDA; CPU for NeRV/NeRV++/ffn)")
+    g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format for conv models")
+    g.add_argument("--no-fused-adam", action="store_true", help="plain per-parameter Adam loop")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to start; long fits)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="inr", description="Store images and videos as neural networks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more details")
@@ -460,7 +479,7 @@ def build_parser() -> Parser:
     p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM)")
     p.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
+    _add_speed(p)
     _add_geometry(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
     p.set_defaults(func=cmd_fit)
@@ -488,7 +507,7 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
     p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
+    _add_speed(p)
     _add_geometry(p)
     p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
 

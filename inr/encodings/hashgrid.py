@@ -7,11 +7,12 @@ whose vertex count fits in its table is indexed densely (row-major, first axis f
 others through the spatial hash XOR_i(c_i * pi_i) with primes (1, 2654435761, 805459861);
 every index is taken modulo the level's table size. Tables are initialised U(-1e-4, 1e-4).
 
-The `torch` backend is vectorised PyTorch and runs anywhere; `tcnn` wraps tiny-cuda-nn's
-fused kernel and is picked automatically on CUDA when it imports.
+The `torch` backend is vectorised PyTorch and runs anywhere; `tcnn` runs tiny-cuda-nn's
+fused kernel on the same table and is picked automatically for CUDA inputs when it imports.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -62,16 +63,18 @@ class HashGridConfig:
         return self.n_levels * self.n_features
 
 
-def available_backends() -> list[str]:
-    backends = ["torch"]
-    if torch.cuda.is_available():
-        try:
-            import tinycudann  # noqa: F401
+@functools.lru_cache(maxsize=None)
+def _tcnn_importable() -> bool:
+    try:
+        import tinycudann  # noqa: F401
+    except (ImportError, OSError):  # tcnn raises OSError when it finds no usable GPU
+        return False
+    return True
 
-            backends.append("tcnn")
-        except ImportError:
-            pass
-    return backends
+
+def available_backends() -> list[str]:
+    """Backends that can run here (cached import probe: "auto" asks on every call)."""
+    return ["torch", "tcnn"] if torch.cuda.is_available() and _tcnn_importable() else ["torch"]
 
 
 class TorchHashGrid(nn.Module):
@@ -107,8 +110,11 @@ class TorchHashGrid(nn.Module):
         return idx % size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lookup(((x + 1) * 0.5).clamp(0.0, 1.0), self.params)
+
+    def lookup(self, x01: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Features of points `x01` in [0, 1]^d from `table` (entries, features)."""
         cfg = self.cfg
-        x01 = ((x + 1) * 0.5).clamp(0.0, 1.0)
         feats = []
         for level in range(cfg.n_levels):
             pos = x01 * cfg.level_scale(level) + 0.5
@@ -117,57 +123,90 @@ class TorchHashGrid(nn.Module):
             grid = base.long()[:, None, :] + self.corners[None]  # (N, 2^d, d)
             idx = self._indices(level, grid) + self.level_offsets[level]
             w = torch.where(self.corners[None].bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
-            table_feats = self.params[idx]  # (N, 2^d, F)
+            table_feats = table[idx]  # (N, 2^d, F)
             feats.append((table_feats * w[..., None].to(table_feats.dtype)).sum(1))
         return torch.cat(feats, dim=-1)
 
 
-class TcnnHashGrid(nn.Module):
-    """tiny-cuda-nn backend; same config, same flat parameter vector."""
+class TcnnKernel:
+    """tiny-cuda-nn's fused hash-grid kernel, run on parameters it does not own.
+
+    Not an nn.Module on purpose: the table lives in `TorchHashGrid.params` (shape
+    (entries, features), the torch layout) whichever backend runs, so state dicts and `.inr`
+    files are the same on every machine. tcnn's flat parameter vector has the same memory
+    order, so each call hands it a flat view of that table (`tcnn.Module.forward` reads
+    `self.params`); gradients flow back through the view.
+    """
 
     def __init__(self, cfg: HashGridConfig):
-        super().__init__()
         import tinycudann as tcnn
 
-        log2 = int(math.log2(cfg.table_size))
-        if 1 << log2 != cfg.table_size:
-            raise ValueError("tcnn backend needs a power-of-two table_size")
-        self.cfg = cfg
         self.enc = tcnn.Encoding(
             cfg.in_dim,
             {
                 "otype": "HashGrid",
                 "n_levels": cfg.n_levels,
                 "n_features_per_level": cfg.n_features,
-                "log2_hashmap_size": log2,
+                "log2_hashmap_size": int(math.log2(cfg.table_size)),
                 "base_resolution": cfg.base_resolution,
                 "per_level_scale": cfg.per_level_scale,
             },
             dtype=torch.float32,
         )
+        if self.enc.params.numel() != cfg.num_params:
+            raise ValueError(f"tcnn hash grid has {self.enc.params.numel()} parameters, expected {cfg.num_params}")
+        del self.enc.params  # its own table would be a second, unused copy
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.enc(((x + 1) * 0.5).clamp(0.0, 1.0)).float()
+    def __call__(self, x01: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        self.enc.params = table.reshape(-1)
+        return self.enc(x01).float()
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def _accept_legacy_tcnn_key(module: "HashGridEncoding", state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written by the old tcnn wrapper stored the table flat as `impl.enc.params`."""
+    old = state_dict.pop(prefix + "impl.enc.params", None)
+    if old is not None:
+        state_dict[prefix + "impl.params"] = old.reshape(-1, module.cfg.n_features)
 
 
 class HashGridEncoding(nn.Module):
-    """Hash grid behind one interface; `backend` is "auto", "torch" or "tcnn"."""
+    """Hash grid behind one interface; `backend` is "auto", "torch" or "tcnn".
+
+    The backend is a runtime choice, never part of a checkpoint or file: both run on the same
+    parameter (`impl.params`), and "auto" picks tcnn per call, only for CUDA inputs when
+    tiny-cuda-nn imports and the table size is a power of two.
+    """
 
     def __init__(self, cfg: HashGridConfig, backend: str = "auto"):
         super().__init__()
-        self.cfg = cfg
-        if backend == "auto":
-            pow2 = cfg.table_size & (cfg.table_size - 1) == 0
-            backend = "tcnn" if "tcnn" in available_backends() and pow2 else "torch"
-        if backend not in ("torch", "tcnn"):
+        if backend not in ("auto", "torch", "tcnn"):
             raise ValueError(f"unknown hash grid backend {backend!r}")
-        self.backend = backend
-        self.impl = TcnnHashGrid(cfg) if backend == "tcnn" else TorchHashGrid(cfg)
-        log.info("hash grid backend: %s (%d params, %d levels)", backend, cfg.num_params, cfg.n_levels)
+        if backend == "tcnn" and not _is_pow2(cfg.table_size):
+            raise ValueError("tcnn backend needs a power-of-two table_size")
+        self.cfg, self.backend = cfg, backend
+        self.impl = TorchHashGrid(cfg)
+        self._kernel: TcnnKernel | None = None
+        self.register_load_state_dict_pre_hook(_accept_legacy_tcnn_key)
+        log.info("hash grid: %d params, %d levels, backend %s", cfg.num_params, cfg.n_levels, backend)
+
+    def active_backend(self, device: torch.device) -> str:
+        """The backend a call on `device` runs on."""
+        if self.backend != "auto":
+            return self.backend
+        ok = device.type == "cuda" and _is_pow2(self.cfg.table_size) and "tcnn" in available_backends()
+        return "tcnn" if ok else "torch"
 
     @property
     def out_dim(self) -> int:
         return self.cfg.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.impl(x)
+        if self.active_backend(x.device) == "torch":
+            return self.impl(x)
+        if self._kernel is None:
+            self._kernel = TcnnKernel(self.cfg)
+        return self._kernel(((x + 1) * 0.5).clamp(0.0, 1.0), self.impl.params)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -154,6 +156,10 @@ class FFNConfig:
 
 
 class FourierFeatureMLP(nn.Module):
+    # bf16 autocast on CPU by default (inr.device.speed_plan): 2x per step, same PSNR (the
+    # features are formed in fp32/float64 outside autocast; only the ReLU MLP runs in bf16).
+    cpu_bf16 = True
+
     def __init__(self, cfg: FFNConfig):
         super().__init__()
         self.config = cfg
@@ -183,7 +189,8 @@ class HashMLPConfig:
     max_resolution: int = 512
     hidden: int = 64
     layers: int = 2
-    backend: str = "auto"
+    # Files written before the backend became a runtime choice carry a `backend` field.
+    RETIRED_FIELDS: ClassVar[tuple[str, ...]] = ("backend",)
 
     LIMITS = {
         **_DIM_LIMITS, "n_levels": (1, 32), "n_features": (1, 16), "table_size": (1, 1 << 26),
@@ -202,10 +209,14 @@ class HashMLPConfig:
 
 
 class HashGridMLP(nn.Module):
-    def __init__(self, cfg: HashMLPConfig):
+    """`backend` (auto / torch / tcnn) is how this machine runs the grid, not part of the model:
+    None takes $INR_HASHGRID_BACKEND, else "auto"."""
+
+    def __init__(self, cfg: HashMLPConfig, backend: str | None = None):
         super().__init__()
         self.config = cfg
-        self.encoding = HashGridEncoding(cfg.grid_config(), backend=cfg.backend)
+        backend = backend or os.environ.get("INR_HASHGRID_BACKEND", "auto")
+        self.encoding = HashGridEncoding(cfg.grid_config(), backend=backend)
         self.body = relu_mlp(self.encoding.out_dim, cfg.hidden, cfg.layers)
         self.head = nn.Linear(cfg.hidden, cfg.out_dim)
 

@@ -167,6 +167,7 @@ class LatentGrid(nn.Module):
         self.context = ContextModel(cfg.levels, cfg.context)
         self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
 
+    channels_last_friendly = False  # per-pixel matmuls on (B, H, W, C); see inr.fit.is_convolutional
     side_tensors = ("latents.",)  # latents travel in section LATS (the side codec), not as weights
 
     def decode_probe(self, shape: list[int]):

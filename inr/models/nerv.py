@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inr.encodings import PositionalEncoding
+from inr.encodings.fourier import float64_device
 from inr.models.geometry import Geometry, derive_geometry
 from inr.models.registry import ModelSpec, OptimDefaults, register
 
@@ -115,7 +116,10 @@ class Decoder(nn.Module):
         self.head = nn.Conv2d(c_in, 3, 3, 1, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.stem(z)
+        # The stem runs in fp32 even under bf16 autocast: it is the one layer that sees NeRV's
+        # exact positional encoding (3 bf16 digits would undo it), and on a 1x1 map it is cheap.
+        with torch.autocast(z.device.type, enabled=False):
+            x = self.stem(z.float())
         n, _, h, w = x.shape
         fh, fw = self.fc_hw
         # (n, C*fh*fw, h, w) -> (n, C, fh*h, fw*w): the stem's output channels become the base map.
@@ -185,6 +189,7 @@ class NeRVConfig:
 
 class NeRV(nn.Module):
     plus_plus = False
+    cpu_bf16 = True  # bf16 autocast on CPU by default (inr.device.speed_plan): ~2x per step
 
     def __init__(self, cfg: NeRVConfig):
         super().__init__()
@@ -197,8 +202,10 @@ class NeRV(nn.Module):
         )
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        t = idx.float()[:, None] / self.config.frames  # HNeRV's normalisation: idx / T
-        z = self.pe(t)[:, :, None, None]
+        # HNeRV's normalisation idx / T, in float64 like the official code: the top PE bands
+        # need every bit (see inr.encodings.fourier).
+        t = idx.to(float64_device(idx.device), torch.float64)[:, None] / self.config.frames
+        z = self.pe(t).to(idx.device)[:, :, None, None]
         return _crop(self.decoder(z), self.config)
 
 
@@ -288,6 +295,8 @@ class ConvNeXtEncoder(nn.Module):
 
 class HNeRV(nn.Module):
     export_excludes = ("encoder.",)  # the encoder only exists to fit; files carry embeddings
+    # Not bf16 on CPU by default: a 40-epoch fit lost 0.2 dB with it (NeRV/NeRV++ lost 0.00).
+    cpu_bf16 = False
 
     def __init__(self, cfg: HNeRVConfig, fit_modules: bool = True):
         """`fit_modules=False` (the decoder) leaves out the encoder, which files never carry."""

@@ -94,6 +94,8 @@ def config_to_dict(cfg: Any) -> dict:
 
 def config_from_dict(spec: ModelSpec, data: dict) -> Any:
     fields = {f.name: f for f in dataclasses.fields(spec.config_cls)}
+    retired = getattr(spec.config_cls, "RETIRED_FIELDS", ())  # old files may carry them: ignored
+    data = {k: v for k, v in data.items() if k not in retired}
     unknown = set(data) - set(fields)
     if unknown:
         raise InrError(f"config for {spec.name} has unknown fields: {sorted(unknown)}")

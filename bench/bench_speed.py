@@ -1,0 +1,130 @@
+"""Training step time per family with the speed-ups on vs plain fp32 eager, this machine.
+
+    python bench/bench_speed.py [--models siren,poly,ffn,hashgrid,nerv,nervpp,hnerv]
+        [--params 0.15M] [--steps 10] [--rounds 5] [--warmup 3] [--ablate] [--compile]
+
+Same process, same batches: every variant of a family starts from a copy of one initial
+model and draws the same batch sequence; the variants take turns, `--steps` steps each per
+round, so load on a shared machine hits them alike, and the median round is reported.
+Variants: `off` (fp32, NCHW, per-parameter Adam, eager), `on` (the defaults of
+`inr.device.speed_plan` for this device and family, plus torch.compile with --compile) and,
+with --ablate, each knob alone on top of `off`. The NeRV families fit Bunny 320x160x32 (the
+bundled clip, cropped as in HNeRV); coordinate families fit the bundled 256x256 image with
+the default batch. `loss` (after the same steps) is a sanity check, not a quality claim:
+quality per epoch is bench_video's job.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+from common import ROOT, print_table, write_json  # noqa: I001
+import torch
+
+from inr.device import select_device, synchronize
+from inr.fit import FitConfig, Trainer
+from inr.models import get_spec, parse_param_budget
+from inr.models.sizing import stored_params
+from inr.pipeline import FitOptions, build_model, make_task
+from inr.signals import image_signal, video_signal
+from video.media import ReadOptions, load_image, parse_size, read_video
+
+ASSETS = ROOT / "inr" / "assets"
+OFF = {"amp": False, "channels_last": False, "fused_adam": False, "compile": False}
+KNOBS = ("amp", "channels_last", "fused_adam")
+
+
+def variants(ablate: bool, compile_on: bool) -> dict[str, dict]:
+    out = {"off": OFF, "on": {"amp": None, "channels_last": None, "fused_adam": None, "compile": compile_on}}
+    if ablate:
+        out.update({f"+{k}": {**OFF, k: True} for k in KNOBS})
+        if compile_on:
+            out["+compile"] = {**OFF, "compile": True}
+    return out
+
+
+def bench_family(name: str, signal, budget: int, args, device: torch.device) -> list[dict]:
+    spec = get_spec(name)
+    cfg, model = build_model(spec, signal, budget, None, seed=0)
+    total = args.warmup + args.rounds * args.steps
+    trainers: dict[str, Trainer] = {}
+    for label, knobs in variants(args.ablate, args.compile).items():
+        opts = FitOptions(model=name, params=budget, batch_size=2 if spec.kind == "frame" else None, fit=FitConfig(steps=total, seed=0, **knobs))
+        m = copy.deepcopy(model).to(device)
+        tr = Trainer(m, make_task(spec, signal, device, opts), opts.fit, spec.optim, device)
+        if label != "off" and tr.speed == trainers["off"].speed:
+            continue  # e.g. channels-last on an MLP: nothing to measure
+        trainers[label] = tr
+    for tr in trainers.values():  # warm-up: first-call allocations, oneDNN primitives, compilation
+        for _ in range(args.warmup):
+            tr.step_once()
+        synchronize(device)
+    times: dict[str, list[float]] = {k: [] for k in trainers}
+    for _ in range(args.rounds):
+        for label, tr in trainers.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                tr.step_once()
+            synchronize(device)
+            times[label].append((time.perf_counter() - t0) / args.steps)
+    base = statistics.median(times["off"])
+    rows = []
+    for label, tr in trainers.items():
+        ms = statistics.median(times[label])
+        rows.append(
+            {
+                "model": name,
+                "variant": label,
+                "plan": ",".join(k for k in (*KNOBS, "compile") if getattr(tr.speed, k)) or "fp32 eager",
+                "params": stored_params(spec, cfg),
+                "ms_per_step": round(1000 * ms, 2),
+                "speedup": round(base / ms, 2),
+                "loss": round(tr.state.loss, 6),
+                "round_ms": [round(1000 * t, 2) for t in times[label]],
+            }
+        )
+        print(f"  {name:8s} {label:15s} {rows[-1]['ms_per_step']:9.2f} ms/step  x{rows[-1]['speedup']:.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="siren,poly,ffn,hashgrid,nerv,nervpp,hnerv")
+    ap.add_argument("--params", default="0.15M")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--ablate", action="store_true", help="also time each speed-up alone")
+    ap.add_argument("--compile", action="store_true", help="include torch.compile in `on` (slow to start)")
+    ap.add_argument("--video", default=str(ASSETS / "bunny_320x180_32f.mp4"))
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--crop", default="320x160")
+    ap.add_argument("--image", default=str(ASSETS / "bunny_256.png"))
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--name", default="speed")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    budget = parse_param_budget(args.params)
+    names = args.models.split(",")
+    signals = {}
+    if any(get_spec(n).kind == "frame" for n in names):
+        frames, _ = read_video(Path(args.video), ReadOptions(max_frames=args.frames, crop=parse_size(args.crop, "crop")))
+        signals["frame"] = video_signal(frames)
+    if any(get_spec(n).kind != "frame" for n in names):
+        signals["coord"] = image_signal(load_image(Path(args.image)))
+    rows = []
+    for n in names:
+        rows += bench_family(n, signals["frame" if get_spec(n).kind == "frame" else "coord"], budget, args, device)
+    print_table(rows, ["model", "variant", "plan", "params", "ms_per_step", "speedup", "loss"])
+    shapes = {k: list(s.data.shape) for k, s in signals.items()}
+    write_json(args.name, {"args": vars(args), "device": str(device), "signals": shapes, "results": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Speed knobs (bf16 autocast, channels-last, fused Adam) change how a fit runs, never what it
+stores: same parameter layout, checkpoints that resume across settings, identical file format."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from inr import checkpoint as ckpt
+from inr.device import cpu_has_bf16, speed_plan
+from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.fit import FitConfig, Trainer, plan_for
+from inr.models import get_spec
+from inr.pipeline import FitOptions, build_model, fit_signal, make_task
+from inr.signals import image_signal, video_signal
+
+CPU = torch.device("cpu")
+ON = {"amp": True, "channels_last": True, "fused_adam": True}
+OFF = {"amp": False, "channels_last": False, "fused_adam": False}
+TINY = {"nerv": {"fc_dim": 8}, "ffn": {"hidden": 32, "layers": 1, "num_features": 16}}
+
+
+def _signal(name, tiny_clip, crop64):
+    return video_signal(tiny_clip[:4, :32, :48]) if name == "nerv" else image_signal(crop64[:24, :24])
+
+
+def _trainer(name, signal, speed: dict, steps: int = 20):
+    spec = get_spec(name)
+    cfg, model = build_model(spec, signal, None, TINY[name], seed=0)
+    opts = FitOptions(model=name, overrides=TINY[name], batch_size=2 if name == "nerv" else None, fit=FitConfig(steps=steps, **speed))
+    return spec, cfg, model, Trainer(model, make_task(spec, signal, CPU, opts), opts.fit, spec.optim, CPU)
+
+
+@pytest.mark.parametrize("name", ["nerv", "ffn"])
+def test_bf16_path_is_finite_and_keeps_the_parameter_layout(name, tiny_clip, crop64):
+    signal = _signal(name, tiny_clip, crop64)
+    spec, cfg, fast_model, fast = _trainer(name, signal, ON)
+    _, _, plain_model, plain = _trainer(name, signal, OFF)
+    assert fast.speed.amp and not plain.speed.amp
+    for _ in range(3):
+        fast_loss, plain_loss = fast.step_once(), plain.step_once()
+        assert torch.isfinite(torch.tensor(fast_loss))
+        assert fast_loss == pytest.approx(plain_loss, rel=0.05)  # same batches, same start
+    fast_state, plain_state = fast_model.state_dict(), plain_model.state_dict()
+    assert {k: (v.shape, v.dtype) for k, v in fast_state.items()} == {k: (v.shape, v.dtype) for k, v in plain_state.items()}
+    assert all(v.dtype == torch.float32 for v in fast_state.values())  # fp32 master weights
+    assert all(torch.isfinite(v).all() for v in fast_state.values())
+    # The file a sped-up fit writes has the same structure as a plain one and decodes.
+    meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
+    data = encode_model(spec, cfg, stored_tensors(fast_model), meta, bits=8)
+    _, _, decoded, header = decode_model(data)
+    assert [t["name"] for t in header["tensors"]] == list(stored_tensors(plain_model))
+    assert all(p.is_contiguous() for p in decoded.parameters())
+
+
+@pytest.mark.parametrize("first,second", [(ON, OFF), (OFF, ON)])
+def test_checkpoint_resumes_across_speed_settings(tmp_path, tiny_clip, first, second):
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    ck = tmp_path / "ck"
+    opts = FitOptions(model="nerv", overrides=TINY["nerv"], batch_size=2, fit=FitConfig(steps=3, **first))
+    fit_signal(signal, opts, CPU, checkpoint_dir=ck)
+    tensors, info = ckpt.load_training(ck)
+
+    # Every optimizer moment comes back exactly, whatever layout and kernel wrote it.
+    spec, cfg, model, _ = ckpt.load(ck)
+    resumed = Trainer(model, make_task(spec, signal, CPU, opts), FitConfig(steps=5, **second), spec.optim, CPU)
+    resumed.load_training_state(tensors, info)
+    assert resumed.state.step == 3
+    for pid, p in enumerate(model.parameters()):
+        st = resumed.optimizer.state[p]
+        assert torch.equal(st["exp_avg"], tensors[f"optim.{pid}.exp_avg"])
+        assert torch.equal(st["exp_avg_sq"], tensors[f"optim.{pid}.exp_avg_sq"])
+        assert float(st["step"]) == 3
+        # fused Adam walks moment and parameter as flat memory: their layouts must agree
+        assert st["exp_avg"].stride() == p.stride() and st["exp_avg_sq"].stride() == p.stride()
+    assert torch.isfinite(torch.tensor(resumed.step_once()))
+
+    out = fit_signal(signal, dataclasses.replace(opts, fit=FitConfig(steps=5, **second)), CPU, checkpoint_dir=ck, resume=True)
+    assert out.state.step == 5 and out.metrics["psnr"] > 5
+
+
+def test_default_plan_per_device_and_family(tiny_clip, crop64):
+    video, image = video_signal(tiny_clip[:4, :32, :48]), image_signal(crop64)
+    models = {n: build_model(get_spec(n), video if n in ("nerv", "hnerv") else image, None, None, 0)[1] for n in ("nerv", "hnerv", "siren", "ffn")}
+    cpu = {n: plan_for(m, FitConfig(steps=1), CPU) for n, m in models.items()}
+    assert cpu["nerv"].amp == cpu["ffn"].amp == cpu_has_bf16()
+    assert not cpu["siren"].amp and not cpu["hnerv"].amp  # measured to cost quality in bf16
+    assert cpu["nerv"].channels_last and cpu["hnerv"].channels_last and not cpu["siren"].channels_last
+    assert all(p.fused_adam and not p.compile for p in cpu.values())
+    assert plan_for(models["siren"], FitConfig(steps=1), torch.device("cuda")).amp
+    mps = speed_plan(torch.device("mps"), convolutional=True, bf16_safe=True)
+    assert not (mps.amp or mps.channels_last or mps.fused_adam)
+    forced = plan_for(models["nerv"], FitConfig(steps=1, **OFF), CPU)
+    assert not (forced.amp or forced.channels_last or forced.fused_adam)
+
+
+class _NeverThereTask:
+    """Batch PSNR always above the target, full evaluation always below: counts evaluations."""
+
+    steps_per_epoch = 1
+
+    def __init__(self) -> None:
+        self.evaluations = 0
+
+    def batch_loss(self, model, generator, step):
+        loss = model.weight.square().sum() * 1e-9
+        return loss, loss.detach()
+
+    def evaluate(self, model):
+        self.evaluations += 1
+        return {"psnr": 0.0}
+
+
+def test_target_psnr_full_evaluations_are_rationed():
+    task = _NeverThereTask()
+    trainer = Trainer(nn.Linear(1, 1), task, FitConfig(steps=50, target_psnr=30.0, eval_every=20), get_spec("siren").optim, CPU)
+    state = trainer.run()
+    assert state.step == 50
+    assert task.evaluations == 3  # steps 1, 21, 41: not one per step
