@@ -22,10 +22,10 @@ install: $(STAMP)
 
 # The main job on the bundled sample: encode -> decode -> report.
 demo: install
-	$(INR) encode $(CLIP) -o $(DEMO)/bunny.inr --model hnerv --params 100k --seconds 60
+	$(INR) encode $(CLIP) -o $(DEMO)/bunny.inr --model auto --bpp 0.2 --seconds 60
 	$(INR) decode $(DEMO)/bunny.inr -o $(DEMO)/bunny_decoded.mp4
 	$(INR) info $(DEMO)/bunny.inr
-	$(INR) compare $(CLIP) --models hnerv --bpp 0.2,0.4 --seconds 45 --crf 23,28,33,38,43 -o $(DEMO)/report
+	$(INR) compare $(CLIP) --models auto --bpp 0.1,0.2,0.4 --seconds 45 --crf 23,28,33,38,43,48 -o $(DEMO)/report
 
 # The browser test drives Debian's Chromium (Playwright's own browser download needs the
 # internet). Installed when we are root with apt (CI); elsewhere the test is skipped.
