@@ -31,7 +31,7 @@ def machine(d: dict) -> str:
 
 
 def main() -> None:
-    for name in ("image", "video", "export", "decode", "rd", "lr"):
+    for name in ("image", "video", "export", "decode", "rd", "rd_bunny", "rd_carphone", "rd_bunny256", "lr"):
         f = RESULTS / f"{name}.json"
         if not f.is_file():
             continue
@@ -55,6 +55,15 @@ def main() -> None:
         elif name == "rd":
             print(table(d["points"], [("method", "method"), ("preset", "preset"), ("setting", "setting"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR", "psnr"), ("Y-PSNR", "psnr_y"), ("MS-SSIM", "msssim"), ("encode s", "encode_seconds")]))
             print("BD-rate (%):", json.dumps(d["bd_rate"]))
+        elif name.startswith("rd_"):
+            for run in d["runs"]:
+                print(f"#### {d['clip']}, {run['seconds']:g} s per INR point\n")
+                ok = [p for p in run["points"] if p.get("status", "ok") == "ok"]
+                print(table(ok, [("method", "method"), ("preset", "preset"), ("setting", "setting"), ("bytes", "bytes"), ("bpp", "bpp"), ("PSNR", "psnr"), ("Y-PSNR", "psnr_y"), ("MS-SSIM", "msssim"), ("encode s", "encode_seconds")]))
+                for p in run["points"]:
+                    if p.get("status", "ok") != "ok":
+                        print(f"- {p['method']} @ {p['setting']}: failed ({p.get('error')})")
+                print("BD-rate (%):", json.dumps(run["bd_rate"]), "\n")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
     cfg = spec.adapt(spec.config_cls(), signal)
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    if params is not None:
+    if params is not None and spec.kind != "grid":  # a rate-aware family's size is its rate: see rate_target()
         cfg = size_to_budget(spec, cfg, params)
     torch.manual_seed(seed)
     model = spec.model_cls(cfg)
@@ -46,11 +46,23 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
     return cfg, model
 
 
+def rate_target(opts: FitOptions, signal: Signal, bpp: float | None, lam: float | None):
+    """What a rate-aware family aims at. A parameter budget (what the fit-then-compress
+    families are sized by, and what the app's size slider sets) becomes the bpp of a file of
+    that many 8-bit parameters, so every front end's size means the same thing for every family."""
+    from inr.export.grid_codec import RateTarget
+
+    if bpp is None and lam is None and opts.params:
+        bpp = opts.params * 8 / signal.num_samples
+    kwargs = {"frames_per_step": opts.batch_size} if opts.batch_size else {}
+    return RateTarget(lam=lam, bpp=bpp, **kwargs)
+
+
 def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
     if spec.kind == "grid":
         from inr.export.grid_codec import GridTask, RateTarget
 
-        return GridTask(signal, device, RateTarget(**({"frames_per_step": opts.batch_size} if opts.batch_size else {})))
+        return GridTask(signal, device, rate_target(opts, signal, None, None))
     if spec.kind == "frame":
         return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
     # On a CPU many small random batches beat few full ones per second of compute (measured on

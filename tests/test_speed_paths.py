@@ -104,6 +104,9 @@ class _NeverThereTask:
     def __init__(self) -> None:
         self.evaluations = 0
 
+    def attach(self, state) -> None:
+        pass
+
     def batch_loss(self, model, generator, step):
         loss = model.weight.square().sum() * 1e-9
         return loss, loss.detach()

@@ -22,7 +22,7 @@ from inr.export.prune import global_magnitude_masks, module_and_attr
 from inr.export.quant import FakeQuant, Mask, dequantize, quantize
 from inr.fit import FitConfig, FitState, Trainer
 from inr.models import get_spec
-from inr.pipeline import FitOptions, FitOutcome, build_model, fit_signal, make_task
+from inr.pipeline import FitOptions, FitOutcome, build_model, fit_signal, make_task, rate_target
 from inr.signals import Signal, render
 
 
@@ -183,11 +183,11 @@ def _signal_meta(signal: Signal) -> dict:
 def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float | None, device, callback, phase) -> Encoded:
     """Rate-aware families train for rate and distortion in one fit: no prune/QAT phases,
     and a bpp target is met by steering lambda during that fit, never by refitting."""
-    from inr.export.grid_codec import RateTarget, encode_grid
+    from inr.export.grid_codec import encode_grid
 
     spec = get_spec(opts.model)
     cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
-    target = RateTarget(lam=exp.lam, bpp=bpp, **({"frames_per_step": opts.batch_size} if opts.batch_size else {}))
+    target = rate_target(opts, signal, bpp, exp.lam)
     enc = encode_grid(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
     return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
 

@@ -17,6 +17,8 @@ bilinear-interpolation skip path (bilinear x s, 1x1 conv to the new width) added
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -118,7 +120,9 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         # The stem runs in fp32 even under bf16 autocast: it is the one layer that sees NeRV's
         # exact positional encoding (3 bf16 digits would undo it), and on a 1x1 map it is cheap.
-        with torch.autocast(z.device.type, enabled=False):
+        # (The decoder's header checks run this on the meta device, which has no autocast.)
+        fp32 = torch.autocast(z.device.type, enabled=False) if z.device.type != "meta" else contextlib.nullcontext()
+        with fp32:
             x = self.stem(z.float())
         n, _, h, w = x.shape
         fh, fw = self.fc_hw
