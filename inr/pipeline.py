@@ -60,7 +60,7 @@ def rate_target(opts: FitOptions, signal: Signal, bpp: float | None, lam: float 
 
 def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
     if spec.kind == "grid":
-        from inr.export.grid_codec import GridTask, RateTarget
+        from inr.export.grid_codec import GridTask
 
         return GridTask(signal, device, rate_target(opts, signal, None, None))
     if spec.kind == "frame":

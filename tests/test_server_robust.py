@@ -31,14 +31,7 @@ from server.worker import WorkerPool
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def cfg(tmp_path) -> ServerConfig:
-    return ServerConfig(data_dir=tmp_path / "data", limits=Limits(max_upload_bytes=2 << 20))
-
-
-@pytest.fixture()
-def client(cfg) -> TestClient:
-    return TestClient(create_app(cfg))
+from tests.test_server import cfg, client  # noqa: E402,F401  (the same server fixtures)
 
 
 def _wait_for(pred, timeout: float, what: str):

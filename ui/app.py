@@ -146,19 +146,23 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             preview = _artifact(cfg, job, "decoded.png") or preview
         return df, preview, status
 
-    def follow_fit(job_id):
+    def follow(job_id, view, missing):
         """Re-read the job every second until it ends; survives nothing and needs nothing:
-        a reloaded page simply starts following again."""
+        a reloaded page simply starts following again. `missing(text)` fills the outputs
+        when there is no such job."""
         job = store.get(job_id) if job_id else None
         if job is None:
-            yield gr.skip(), gr.skip(), (f"no job {job_id}" if job_id else gr.skip())
+            yield missing(f"no job {job_id}" if job_id else gr.skip())
             return
         while True:
             job = store.get(job_id)
-            yield fit_view(job)
+            yield view(job)
             if job["status"] in FINAL:
                 return
             time.sleep(POLL_S)
+
+    def follow_fit(job_id):
+        yield from follow(job_id, fit_view, lambda text: (gr.skip(), gr.skip(), text))
 
     def cancel(job_id):
         job = store.get(job_id) if job_id else None
@@ -273,16 +277,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         return f"{status}: {n} INR points and the codec curves measured", frame, views.results_table(points.get("points", []))
 
     def follow_compare(job_id):
-        job = store.get(job_id) if job_id else None
-        if job is None:
-            yield (f"no job {job_id}" if job_id else gr.skip()), gr.skip(), gr.skip()
-            return
-        while True:
-            job = store.get(job_id)
-            yield compare_view(job)
-            if job["status"] in FINAL:
-                return
-            time.sleep(POLL_S)
+        yield from follow(job_id, compare_view, lambda text: (text, gr.skip(), gr.skip()))
 
     def compare_plan(models_sel, bpps, seconds) -> str:
         try:

@@ -58,15 +58,48 @@ def measured() -> dict[tuple[str, str], Measured]:
     return out
 
 
+# The RD benchmark of each kind (bench/bench_rd.py): the rate-aware family's measured points.
+RD_FILES = {"video": "rd_bunny.json", "image": "rd_bunny256.json"}
+
+
+def _rd_runs(kind: str) -> tuple[str, list[dict]]:
+    try:
+        rd = json.loads((RESULTS / RD_FILES[kind]).read_text())
+    except (OSError, ValueError, KeyError):
+        return "", []
+    return _machine(rd).split(";")[0], rd.get("runs", [])
+
+
 @lru_cache(maxsize=1)
 def h264_points() -> tuple[tuple[float, float], ...]:
     """(bpp, PSNR) of x264 medium on the RD benchmark clip, for 'a codec gets this' context."""
-    try:
-        rd = json.loads((RESULTS / "rd.json").read_text())
-    except (OSError, ValueError):
-        return ()
-    pts = [(float(p["bpp"]), float(p["psnr"])) for p in rd.get("points", []) if p.get("method") == "h264" and p.get("preset") == "medium"]
+    _, runs = _rd_runs("video")
+    pts = {(float(p["bpp"]), float(p["psnr"])) for r in runs for p in r["points"]
+           if p.get("method") == "h264" and p.get("preset") == "medium" and p.get("status", "ok") == "ok"}
     return tuple(sorted(pts))
+
+
+def rate_aware(kind: str, model: str, pixels: int, seconds: float, size_bytes: float | None) -> Expectation | None:
+    """For a rate-aware family, quality depends on the rate and the time: the measured point
+    nearest the requested bpp in the benchmark run whose budget per pixel is nearest."""
+    machine, runs = _rd_runs(kind)
+    if not runs or not size_bytes:
+        return None
+    bpp = size_bytes * 8 / max(1, pixels)
+    clip_pixels = {"video": 320 * 180 * 32, "image": 256 * 256}[kind]
+    eff = seconds * clip_pixels / max(1, pixels)
+    run = min(runs, key=lambda r: abs(r["seconds"] - eff))
+    pts = [p for p in run["points"] if p.get("method") == model and p.get("status", "ok") == "ok"]
+    if not pts:
+        return None
+    p = min(pts, key=lambda q: abs(q["bpp"] - bpp))
+    what = "the bundled 320x180 32-frame clip" if kind == "video" else "a 256x256 image"
+    text = (f"Measured ({machine}): {model} on {what} with {run['seconds']:g} s reached **{p['psnr']:.1f} dB at "
+            f"{p['bpp']:.3f} bpp**; your {seconds:.0f} s on {pixels:,} pixels is like {eff:.0f} s there, at {bpp:.3f} bpp.")
+    warn = p["psnr"] < USABLE_DB
+    if warn:
+        text += f" **Expect a soft picture (below {USABLE_DB:.0f} dB)**: give more bits or more seconds."
+    return Expectation(text, warn)
 
 
 def _interp(curve: tuple[tuple[float, float], ...], x: float) -> float:
@@ -91,6 +124,10 @@ def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float
     from inr.models.auto import resolve_model
 
     model = resolve_model(model, kind)[0]
+    if model == "grid":
+        found = rate_aware(kind, model, pixels, seconds, size_bytes)
+        if found is not None:
+            return found
     lines: list[str] = []
     warn = False
     if size_bytes is not None:

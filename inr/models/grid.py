@@ -25,9 +25,6 @@ from torch import nn
 
 from inr.models.registry import ModelSpec, OptimDefaults, register
 
-LOG2 = math.log(2.0)
-
-
 @dataclass
 class GridConfig:
     frames: int = 1
