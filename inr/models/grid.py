@@ -313,8 +313,53 @@ class LatentGrid(nn.Module):
         last.weight.zero_()
         last.weight[:, 0:3] = torch.eye(3)
         last.weight[:, 3:6] = -torch.eye(3)
-        for k, z in enumerate(self.latents):  # the rate model starts at the latents' own spread
-            self.context.level_bias[k, 1] = torch.log(z.abs().mean().clamp_min(0.05))
+        self.init_step = step
+        self._fit_rate_model()
+
+    @torch.no_grad()
+    def _fit_rate_model(self) -> None:
+        """Per-level Laplace scales from the latents' own spread, so the first rate estimate
+        is not wildly off."""
+        for k, z in enumerate(self.latents):
+            self.context.level_bias[k, 1] = torch.log(torch.round(z).abs().mean().clamp_min(0.05))
+
+    @torch.no_grad()
+    def retarget(self, bpp: float, pixels: int) -> float:
+        """Re-quantize the analysis start for a rate: pick the latent step whose rounded
+        pyramid costs about `bpp` (empirical entropy per level and channel: a slight
+        overestimate of what the context model will pay) and rescale the synthesis so the
+        decoded picture is unchanged but for rounding. Returns the step. A start at the
+        right rate leaves the whole budget for rate-distortion training instead of first
+        shedding ten times the target rate."""
+        old = getattr(self, "init_step", None)
+        if old is None:
+            return float("nan")
+        cont = [z * old for z in self.latents]
+
+        def rate(step: float) -> float:
+            bits = 0.0
+            for z in cont:
+                for ch in z:
+                    q = torch.round(ch / step).long().flatten()
+                    counts = torch.bincount(q - q.min()).double()
+                    counts = counts[counts > 0]
+                    bits += float(-(counts * torch.log2(counts / counts.sum())).sum())
+            return bits / pixels
+
+        lo, hi = math.log(2.0**-10), math.log(0.5)  # rate falls as the step grows
+        for _ in range(14):
+            mid = 0.5 * (lo + hi)
+            if rate(math.exp(mid)) > bpp:
+                lo = mid
+            else:
+                hi = mid
+        step = math.exp(hi)
+        for z, c in zip(self.latents, cont):
+            z.copy_(c / step)
+        self.synthesis[0].weight.mul_(step / old)
+        self.init_step = step
+        self._fit_rate_model()
+        return step
 
     def stored_param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
