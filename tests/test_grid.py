@@ -172,3 +172,29 @@ def test_grid_starts_from_the_picture(tiny_clip):
     with torch.no_grad():
         out = model(torch.arange(8)).clamp(0, 1).permute(0, 2, 3, 1)
     assert psnr(out, signal.data) > 24.0
+
+
+@pytest.mark.parametrize("mutator", ["crc-fixed", "header-text", "header-json"])
+def test_hostile_grid_files_end_in_one_bitstream_error(crop64, mutator):
+    """Mutations of a grid file behind valid CRCs (the LATS section and the `latents`
+    header records included) either decode or raise BitstreamError: nothing else."""
+    import random
+
+    from inr.export.compress import decode_bytes
+    from inr.export.hostile import MUTATORS, seed_file
+    from inr.signals import image_signal
+
+    valid = seed_file(image_signal(crop64[:32, :32]), "grid", 2_000)
+    rng = random.Random(0)
+    outcomes = set()
+    for _ in range(60):
+        data = MUTATORS[mutator](valid, rng)
+        if data is None:
+            continue
+        try:
+            decode_bytes(data, torch.device("cpu"))
+            outcomes.add("decoded")
+        except BitstreamError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("error")
+    assert "error" in outcomes

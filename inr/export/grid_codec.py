@@ -208,15 +208,15 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
     """Fill `model.latents` from a LATS payload. Raises BitstreamError on anything odd."""
     cfg = model.config
     if not isinstance(records, list) or len(records) != cfg.levels:
-        raise BitstreamError("latent records do not match the model")
+        raise BitstreamError("latent records do not match the model", part="header")
     for k, rec in enumerate(records):
         if not isinstance(rec, dict) or rec.get("shape") != list(model.latents[k].shape):
-            raise BitstreamError("latent shape does not match the model")
+            raise BitstreamError("latent shape does not match the model", part="header")
         lo, hi = rec.get("min"), rec.get("max")
         if not (isinstance(lo, int) and isinstance(hi, int) and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
-            raise BitstreamError("invalid latent range")
+            raise BitstreamError("invalid latent range", part="header")
     if len(payload) % 4:
-        raise BitstreamError("section LATS is not whole 32-bit words")
+        raise BitstreamError("section LATS is not whole 32-bit words", part="payload")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     coder = constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
     with torch.no_grad():
@@ -231,10 +231,10 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
             try:
                 vals = np.asarray(coder.decode(family, m, s), dtype=np.float32)
             except Exception as exc:  # constriction raises on an exhausted or corrupt stream
-                raise BitstreamError(f"latent decoding failed ({type(exc).__name__})") from None
+                raise BitstreamError(f"latent decoding failed ({type(exc).__name__})", part="payload") from None
             flat[sel] = torch.from_numpy(vals)
     if not coder.is_empty():
-        raise BitstreamError("section LATS has unused data")
+        raise BitstreamError("section LATS has unused data", part="payload")
 
 
 # ------------------------------------------------------------------ the side-information codec
@@ -251,7 +251,7 @@ class LatentSection:
 
     def decode(self, model: LatentGrid, records, sections: dict[str, bytes]) -> None:
         if "LATS" not in sections:
-            raise BitstreamError("missing section LATS")
+            raise BitstreamError("missing section LATS", part="payload")
         decode_latents(model, sections["LATS"], records)
 
 
