@@ -158,6 +158,29 @@ def _api(url: str, path: str, method: str = "GET") -> dict:
         return json.loads(r.read())
 
 
+def test_the_app_serves_job_files_but_never_the_database(ui_server):
+    """Gradio's file route reaches job artifacts only: not the job database, the log or uploads."""
+    import urllib.error
+
+    url, log = ui_server
+    data = log.parent
+    artifact = data / "jobs" / "probe" / "note.txt"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    artifact.write_text("served")
+
+    def status(path: Path) -> int:
+        try:
+            with urllib.request.urlopen(url + f"gradio_api/file={path}", timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert (data / "jobs.sqlite").is_file()
+    assert status(artifact) == 200
+    for private in (data / "jobs.sqlite", log):
+        assert status(private) in (403, 404), private
+
+
 def test_video_fit_through_gradio_client(ui_server, tiny_clip_file):
     from gradio_client import handle_file
 
