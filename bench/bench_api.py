@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 from common import ROOT, print_table, write_json  # noqa: I001

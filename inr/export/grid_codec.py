@@ -76,7 +76,7 @@ class GridTask:
         else:
             self.lam = 3e-3
         self.overhead_bpp = overhead_bits / self.pixels  # network weights and header, paid anyway
-        self.rate_ema: float | None = None
+        self.last_log_rate: float | None = None
         self.state: FitState | None = None
         self.last_bpp = float("nan")
 
@@ -112,8 +112,8 @@ class GridTask:
             return
         want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
         log_rate = math.log(max(bpp, 1e-6))
-        trend = 0.0 if self.rate_ema is None else log_rate - self.rate_ema
-        self.rate_ema = log_rate
+        trend = 0.0 if self.last_log_rate is None else log_rate - self.last_log_rate
+        self.last_log_rate = log_rate
         step = 0.5 * (log_rate - math.log(want)) + 2.0 * trend
         self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
 
