@@ -197,15 +197,11 @@ def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float 
 def render_model(spec, model: nn.Module, shape: list[int], device: torch.device, batch: int = 4) -> torch.Tensor:
     """The decoded signal (*spatial, C) in [0, 1] on CPU."""
     model = model.to(device).eval()
-    if spec.kind == "grid":
+    if spec.kind in ("frame", "grid"):  # frame index -> frame; a grid image is its one frame
         frames = shape[0] if len(shape) == 4 else 1
         outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
         out = torch.cat(outs).permute(0, 2, 3, 1)
         return out if len(shape) == 4 else out[0]
-    if spec.kind == "frame":
-        frames = shape[0]
-        outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
-        return torch.cat(outs).permute(0, 2, 3, 1)
     return render(model, shape[:-1], device).clamp(0, 1).cpu()
 
 

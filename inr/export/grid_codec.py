@@ -30,7 +30,7 @@ from inr.device import synchronize
 from inr.errors import InrError
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
-from inr.models.grid import LatentGrid, checkerboard
+from inr.models.grid import LatentGrid, checkerboard, frames_of
 
 STEER_EVERY = 8  # steps between rate measurements for lambda control
 MAX_LATENT = 1 << 15  # |latent| bound a file may declare
@@ -59,8 +59,7 @@ class GridTask:
     """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp."""
 
     def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
-        data = signal.data if signal.kind == "video" else signal.data[None]
-        self.frames = data.permute(0, 3, 1, 2).contiguous().to(device)  # (T, C, H, W)
+        self.frames = frames_of(signal).contiguous().to(device)  # (T, C, H, W)
         self.device, self.target = device, target
         self.num_frames = self.frames.shape[0]
         self.pixels = self.num_frames * self.frames.shape[-2] * self.frames.shape[-1]
@@ -78,7 +77,6 @@ class GridTask:
         self.overhead_bpp = overhead_bits / self.pixels  # network weights and header, paid anyway
         self.last_log_rate: float | None = None
         self.state: FitState | None = None
-        self.last_bpp = float("nan")
 
     def attach(self, state: FitState) -> None:
         self.state = state
@@ -107,7 +105,6 @@ class GridTask:
         much faster than it climbs back, so a plain proportional controller overshoots
         (measured: a 0.4 bpp target ended at 0.12 bpp). The derivative term holds lambda
         while the rate is already moving the right way; each update is bounded to +-20 %."""
-        self.last_bpp = bpp
         if self.target.bpp is None:
             return
         want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
@@ -243,7 +240,6 @@ class LatentSection:
     The network weights travel in QPRM/WGTS like every other family's."""
 
     header_key = "latents"
-    tags = ("LATS",)
 
     def encode(self, model: LatentGrid) -> tuple[list, dict[str, bytes]]:
         payload, records = encode_latents(model)
@@ -305,9 +301,10 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     if fit.seconds is not None:  # --seconds is the whole encode: keep a tenth for choosing bits and coding
         fit = dataclasses.replace(fit, seconds=0.9 * fit.seconds)
     model = model.to(device)
-    names = list(stored_tensors(model))
+    weights = stored_tensors(model)
+    names = list(weights)
     # What the file pays besides the latents, estimated at 8 bits per weight plus framing.
-    overhead = 8.0 * sum(stored_tensors(model)[n].numel() for n in names) + 8.0 * 600
+    overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 600
     task = GridTask(signal, device, target, overhead_bits=overhead)
     if target.bpp is not None:  # start the analysis pyramid at the target rate
         step = model.retarget(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)

@@ -379,7 +379,7 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
     return dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, time_base=time_base)
 
 
-def _frames_of(signal) -> torch.Tensor:
+def frames_of(signal) -> torch.Tensor:
     """(T, C, H, W) float frames of an image (T = 1) or video signal."""
     data = signal.data if signal.kind == "video" else signal.data[None]
     return data.permute(0, 3, 1, 2).float()
@@ -403,6 +403,6 @@ register(
         adapt=_adapt,
         width_field="hidden",
         side_codec=_latent_section,
-        init_from_signal=lambda model, signal: model.init_from_frames(_frames_of(signal)),
+        init_from_signal=lambda model, signal: model.init_from_frames(frames_of(signal)),
     )
 )

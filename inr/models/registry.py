@@ -50,7 +50,7 @@ class ModelSpec:
     # Optional second integer field searched (1..64) when the width alone steps too coarsely.
     fine_field: str | None = None
     # Side information beyond the network weights (e.g. latent grids): a factory for an
-    # object with `header_key`, `tags`, `encode(model) -> (header value, {tag: bytes})` and
+    # object with `header_key`, `encode(model) -> (header value, {tag: bytes})` and
     # `decode(model, header value, sections)`. Lazy, so models need not import the codecs.
     side_codec: Callable[[], Any] | None = None
     # Optional start from the signal itself (model, signal) -> None, run once after building a
