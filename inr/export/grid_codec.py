@@ -67,7 +67,8 @@ class GridTask:
         self.steps_per_epoch = -(-self.num_frames // self.batch)
         # lambda in MSE per bpp. The latent rate moves only as about lambda^-1/4 (measured on
         # Bunny 8 frames: 0.45 bpp at 3e-3, 0.16 bpp at 0.2), so a bpp target starts from that
-        # curve and is steered from there.
+        # curve and is steered from there. encode_grid replaces this start with the slope of
+        # the quantizer it retargets the analysis pyramid to.
         if target.lam is not None:
             self.lam = target.lam
         elif target.bpp is not None:
