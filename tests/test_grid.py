@@ -40,9 +40,9 @@ def test_laplace_bits_match_a_float64_reference():
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
 
 
-@pytest.mark.parametrize("context", [0, 8])
-def test_latents_round_trip_bit_exactly(context):
-    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, context=context)
+@pytest.mark.parametrize("context,temporal", [(0, 0), (8, 0), (8, 1)])
+def test_latents_round_trip_bit_exactly(context, temporal):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, context=context, temporal=temporal)
     enc = _random_model(cfg, scale=3.0)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
@@ -55,8 +55,9 @@ def test_latents_round_trip_bit_exactly(context):
         assert torch.equal(a, b)
 
 
-def test_rate_estimate_is_the_coded_size():
-    cfg = GridConfig(frames=1, height=128, width=128, levels=5, context=8)
+@pytest.mark.parametrize("frames,temporal", [(1, 0), (4, 1)])
+def test_rate_estimate_is_the_coded_size(frames, temporal):
+    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, temporal=temporal)
     m = _random_model(cfg, scale=2.0, seed=1)
     payload, _ = encode_latents(m)
     with torch.no_grad():

@@ -30,7 +30,7 @@ from inr.device import synchronize
 from inr.errors import InrError
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
-from inr.models.grid import LatentGrid, checkerboard, frames_of
+from inr.models.grid import LatentGrid, checkerboard, frames_of, previous_slices
 
 STEER_EVERY = 8  # steps between rate measurements for lambda control
 MAX_LATENT = 1 << 15  # |latent| bound a file may declare
@@ -163,19 +163,32 @@ def _coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarr
 
 def _passes(model: LatentGrid, latents: list[torch.Tensor] | None):
     """Yield (level, pass, selector, mean, scale) in decoding order. With `latents` None the
-    caller fills `model.latents` as it decodes (the generator reads them lazily)."""
+    caller fills `model.latents` as it decodes (the generator reads them lazily).
+
+    A temporal model decodes a level one time slice at a time (anchors, then the rest), so
+    each slice's context can read the whole previous slice; otherwise both passes cover
+    every grid of the level at once."""
     cfg = model.config
     coarser = None
     for k in reversed(range(cfg.levels)):
         c, t, h, w = model.latents[k].shape
         up = model._coarser_for(k, coarser)
-        anchors = checkerboard(h, w).expand(c * t, h, w)
-        for p, sel in enumerate((anchors, ~anchors)):
-            z = (latents[k] if latents is not None else model.latents[k].data).reshape(-1, h, w)
-            with torch.no_grad():
-                mean, log_scale = model.context.params(k, z, up)
-            m, s = _coder_params(mean[sel], log_scale[sel])
-            yield k, p, sel, m, s
+        up = None if up is None else up.reshape(c, t, h, w)
+        anchors = checkerboard(h, w)
+        groups = [torch.arange(i, i + 1) for i in range(t)] if cfg.temporal else [torch.arange(t)]
+        for slices in groups:
+            for p, local in enumerate((anchors, ~anchors)):
+                z = latents[k] if latents is not None else model.latents[k].data
+                grids = z[:, slices].reshape(-1, h, w)
+                with torch.no_grad():
+                    mean, log_scale = model.context.params(
+                        k, grids, None if up is None else up[:, slices].reshape(-1, h, w), previous_slices(z, slices)
+                    )
+                mask = local.expand_as(grids)
+                sel = torch.zeros(c, t, h, w, dtype=torch.bool)
+                sel[:, slices] = local
+                m, s = _coder_params(mean[mask], log_scale[mask])
+                yield k, p, sel.reshape(-1, h, w), m, s
         coarser = latents[k] if latents is not None else model.latents[k].data
 
 
