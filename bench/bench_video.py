@@ -1,18 +1,24 @@
 """NeRV vs NeRV++ vs HNeRV at the same parameter budget on Bunny (downscaled), this machine.
 
     python bench/bench_video.py [--epochs 60] [--params 0.15M] [--size 320x160] [--frames 32]
+        [--variants fast:on,paper:off] [--seeds 0,1] [--reach 24]
 
 Bunny 1280x720 is resized to 320x180 and centre-cropped to 320x160 (HNeRV's 2:1 crop).
 Every `--eval-every` epochs the full clip is decoded and scored; the time column counts
 training steps only (evaluation excluded), so the curves are PSNR vs epochs and vs seconds.
+A variant is `schedule:speed`: the learning-rate schedule (`fast` or `paper`, see
+inr/models/schedules.py) and the speed-ups (`on`: the device's defaults; `off`: fp32, NCHW,
+per-parameter Adam). `--reach X` adds the training seconds to the first evaluation at or
+above X dB (evaluate often, e.g. `--eval-every 2`, for a fine reading).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-
 from common import ROOT, print_table, write_json  # noqa: I001
+import torch
+
 from inr.device import select_device
 from inr.fit import FitConfig, Trainer
 from inr.models import get_spec, parse_param_budget
@@ -24,33 +30,45 @@ from video.media import ReadOptions, parse_size, read_video
 BUNNY = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"
 
 
-def run_model(name: str, signal, budget: int, epochs: int, eval_every: int, lr: float | None, device) -> dict:
+OFF = {"amp": False, "channels_last": False, "fused_adam": False}
+
+
+def run_model(name: str, signal, budget: int, args, variant: str, seed: int, device) -> dict:
+    schedule, speed = variant.split(":")
     spec = get_spec(name)
-    cfg, model = build_model(spec, signal, budget, None, seed=0)
+    cfg, model = build_model(spec, signal, budget, None, seed=seed)
     model = model.to(device)
-    opts = FitOptions(model=name, params=budget, batch_size=2, fit=FitConfig(epochs=epochs, lr=lr, seed=0))
+    fit = FitConfig(epochs=args.epochs, lr=args.lr, seed=seed, schedule=schedule, **(OFF if speed == "off" else {}))
+    opts = FitOptions(model=name, params=budget, batch_size=2, fit=fit)
     task = make_task(spec, signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
     curve: list[dict] = []
+    eval_every = args.eval_every
 
     def on_step(state) -> None:
         if state.step % (task.steps_per_epoch * eval_every) == 0:
             ev = task.evaluate(model)
             curve.append({"epoch": round(state.epoch), "seconds": round(state.elapsed, 2), "psnr": round(ev["psnr"], 3), "msssim": round(ev["msssim"], 4)})
-            print(f"  {name} epoch {curve[-1]['epoch']:4d}  {curve[-1]['seconds']:7.1f} s  {ev['psnr']:.2f} dB", flush=True)
+            print(f"  {name} {variant} seed {seed} epoch {curve[-1]['epoch']:4d}  {curve[-1]['seconds']:7.1f} s  {ev['psnr']:.2f} dB", flush=True)
 
     state = trainer.run(callback=on_step)
     final = task.evaluate(model)
-    return {
+    row = {
         "model": name,
+        "variant": variant,
+        "seed": seed,
         "params": stored_params(spec, cfg),
-        "epochs": epochs,
+        "epochs": args.epochs,
         "train_seconds": round(state.elapsed, 1),
         "psnr": round(final["psnr"], 3),
         "msssim": round(final["msssim"], 4),
         "decode_fps": round(final["decode_fps"], 1),
         "curve": curve,
     }
+    if args.reach is not None:
+        hit = next((c["seconds"] for c in curve if c["psnr"] >= args.reach), None)
+        row[f"s_to_{args.reach:g}dB"] = hit if hit is not None else "not reached"
+    return row
 
 
 def main() -> None:
@@ -63,16 +81,28 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--resize", default="320x180")
     ap.add_argument("--crop", default="320x160")
-    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the schedule's)")
+    ap.add_argument("--variants", default="fast:on", help="comma-separated schedule:speed pairs, e.g. fast:on,paper:off")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--reach", type=float, default=None, help="report the training seconds to reach this PSNR")
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--name", default="video")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = select_device(args.device)
     frames, info = read_video(Path(args.video), ReadOptions(max_frames=args.frames, resize=parse_size(args.resize, "resize"), crop=parse_size(args.crop, "crop")))
     signal = video_signal(frames)
     budget = parse_param_budget(args.params)
-    rows = [run_model(n, signal, budget, args.epochs, args.eval_every, args.lr, device) for n in args.models.split(",")]
-    print_table(rows, ["model", "params", "epochs", "train_seconds", "psnr", "msssim", "decode_fps"])
+    rows = [
+        run_model(n, signal, budget, args, v, int(seed), device)
+        for n in args.models.split(",")
+        for v in args.variants.split(",")
+        for seed in args.seeds.split(",")
+    ]
+    reach = [f"s_to_{args.reach:g}dB"] if args.reach is not None else []
+    print_table(rows, ["model", "variant", "seed", "params", "epochs", "train_seconds", "psnr", "msssim", "decode_fps", *reach])
     write_json(args.name, {"args": vars(args), "device": str(device), "frames": list(frames.shape), "results": rows})
 
 

@@ -8,7 +8,7 @@ instead of being cut off at a high learning rate.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
@@ -19,7 +19,7 @@ from torch import nn
 from inr.device import SpeedPlan, autocast, speed_plan, synchronize
 from inr.errors import InrError
 from inr.metrics import mse_to_psnr
-from inr.models.registry import OptimDefaults
+from inr.models.registry import SCHEDULES, OptimDefaults
 
 
 class FitTask(Protocol):
@@ -42,7 +42,8 @@ class FitConfig:
     epochs: int | None = None
     seconds: float | None = None
     lr: float | None = None  # None: the model's paper default
-    warmup: float = 0.02  # fraction of the budget
+    schedule: str = "fast"  # the family's learning-rate schedule: "fast" or "paper"
+    warmup: float | None = None  # fraction of the budget; None: the schedule's
     target_psnr: float | None = None
     eval_every: int = 100
     seed: int = 0
@@ -64,6 +65,10 @@ class FitConfig:
             raise InrError(f"--seconds must be positive, got {self.seconds}")
         if self.steps is None and self.epochs is None and self.seconds is None:
             raise InrError("give a budget: --steps, --epochs or --seconds")
+        if self.schedule not in SCHEDULES:
+            raise InrError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.warmup is not None and not 0 <= self.warmup < 1:
+            raise InrError(f"warm-up must be a fraction in [0, 1), got {self.warmup}")
 
 
 @dataclass
@@ -97,13 +102,6 @@ class FitState:
         return None if p <= 0 else self.elapsed * (1 - p) / p
 
 
-def lr_factor(progress: float, warmup: float) -> float:
-    if warmup > 0 and progress < warmup:
-        return max(progress / warmup, 1e-3)
-    span = max(1e-9, 1.0 - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - warmup) / span)))
-
-
 Callback = Callable[[FitState], None]
 
 
@@ -133,12 +131,14 @@ class Trainer:
         self.model, self.task, self.cfg, self.device = model, task, cfg, device
         self.speed = plan_for(model, cfg, device)
         apply_plan(model, self.speed)
-        self.base_lr = cfg.lr if cfg.lr is not None else optim.lr
+        sched = optim.schedule(cfg.schedule)
+        self.schedule = sched if cfg.warmup is None else dataclasses.replace(sched, warmup=cfg.warmup)
+        self.base_lr = cfg.lr if cfg.lr is not None else (sched.lr or optim.lr)
         self.optimizer = torch.optim.Adam(
             optim.param_groups(model),
             lr=self.base_lr,
             eps=optim.eps,
-            betas=optim.betas,
+            betas=sched.betas or optim.betas,
             weight_decay=optim.weight_decay,
             **({"fused": True} if self.speed.fused_adam else {}),
         )
@@ -211,7 +211,7 @@ class Trainer:
     def step_once(self) -> float:
         """One optimisation step; returns the batch loss (before the update)."""
         s = self.state
-        lr = self.base_lr * lr_factor(s.progress, self.cfg.warmup)
+        lr = self.base_lr * self.schedule.factor(s.progress)
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         self.model.train()

@@ -127,6 +127,7 @@ def _fit_options(args, is_video: bool, size_kb: float | None = None):
         epochs=epochs,
         seconds=seconds,
         lr=args.lr,
+        schedule=args.schedule,
         target_psnr=args.target_psnr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
@@ -344,6 +345,7 @@ def cmd_compare(args) -> int:
         epochs=args.epochs,
         seconds=args.seconds,
         seed=args.seed,
+        schedule=args.schedule,
         bits=args.bits,
         read=_read_options(args),
     )
@@ -448,6 +450,10 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, help="optimisation steps")
     p.add_argument("--epochs", type=positive_int, help="passes over the signal (frames or pixels)")
     p.add_argument("--seconds", type=positive_float, help="wall-clock training budget; the LR schedule follows it")
+    p.add_argument(
+        "--schedule", choices=("fast", "paper"), default="fast",
+        help="learning-rate schedule: fast (tuned for short CPU budgets) or paper (as the family's paper trains it)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
 

@@ -61,6 +61,7 @@ class CompareOptions:
     epochs: int | None = None
     seconds: float | None = None
     seed: int = 0
+    schedule: str = "fast"
     bits: int = 8
     read: ReadOptions = field(default_factory=ReadOptions)
 
@@ -201,11 +202,11 @@ def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, ca
     for model in opts.models:
         bits_per_param = None  # learnt from this model's first file, reused for its next targets
         for bpp in sorted(opts.bpps):
-            key = _key(source, "inr", model, bpp, opts.epochs, opts.seconds, opts.steps, opts.seed, opts.bits, inr.__version__)
+            key = _key(source, "inr", model, bpp, opts.epochs, opts.seconds, opts.steps, opts.seed, opts.schedule, opts.bits, inr.__version__)
             point = cache.get(key)
             if point is None:
                 log(f"{model} @ {bpp} bpp ...")
-                fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed)
+                fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
                 fopts = FitOptions(model=model, batch_size=2 if get_spec(model).kind == "frame" else None, fit=fit)
                 t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
                 try:

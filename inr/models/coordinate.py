@@ -12,6 +12,7 @@ from torch import nn
 
 from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding
 from inr.models.registry import ModelSpec, OptimDefaults, register
+from inr.models.schedules import FAST, PAPER
 
 
 def _adapt_dims(cfg, signal):
@@ -27,7 +28,7 @@ def _register(name: str, config_cls, model_cls, description: str, optim: OptimDe
             kind="coord",
             signals=("image", "video", "audio"),
             description=description,
-            optim=optim,
+            optim=dataclasses.replace(optim, fast=FAST[name], paper=PAPER[name]),
             adapt=adapt,
             width_field=width_field,
         )

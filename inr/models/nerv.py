@@ -31,6 +31,7 @@ from inr.encodings import PositionalEncoding
 from inr.encodings.fourier import float64_device
 from inr.models.geometry import Geometry, derive_geometry
 from inr.models.registry import ModelSpec, OptimDefaults, register
+from inr.models.schedules import FAST, PAPER
 
 
 def stage_widths(fc_dim: int, n_stages: int, reduce: float, lower_width: int) -> list[int]:
@@ -355,9 +356,6 @@ class HNeRV(nn.Module):
         return self.decode(z)
 
 
-_VIDEO_OPTIM = OptimDefaults(lr=1e-3, betas=(0.9, 0.999))
-
-
 def _register(name: str, config_cls, model_cls, description: str) -> None:
     register(
         ModelSpec(
@@ -367,7 +365,7 @@ def _register(name: str, config_cls, model_cls, description: str) -> None:
             kind="frame",
             signals=("video",),
             description=description,
-            optim=_VIDEO_OPTIM,
+            optim=OptimDefaults(lr=1e-3, betas=(0.9, 0.999), fast=FAST[name], paper=PAPER[name]),
             adapt=_adapt_video,
             width_field="fc_dim",
             fine_field="lower_width",

@@ -6,6 +6,7 @@ and back without pickling anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -15,8 +16,36 @@ from inr.errors import InrError
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A learning-rate curve over the budget (steps, epochs or seconds alike): a linear
+    warm-up from `start` x the peak over the first `warmup` of the budget, then a cosine
+    decay to `floor` x the peak, or a constant rate. `lr` and `betas`, when set, replace the
+    family's Adam settings (a paper's own values)."""
+
+    warmup: float = 0.02
+    start: float = 0.0
+    decay: str = "cosine"  # or "constant"
+    floor: float = 0.0
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+
+    def factor(self, progress: float) -> float:
+        if self.warmup > 0 and progress < self.warmup:
+            return max(self.start + (1.0 - self.start) * progress / self.warmup, 1e-3)
+        if self.decay == "constant":
+            return 1.0
+        span = max(1e-9, 1.0 - self.warmup)
+        cos = 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - self.warmup) / span)))
+        return self.floor + (1.0 - self.floor) * cos
+
+
+SCHEDULES = ("fast", "paper")  # fast: tuned for short CPU budgets (bench/bench_schedule.py)
+
+
+@dataclass(frozen=True)
 class OptimDefaults:
-    """Adam settings each paper uses; the fitting loop takes them unless overridden."""
+    """Adam settings and learning-rate schedules of a family: `paper` as its paper trains it,
+    `fast` as measured best for short budgets on a CPU (the default)."""
 
     lr: float
     eps: float = 1e-8
@@ -25,6 +54,13 @@ class OptimDefaults:
     # (parameter-name prefix, lr multiplier): e.g. latent grids learn at 10x the network's
     # rate, since a latent must travel several quantization steps while a weight moves little.
     lr_scales: tuple[tuple[str, float], ...] = ()
+    fast: Schedule = Schedule()
+    paper: Schedule = Schedule()
+
+    def schedule(self, name: str) -> Schedule:
+        if name not in SCHEDULES:
+            raise InrError(f"unknown schedule {name!r} (choose from: {', '.join(SCHEDULES)})")
+        return self.fast if name == "fast" else self.paper
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         groups: dict[float, list] = {}

@@ -1,0 +1,58 @@
+"""Learning-rate schedules: the curve itself, each family's paper schedule reaching the
+optimizer, and the CLI flag."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inr.errors import InrError
+from inr.fit import FitConfig, Trainer
+from inr.models import all_specs, get_spec
+from inr.models.registry import Schedule
+from inr.pipeline import FitOptions, build_model, make_task
+from inr.signals import video_signal
+from tests.test_cli import run_cli, small_png  # noqa: F401  (fixture)
+
+
+def test_warm_up_then_cosine_to_the_floor():
+    s = Schedule(warmup=0.2, start=0.1, floor=0.05)
+    assert s.factor(0.0) == pytest.approx(0.1)
+    assert s.factor(0.1) == pytest.approx(0.55)
+    assert s.factor(0.2) == pytest.approx(1.0)
+    assert s.factor(0.6) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert s.factor(1.0) == pytest.approx(0.05)
+    assert Schedule(warmup=0.0, decay="constant").factor(0.9) == 1.0
+
+
+def test_every_family_has_both_schedules():
+    for spec in all_specs():
+        assert isinstance(spec.optim.schedule("fast"), Schedule)
+        assert isinstance(spec.optim.schedule("paper"), Schedule)
+    with pytest.raises(InrError):
+        get_spec("nerv").optim.schedule("slow")
+    with pytest.raises(InrError, match="--schedule"):
+        FitConfig(steps=1, schedule="slow").validate()
+
+
+def test_nerv_paper_schedule_reaches_the_optimizer(tiny_clip):
+    """NeRV's official training: lr 5e-4, Adam beta1 0.5, warm-up from 0.1x over 20 %."""
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    spec = get_spec("nerv")
+    _, model = build_model(spec, signal, None, {"fc_dim": 8}, 0)
+    fit = FitConfig(steps=10, schedule="paper", amp=False, fused_adam=False)
+    task = make_task(spec, signal, torch.device("cpu"), FitOptions(model="nerv", fit=fit))
+    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
+    group = trainer.optimizer.param_groups[0]
+    assert group["betas"] == (0.5, 0.999)
+    trainer.step_once()
+    assert trainer.state.lr == pytest.approx(5e-4 * 0.1)
+    trainer.step_once()  # progress 0.1 of 10 steps: halfway through the warm-up
+    assert trainer.state.lr == pytest.approx(5e-4 * 0.55)
+
+
+def test_cli_schedule_flag(tmp_path, small_png):
+    ok = run_cli("fit", str(small_png), "-o", str(tmp_path / "a.pt"), "--model", "siren", "--steps", "5", "--schedule", "paper")
+    assert ok.returncode == 0, ok.stderr
+    bad = run_cli("fit", str(small_png), "-o", str(tmp_path / "b.pt"), "--model", "siren", "--steps", "5", "--schedule", "slow")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
