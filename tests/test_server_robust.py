@@ -115,6 +115,21 @@ def test_messages_name_the_users_file_not_a_server_path(client, cfg, tmp_path):
     assert str(cfg.data_dir) not in detail and "uploads" not in detail and str(tmp_path) not in detail
 
 
+def test_an_image_for_a_video_only_model_is_refused_at_submit(client, cfg, tmp_path, crop64):
+    """The API checks the model against the input's kind before a job exists (as the app does)."""
+    from video.media import save_image
+
+    png = save_image(tmp_path / "x.png", crop64)
+    r = _upload(client, png, "encode", {"model": "hnerv"}, name="holiday.png")
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "holiday.png is an image" in detail and "hnerv" in detail and "grid" in detail
+    r = _upload(client, png, "compare", {"models": ["grid", "nerv"]}, name="holiday.png")
+    assert r.status_code == 422 and "'nerv'" in r.json()["detail"], r.text
+    assert client.get("/api/jobs").json() == []
+    assert not list((cfg.data_dir / "uploads").glob("*"))
+
+
 # ------------------------------------------------------------------ probing
 def test_probe_reads_1k_fps_from_metadata(tmp_path):
     """ffmpeg prints '1k fps'; 100 frames at 1000 fps are 0.1 s, not 4 s at a fallback 25."""

@@ -57,10 +57,9 @@ def describe_input(path: str | Path, name: str | None = None) -> InputInfo:
 
 def models_for(kind: str | None) -> list[str]:
     """The registered models that handle `kind` (all of them when nothing is chosen yet)."""
-    from inr.models import all_specs
-    from inr.models.auto import AUTO
+    from inr.models.auto import models_for as handled_by
 
-    return [AUTO] + [s.name for s in all_specs() if kind is None or kind in s.signals]
+    return handled_by(kind)
 
 
 def default_model(kind: str | None) -> str:
@@ -72,10 +71,9 @@ def default_model(kind: str | None) -> str:
 
 def check_model(model: str, inp: InputInfo) -> None:
     """Refuse a model that cannot represent this input, naming the file and what would work."""
-    ok = models_for(inp.kind)
-    if model not in ok:
-        article = "an image" if inp.kind == "image" else "a video"
-        raise InrError(f"{inp.name} is {article}, which model '{model}' does not handle: choose one of {', '.join(ok)}")
+    from inr.models.auto import check_handles
+
+    check_handles(model, inp.kind, inp.name)
 
 
 def friendly(message: str, name: str, *paths: str | Path) -> str:

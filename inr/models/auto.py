@@ -28,3 +28,19 @@ def resolve_model(name: str, kind: str) -> tuple[str, str]:
         return _CHOICES[kind]
     except KeyError:
         raise InrError(f"no model for {kind} signals") from None
+
+
+def models_for(kind: str | None) -> list[str]:
+    """`auto` and the registered families that handle `kind` signals (all when None)."""
+    from inr.models.registry import all_specs
+
+    return [AUTO] + [s.name for s in all_specs() if kind is None or kind in s.signals]
+
+
+def check_handles(model: str, kind: str, name: str) -> None:
+    """Refuse a family that cannot represent this input, naming the user's file and what
+    would work: the one check every front end makes before any work is queued."""
+    ok = models_for(kind)
+    if model not in ok:
+        article = {"image": "an image", "video": "a video", "audio": "audio"}.get(kind, kind)
+        raise InrError(f"{name} is {article}, which model '{model}' does not handle: choose one of {', '.join(ok)}")
