@@ -293,9 +293,13 @@ def playback_companions(src: Path, params: dict, report: dict, out: Path) -> lis
     return ["original.mp4", "h264.mp4", "h264.json"]
 
 
+IMAGE_COMPANIONS = (("jpeg", "jpg"), ("webp", "webp"), ("avif", "avif"))  # (codec, file suffix)
+
+
 def image_playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
-    """For side-by-side viewing of an image job: the original as PNG and a JPEG of about the
-    .inr's size (quality searched to the closest byte count), with its bytes, bpp and PSNR."""
+    """For side-by-side viewing of an image job: the original as PNG and a JPEG, a WebP and
+    an AVIF of about the .inr's size (quality searched to the closest byte count that fits),
+    each with its bytes, bpp and PSNR."""
     from video.fitting import load_signal, write_json
     from video.image_codecs import match_size
     from video.media import atomic_path, save_image, to_uint8
@@ -304,10 +308,13 @@ def image_playback_companions(src: Path, params: dict, report: dict, out: Path) 
     signal, _ = load_signal(src, read_options(params))
     orig = to_uint8(signal.data)
     save_image(out / "original.png", signal.data)
-    match = match_size(orig, "jpeg", report["bytes"])
-    with atomic_path(out / "jpeg.jpg") as tmp:
-        tmp.write_bytes(match.data)
-    qual = clip_quality(match.decoded[None], orig[None])
-    write_json(out / "jpeg.json", {"codec": "jpeg", "quality": match.quality, "bytes": match.bytes, "bpp": match.bpp(),
-                                   "fits": match.fits, "psnr": qual["psnr"], "msssim": qual["msssim"]})
-    return ["original.png", "jpeg.jpg", "jpeg.json"]
+    names = ["original.png"]
+    for codec, suffix in IMAGE_COMPANIONS:
+        match = match_size(orig, codec, report["bytes"])
+        with atomic_path(out / f"{codec}.{suffix}") as tmp:
+            tmp.write_bytes(match.data)
+        qual = clip_quality(match.decoded[None], orig[None])
+        write_json(out / f"{codec}.json", {"codec": codec, "quality": match.quality, "bytes": match.bytes, "bpp": match.bpp(),
+                                           "fits": match.fits, "psnr": qual["psnr"], "msssim": qual["msssim"]})
+        names += [f"{codec}.{suffix}", f"{codec}.json"]
+    return names

@@ -204,9 +204,12 @@ def test_image_fit_and_playback_through_gradio_client(ui_server, small_png):
     *_, status = client.predict(job_id, api_name="/follow_fit")
     assert status.startswith("done"), status
     out = client.predict(job_id, api_name="/show_playback")
-    *_, i_orig, i_inr, i_ref, t_orig, t_inr, t_ref, download = out
-    assert all(Path(p).is_file() for p in (i_orig, i_inr, i_ref)), out
-    assert re.search(r"JPEG \(quality \d+\)\**: [\d,]+ bytes, \d\.\d+ bpp, PSNR \d+\.\d+ dB", t_ref), t_ref
+    *_, i_orig, i_inr, i_jpeg, i_webp, i_avif, t_orig, t_inr, t_jpeg, t_webp, t_avif, download = out
+    images = (i_orig, i_inr, i_jpeg, i_webp, i_avif)
+    assert all(Path(p).is_file() for p in images), out
+    assert [Path(p).suffix for p in images[2:]] == [".jpg", ".webp", ".avif"]
+    for codec, text in (("JPEG", t_jpeg), ("WebP", t_webp), ("AVIF", t_avif)):
+        assert re.search(codec + r" \(quality \d+\)\**: [\d,]+ bytes, \d\.\d+ bpp, PSNR \d+\.\d+ dB", text), text
     assert "INR (hashgrid)" in t_inr and Path(download).suffix == ".inr"
     # the image .inr decodes to an image, shown as one
     video, image, what = client.predict(handle_file(download), api_name="/decode_upload")
@@ -305,9 +308,10 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
             page.get_by_role("option", name=re.compile("crop.png")).first.click()
-            for el in ("#play-img-original img", "#play-img-inr img", "#play-img-jpeg img"):
+            for el in ("#play-img-original img", "#play-img-inr img", "#play-img-jpeg img", "#play-img-webp img", "#play-img-avif img"):
                 page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=page.locator(el).element_handle(timeout=30_000), timeout=30_000)
             assert re.search(r"JPEG \(quality \d+\)", page.locator("#play-ref-stats").inner_text())
+            assert re.search(r"AVIF \(quality \d+\)", page.locator("#play-avif-stats").inner_text())
             page.screenshot(path=str(ARTIFACTS / "ui_playback_image.png"), full_page=True)
 
             # a video: fit, then the three players play in sync

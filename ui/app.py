@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 
 from inr.errors import InrError  # noqa: E402
 from server.api import ServerConfig  # noqa: E402
+from server.jobs import IMAGE_COMPANIONS  # noqa: E402
 from server.retention import blocked_paths, preview_dir, served_paths, stage_upload  # noqa: E402
 from server.service import submit  # noqa: E402
 from server.store import JobStore  # noqa: E402
@@ -198,31 +199,28 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         return [views.job_choice(j) for j in store.list(500) if j["kind"] == "encode" and j["status"] == "done"]
 
     def show_playback(job_id):
-        empty = (gr.update(visible=True), gr.update(visible=False), None, None, None, None, None, None, "", "", "", None)
         job = store.get(job_id) if job_id else None
         if job is None or job["status"] != "done":
-            return empty[:8] + ((f"job {job_id} is not available any more" if job_id else "Pick a finished job above."), "", "", None)
+            note = f"job {job_id} is not available any more" if job_id else "Pick a finished job above."
+            return (gr.update(visible=True), gr.update(visible=False), *([None] * 8), note, "", "", "", "", None)
         rep = _json_artifact(cfg, job, "output.inr.json") or {}
         inr_txt = f"**INR ({rep.get('model', '?')})**: {views.encode_summary(rep)}" if rep else "**INR**"
-        if _artifact(cfg, job, "decoded.png"):  # an image job: images, with a JPEG of about the same size
+        if _artifact(cfg, job, "decoded.png"):  # an image job: images, with JPEG / WebP / AVIF of about the same size
             orig = _artifact(cfg, job, "original.png")
-            jpeg = _json_artifact(cfg, job, "jpeg.json")
             o_txt = f"**original** (PNG, lossless, {Path(orig).stat().st_size:,} bytes)" if orig else "**original**: not kept for this job"
-            j_txt = (f"**JPEG (quality {jpeg['quality']})**: {jpeg['bytes']:,} bytes, {jpeg['bpp']:.3f} bpp, PSNR {jpeg['psnr']:.2f} dB"
-                     if jpeg else "**JPEG**: no JPEG companion for this job")
-            if jpeg and rep and jpeg["bytes"] < 0.8 * rep["bytes"]:
-                j_txt += " (even the best JPEG is smaller than the .inr here)"
-            elif jpeg and rep and jpeg["bytes"] > 1.25 * rep["bytes"]:
-                j_txt += " (even the lowest-quality JPEG is larger than the .inr here)"
+            refs, texts = [], []
+            for codec, suffix in IMAGE_COMPANIONS:
+                refs.append(_artifact(cfg, job, f"{codec}.{suffix}"))
+                texts.append(views.companion_text(codec, _json_artifact(cfg, job, f"{codec}.json"), rep))
             return (gr.update(visible=False), gr.update(visible=True), None, None, None,
-                    orig, _artifact(cfg, job, "decoded.png"), _artifact(cfg, job, "jpeg.jpg"),
-                    o_txt, inr_txt, j_txt, _artifact(cfg, job, "output.inr"))
+                    orig, _artifact(cfg, job, "decoded.png"), *refs,
+                    o_txt, inr_txt, *texts, _artifact(cfg, job, "output.inr"))
         h = _json_artifact(cfg, job, "h264.json")
         h_txt = f"**H.264 (CRF {h['crf']})**: {h['bytes']:,} bytes, {h['bpp']:.3f} bpp, PSNR {h['psnr']:.2f} dB" if h else "**H.264**: none for this job"
         return (gr.update(visible=True), gr.update(visible=False),
                 _artifact(cfg, job, "original.mp4"), _artifact(cfg, job, "decoded.mp4"), _artifact(cfg, job, "h264.mp4"),
-                None, None, None,
-                "**original** (re-encoded at CRF 10 for the browser)", inr_txt, h_txt, _artifact(cfg, job, "output.inr"))
+                None, None, None, None, None,
+                "**original** (re-encoded at CRF 10 for the browser)", inr_txt, h_txt, "", "", _artifact(cfg, job, "output.inr"))
 
     def decode_upload(upload):
         if not upload:
@@ -347,16 +345,20 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                 v_orig = gr.Video(label="original", elem_id="play-original", height=300)
                 v_inr = gr.Video(label="INR", elem_id="play-inr", height=300)
                 v_ref = gr.Video(label="H.264 at about the same size", elem_id="play-h264", height=300)
-            with gr.Row(elem_id="play-img-row", visible=False) as image_row:
-                i_orig = gr.Image(label="original", elem_id="play-img-original", height=300)
-                i_inr = gr.Image(label="INR", elem_id="play-img-inr", height=300)
-                i_ref = gr.Image(label="JPEG at about the same size", elem_id="play-img-jpeg", height=300)
+            with gr.Column(elem_id="play-img-row", visible=False) as image_row:
+                with gr.Row():
+                    i_orig = gr.Image(label="original", elem_id="play-img-original", height=300)
+                    i_inr = gr.Image(label="INR", elem_id="play-img-inr", height=300)
+                with gr.Row():
+                    i_refs = [gr.Image(label=f"{codec.upper() if codec != 'webp' else 'WebP'} at about the same size", elem_id=f"play-img-{codec}", height=300)
+                              for codec, _ in IMAGE_COMPANIONS]
             with gr.Row():
                 t_orig = gr.Markdown("Pick a finished job above.", elem_id="play-orig-stats")
                 t_inr = gr.Markdown(elem_id="play-inr-stats")
                 t_ref = gr.Markdown(elem_id="play-ref-stats")
+                t_refs = [gr.Markdown(elem_id=f"play-{codec}-stats") for codec, _ in IMAGE_COMPANIONS[1:]]
             download = gr.File(label="download the .inr file", elem_id="play-download")
-            pick.change(show_playback, pick, [video_row, image_row, v_orig, v_inr, v_ref, i_orig, i_inr, i_ref, t_orig, t_inr, t_ref, download])
+            pick.change(show_playback, pick, [video_row, image_row, v_orig, v_inr, v_ref, i_orig, i_inr, *i_refs, t_orig, t_inr, t_ref, *t_refs, download])
             gr.Markdown("### Decode an .inr file")
             with gr.Row():
                 inr_up = gr.File(label=".inr file", file_types=[".inr"], elem_id="dec-upload")

@@ -76,6 +76,24 @@ def check_model(model: str, inp: InputInfo) -> None:
     check_handles(model, inp.kind, inp.name)
 
 
+CODEC_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "h264": "H.264"}
+
+
+def companion_text(codec: str, info: dict | None, inr_report: dict | None) -> str:
+    """The caption under a reference codec's picture: its setting, bytes, bpp and PSNR, and a
+    plain word when it could not be brought to the .inr's size."""
+    name = CODEC_NAMES.get(codec, codec)
+    if not info:
+        return f"**{name}**: none for this job"
+    text = f"**{name} (quality {info['quality']})**: {info['bytes']:,} bytes, {info['bpp']:.3f} bpp, PSNR {info['psnr']:.2f} dB"
+    inr_bytes = (inr_report or {}).get("bytes")
+    if inr_bytes and not info.get("fits", True):
+        text += f" (even the lowest {name} quality is larger than the .inr here)"
+    elif inr_bytes and info["bytes"] < 0.8 * inr_bytes:
+        text += f" (even the best {name} is smaller than the .inr here)"
+    return text
+
+
 def friendly(message: str, name: str, *paths: str | Path) -> str:
     """An error in the user's terms: their file name instead of server paths and upload names."""
     for p in paths:
