@@ -160,6 +160,23 @@ def test_more_bits_never_give_a_worse_picture(tiny_clip):
     assert psnr[1.6] > psnr[0.4], psnr
 
 
+def test_a_fit_never_ends_below_its_start(crop64):
+    """A tiny picture starts near 60 dB; a few steps at the peak learning rate used to leave it
+    at 20 dB (and below the PSNR of a lower target): the encoder keeps the start then."""
+    from inr.export.compress import ExportOptions, encode_to_bpp
+    from inr.fit import FitConfig
+    from inr.pipeline import FitOptions
+    from inr.signals import image_signal
+
+    signal = image_signal(crop64[:24, :24])
+    opts = FitOptions(model="grid", fit=FitConfig(steps=30))
+    psnr = {}
+    for bpp in (4.0, 100.0):
+        enc, _ = encode_to_bpp(signal, opts, ExportOptions(), bpp, torch.device("cpu"))
+        psnr[bpp] = enc.float_metrics["psnr"]
+    assert psnr[100.0] > 45.0 and psnr[100.0] >= psnr[4.0], psnr
+
+
 def test_grid_starts_from_the_picture(tiny_clip):
     """The analysis start reconstructs the clip before any training step."""
     from inr.metrics import psnr
