@@ -274,7 +274,8 @@ def _wait_status(page, selector: str, prefixes: tuple[str, ...], timeout_ms: int
 
 def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
     """Real Chromium: refuse a PNG for a video-only model, fit an image and see it, fit a video
-    and play it in sync, reload during a job and cancel it, screenshot every tab."""
+    and play it in sync, reload during a job and cancel it, run a compare and find its report
+    again after a reload, screenshot every tab."""
     chromium, sync_playwright = _browser()
     url, _ = ui_server
     ARTIFACTS.mkdir(exist_ok=True)
@@ -359,9 +360,23 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("tab", name="Fit").click()
             assert _wait_status(page, status, ("cancelled",), 60_000).startswith("cancelled")
             assert _api(url, f"api/jobs/{job_id}")["status"] == "cancelled"
+            # the compare flow: a tiny clip, one INR point, the codec curves, the report inline
             page.get_by_role("tab", name="Compare").click()
             page.locator("#cmp-plan").get_by_text("INR point").wait_for(timeout=10_000)
+            page.locator("#cmp-upload input[type=file]").set_input_files(str(tiny_clip_file))
+            page.locator("#cmp-bpp textarea, #cmp-bpp input").first.fill("0.5")
+            page.locator("#cmp-seconds input").first.fill("3")
+            page.locator("#cmp-go").click()
+            cmp_status = "#cmp-status textarea"
+            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), 300_000).startswith("done")
+            page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
+            page.locator("#cmp-table").get_by_text("h264").first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "ui_compare.png"), full_page=True)
+            # a reload without the job in the URL still shows the finished report
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Compare").click()
+            assert _wait_status(page, cmp_status, ("done",), 60_000).startswith("done")
+            page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             assert not external, f"the page tried to reach the network: {external[:5]}"
         finally:
             page.screenshot(path=str(ARTIFACTS / "ui_last.png"), full_page=True)

@@ -177,7 +177,9 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
 
     # ------------------------------------------------------------------ reattach on load
     def attach(request: gr.Request):
-        """The job the URL names (?job=ID), else the newest queued/running one of each kind."""
+        """The job the URL names (?job=ID), else the newest queued/running one of each kind;
+        Compare falls back to the newest compare of any status, so a finished report is still
+        on the page after a reload."""
         jobs = store.list(500)
         wanted = request.query_params.get("job", "") if request is not None else ""
         named = store.get(wanted) if wanted else None
@@ -191,6 +193,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                 fit_id = j["id"]
             if j["status"] in views.ACTIVE and j["kind"] == "compare" and not cmp_id:
                 cmp_id = j["id"]
+        cmp_id = cmp_id or next((j["id"] for j in jobs if j["kind"] == "compare"), "")
         pick_value = named["id"] if named and named["kind"] == "encode" and named["status"] == "done" else None
         return fit_id, cmp_id, gr.update(choices=encode_choices(), value=pick_value)
 
