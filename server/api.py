@@ -19,6 +19,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -216,8 +217,9 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> None:
-    """Start workers and the HTTP server (optionally with the Gradio UI mounted at /).
+def serve(host: str, port: int, cfg: ServerConfig, compose: Callable[[FastAPI], FastAPI] | None = None) -> None:
+    """Start workers and the HTTP server. `compose` may wrap the API app before it serves (the
+    entry point mounts the Gradio UI this way, so the server never imports the UI).
 
     SIGTERM and SIGINT shut down cleanly: uvicorn drains, then the pool stops its workers and
     fails the job(s) they were running, so no job is left "running"."""
@@ -239,10 +241,8 @@ def serve(host: str, port: int, cfg: ServerConfig, with_ui: bool = False) -> Non
                       lease_s=cfg.lease_s, cancel_grace_s=cfg.cancel_grace_s, retention=cfg.retention)
     pool.start()
     try:
-        if with_ui:
-            from ui.app import mount_ui
-
-            app = mount_ui(app, cfg)
+        if compose is not None:
+            app = compose(app)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except KeyboardInterrupt:
         pass

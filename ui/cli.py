@@ -427,7 +427,12 @@ def cmd_serve(args, with_ui: bool = False) -> int:
     check_bind(args.host, cfg.token)
     where = f"http://{args.host}:{args.port}/"
     print(f"inr {'UI' if with_ui else 'API'} on {where} (API docs: {where}docs), data in {cfg.data_dir}", flush=True)
-    serve(args.host, args.port, cfg, with_ui=with_ui)
+    if with_ui:  # composed here, at the entry point: ui -> server, never the other way
+        from ui.app import mount_ui
+
+        serve(args.host, args.port, cfg, compose=lambda app: mount_ui(app, cfg))
+    else:
+        serve(args.host, args.port, cfg)
     return 0
 
 
