@@ -39,8 +39,9 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
         cfg = dataclasses.replace(cfg, **overrides)
     if params is not None and spec.kind != "grid":  # a rate-aware family's size is its rate: see rate_target()
         cfg = size_to_budget(spec, cfg, params)
-    torch.manual_seed(seed)
-    model = spec.model_cls(cfg)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = spec.model_cls(cfg)
     if spec.init_from_signal is not None:
         spec.init_from_signal(model, signal)
     return cfg, model

@@ -87,9 +87,7 @@ def write_manifest(path: Path, rows: dict[str, dict]) -> None:
 
 def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -> dict:
     """Run one file; never raises for a bad input: the error goes into the manifest row."""
-    import torch
-
-    from inr.device import select_device
+    from inr.device import select_device, torch_threads
     from inr.export.compress import ExportOptions
     from inr.fit import FitConfig
     from inr.models import parse_param_budget
@@ -97,28 +95,27 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
     from video.encode import encode_file
     from video.media import ReadOptions, parse_size
 
-    if job.threads:
-        torch.set_num_threads(job.threads)
-    t0 = time.perf_counter()
-    row = {"input": job.input, "output": job.output, "status": "failed", "error": ""}
-    try:
-        epochs = job.epochs if job.epochs or job.seconds else 30
-        fit = FitConfig(epochs=epochs, seconds=job.seconds, seed=job.seed)
-        params = parse_param_budget(job.params) if job.params else None
-        opts = FitOptions(model=job.model, params=params, fit=fit)  # each family's own batch default
-        read = ReadOptions(max_frames=job.max_frames, resize=parse_size(job.resize, "resize"))
+    with torch_threads(job.threads):  # restored after: a library call leaves the caller's setting alone
+        t0 = time.perf_counter()
+        row = {"input": job.input, "output": job.output, "status": "failed", "error": ""}
+        try:
+            epochs = job.epochs if job.epochs or job.seconds else 30
+            fit = FitConfig(epochs=epochs, seconds=job.seconds, seed=job.seed)
+            params = parse_param_budget(job.params) if job.params else None
+            opts = FitOptions(model=job.model, params=params, fit=fit)  # each family's own batch default
+            read = ReadOptions(max_frames=job.max_frames, resize=parse_size(job.resize, "resize"))
 
-        def cb(state) -> None:
-            if progress is not None:
-                progress(state.progress)
+            def cb(state) -> None:
+                if progress is not None:
+                    progress(state.progress)
 
-        rep = encode_file(job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device(job.device), bpp=job.bpp, callback=cb)
-        row.update({k: rep[k] for k in ("bytes", "bpp", "psnr", "msssim")}, status="done")
-    except InrError as exc:
-        row["error"] = str(exc)
-    except Exception as exc:  # one bad file must not stop the batch; keep the reason
-        row["error"] = f"{type(exc).__name__}: {exc}"
-        row["traceback"] = traceback.format_exc(limit=3)
+            rep = encode_file(job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device(job.device), bpp=job.bpp, callback=cb)
+            row.update({k: rep[k] for k in ("bytes", "bpp", "psnr", "msssim")}, status="done")
+        except InrError as exc:
+            row["error"] = str(exc)
+        except Exception as exc:  # one bad file must not stop the batch; keep the reason
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["traceback"] = traceback.format_exc(limit=3)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 

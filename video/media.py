@@ -48,7 +48,15 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without setting it where the OS allows (Linux): flipping it,
+    even for an instant, would give files another thread creates meanwhile the wrong mode."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: a brief flip to a safe value, then restored
     os.umask(mask)
     return mask
 

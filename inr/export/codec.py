@@ -135,8 +135,9 @@ def _build(plan: schema.Plan) -> nn.Module:
     `export_excludes` takes `fit_modules=False`), init values seeded (they are overwritten)."""
     cls = plan.spec.model_cls
     kwargs = {"fit_modules": False} if getattr(cls, "export_excludes", ()) else {}
-    torch.manual_seed(0)
-    return cls(plan.config, **kwargs)
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not ours to reseed
+        torch.manual_seed(0)
+        return cls(plan.config, **kwargs)
 
 
 def _decode_tensors(box: bitstream.Container, header: dict) -> dict[str, torch.Tensor]:
