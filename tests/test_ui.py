@@ -266,10 +266,23 @@ def _browser():
     return chromium, sync_playwright
 
 
-def _wait_status(page, selector: str, prefixes: tuple[str, ...], timeout_ms: int = 180_000) -> str:
+def _wait_status(page, selector: str, prefixes: tuple[str, ...], timeout_ms: int = 180_000, job: str = "") -> str:
+    """Wait until the status box starts with one of `prefixes` (and names `job`, when given)."""
     box = page.locator(selector)
-    page.wait_for_function("([el, ps]) => ps.some((p) => el.value.startsWith(p))", arg=[box.element_handle(), list(prefixes)], timeout=timeout_ms)
+    page.wait_for_function("([el, ps, job]) => ps.some((p) => el.value.startsWith(p)) && el.value.includes(job)",
+                           arg=[box.element_handle(), list(prefixes), job], timeout=timeout_ms)
     return box.input_value()
+
+
+def _start(page, button: str, selector: str) -> str:
+    """Click a start button and return the id of the job it made: the status box still shows the
+    previous job until the new one is queued, so waiting on the status alone races with it."""
+    box = page.locator(selector)
+    old = (re.search(r"job (\w+)", box.input_value()) or [None, ""])[1]
+    page.locator(button).click()
+    page.wait_for_function("([el, old]) => { const m = el.value.match(/job (\\w+)/); return m !== null && m[1] !== old; }",
+                           arg=[box.element_handle(), old], timeout=60_000)
+    return re.search(r"job (\w+)", box.input_value()).group(1)
 
 
 def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
@@ -302,8 +315,8 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.keyboard.press("Escape")
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("8k")
             page.locator("#fit-seconds input").first.fill("4")
-            page.locator("#fit-start").click()
-            assert _wait_status(page, status, ("done", "failed")).startswith("done")
+            job = _start(page, "#fit-start", status)
+            assert _wait_status(page, status, ("done", "failed"), job=job).startswith("done")
             assert re.search(r"[?&]job=\w+", page.url), page.url  # the URL names the job
             page.screenshot(path=str(ARTIFACTS / "ui_fit.png"), full_page=True)
             page.get_by_role("tab", name="Playback").click()
@@ -324,8 +337,8 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("option", name="nerv", exact=True).click()
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("30k")
             page.locator("#fit-seconds input").first.fill("6")
-            page.locator("#fit-start").click()
-            assert _wait_status(page, status, ("done", "failed")).startswith("done")
+            job = _start(page, "#fit-start", status)
+            assert _wait_status(page, status, ("done", "failed"), job=job).startswith("done")
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
             page.get_by_role("option", name=re.compile("tiny.mkv")).first.click()
@@ -344,9 +357,8 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             # a long job: reload the page while it runs, the page comes back to it, cancel it there
             page.get_by_role("tab", name="Fit").click()
             page.locator("#fit-seconds input").first.fill("300")
-            page.locator("#fit-start").click()
-            _wait_status(page, status, ("running",), 60_000)
-            job_id = re.search(r"job (\w+)", page.locator(status).input_value()).group(1)
+            job_id = _start(page, "#fit-start", status)
+            _wait_status(page, status, ("running",), 60_000, job=job_id)
             page.reload(wait_until="domcontentloaded")
             page.locator("#fit-start").wait_for(timeout=60_000)
             page.wait_for_function("([el, id]) => el.value.includes(id) && el.value.startsWith('running')",
@@ -366,9 +378,9 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.locator("#cmp-upload input[type=file]").set_input_files(str(tiny_clip_file))
             page.locator("#cmp-bpp textarea, #cmp-bpp input").first.fill("0.5")
             page.locator("#cmp-seconds input").first.fill("3")
-            page.locator("#cmp-go").click()
             cmp_status = "#cmp-status textarea"
-            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), 300_000).startswith("done")
+            cmp_job = _start(page, "#cmp-go", cmp_status)
+            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), 300_000, job=cmp_job).startswith("done")
             page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             page.locator("#cmp-table").get_by_text("h264").first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "ui_compare.png"), full_page=True)
