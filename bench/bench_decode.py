@@ -16,7 +16,7 @@ import torch
 from common import ROOT, print_table, write_json  # noqa: I001
 from inr.device import select_device, synchronize
 from inr.export.codec import decode_model
-from inr.export.compress import ExportOptions, decode_bytes, encode_signal, render_model
+from inr.export.compress import ExportOptions, decode_bytes, encode_signal
 from inr.fit import FitConfig
 from inr.models import parse_param_budget
 from inr.pipeline import FitOptions
@@ -45,12 +45,12 @@ def main() -> None:
         if getattr(model, "embeddings", None) is not None:
             model.embeddings = model.embeddings.to(device)
         shape = header["signal"]["shape"]
-        render_model(spec, model, shape, device)  # warm-up
+        model.render(shape, device)  # warm-up
         best = float("inf")
         for _ in range(args.repeats):
             synchronize(device)
             t0 = time.perf_counter()
-            render_model(spec, model, shape, device)
+            model.render(shape, device)
             synchronize(device)
             best = min(best, time.perf_counter() - t0)
         full = min(decode_bytes(data, device)[2] for _ in range(args.repeats))

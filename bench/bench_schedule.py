@@ -26,7 +26,7 @@ from inr.export.grid_codec import RateTarget, encode_grid
 from inr.fit import FitConfig, Trainer
 from inr.models import get_spec, parse_param_budget
 from inr.models.registry import Schedule
-from inr.pipeline import FitOptions, build_model, make_task
+from inr.pipeline import FitOptions, build_model
 from inr.signals import image_signal, video_signal
 from video.media import ReadOptions, read_video
 
@@ -61,7 +61,7 @@ def candidates(spec) -> dict[str, tuple[Schedule, float]]:
 
 def run_family(name: str, signal, args, device) -> list[dict]:
     spec = get_spec(name)
-    budget = None if spec.kind == "grid" else parse_param_budget(args.params)
+    budget = None if spec.rate_aware else parse_param_budget(args.params)
     cfg, model = build_model(spec, signal, budget, None, seed=0)
     rows = []
     for label, (sched, lr) in candidates(spec).items():
@@ -69,13 +69,13 @@ def run_family(name: str, signal, args, device) -> list[dict]:
         fit = FitConfig(steps=args.steps, lr=lr, seed=0, eval_every=10**9)
         m = copy.deepcopy(model).to(device)
         row = {"model": name, "schedule": label, "lr": lr, "warmup": sched.warmup, "floor": sched.floor, "steps": args.steps}
-        if spec.kind == "grid":  # the real encode: analysis start at the rate, lambda steered
+        if spec.rate_aware:  # the real encode: analysis start at the rate, lambda steered
             meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
             enc = encode_grid(signal, dataclasses.replace(spec, optim=optim), cfg, m, fit, RateTarget(bpp=args.bpp), meta, device)
             row.update(psnr=round(enc.metrics["psnr"], 3), bpp=round(len(enc.data) * 8 / signal.num_samples, 4))
         else:
-            opts = FitOptions(model=name, params=budget, batch_size=2 if spec.kind == "frame" else None, fit=fit)
-            task = make_task(spec, signal, device, opts)
+            opts = FitOptions(model=name, params=budget, fit=fit)
+            task = m.make_task(signal, device, opts)
             Trainer(m, task, fit, optim, device).run()
             row["psnr"] = round(task.evaluate(m)["psnr"], 3)
         rows.append(row)
@@ -106,7 +106,7 @@ def main() -> None:
     rows = []
     for n in args.models.split(","):
         spec = get_spec(n)
-        rows += run_family(n, signals["video" if spec.kind in ("frame", "grid") else "image"], args, device)
+        rows += run_family(n, signals["image" if spec.model_cls.any_resolution else "video"], args, device)
     print_table(rows, ["model", "schedule", "lr", "warmup", "floor", "steps", "psnr", "bpp", "best"])
     write_json(args.name, {"args": vars(args), "device": str(device), "results": rows})
 

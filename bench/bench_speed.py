@@ -28,7 +28,7 @@ from inr.device import select_device, synchronize
 from inr.fit import FitConfig, Trainer
 from inr.models import get_spec, parse_param_budget
 from inr.models.sizing import stored_params
-from inr.pipeline import FitOptions, build_model, make_task
+from inr.pipeline import FitOptions, build_model
 from inr.signals import image_signal, video_signal
 from video.media import ReadOptions, load_image, parse_size, read_video
 
@@ -52,9 +52,9 @@ def bench_family(name: str, signal, budget: int, args, device: torch.device) -> 
     total = args.warmup + args.rounds * args.steps
     trainers: dict[str, Trainer] = {}
     for label, knobs in variants(args.ablate, args.compile).items():
-        opts = FitOptions(model=name, params=budget, batch_size=2 if spec.kind == "frame" else None, fit=FitConfig(steps=total, seed=0, **knobs))
+        opts = FitOptions(model=name, params=budget, fit=FitConfig(steps=total, seed=0, **knobs))
         m = copy.deepcopy(model).to(device)
-        tr = Trainer(m, make_task(spec, signal, device, opts), opts.fit, spec.optim, device)
+        tr = Trainer(m, m.make_task(signal, device, opts), opts.fit, spec.optim, device)
         if label != "off" and tr.speed == trainers["off"].speed:
             continue  # e.g. channels-last on an MLP: nothing to measure
         trainers[label] = tr
@@ -113,14 +113,15 @@ def main() -> None:
     budget = parse_param_budget(args.params)
     names = args.models.split(",")
     signals = {}
-    if any(get_spec(n).kind == "frame" for n in names):
+    video_only = {n: "image" not in get_spec(n).signals for n in names}  # the NeRV family: a clip; others: an image
+    if any(video_only.values()):
         frames, _ = read_video(Path(args.video), ReadOptions(max_frames=args.frames, crop=parse_size(args.crop, "crop")))
         signals["frame"] = video_signal(frames)
-    if any(get_spec(n).kind != "frame" for n in names):
+    if not all(video_only.values()):
         signals["coord"] = image_signal(load_image(Path(args.image)))
     rows = []
     for n in names:
-        rows += bench_family(n, signals["frame" if get_spec(n).kind == "frame" else "coord"], budget, args, device)
+        rows += bench_family(n, signals["frame" if video_only[n] else "coord"], budget, args, device)
     print_table(rows, ["model", "variant", "plan", "params", "ms_per_step", "speedup", "loss"])
     shapes = {k: list(s.data.shape) for k, s in signals.items()}
     write_json(args.name, {"args": vars(args), "device": str(device), "signals": shapes, "results": rows})

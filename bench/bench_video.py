@@ -23,7 +23,7 @@ from inr.device import select_device
 from inr.fit import FitConfig, Trainer
 from inr.models import get_spec, parse_param_budget
 from inr.models.sizing import stored_params
-from inr.pipeline import FitOptions, build_model, make_task
+from inr.pipeline import FitOptions, build_model
 from inr.signals import video_signal
 from video.media import ReadOptions, parse_size, read_video
 
@@ -40,7 +40,7 @@ def run_model(name: str, signal, budget: int, args, variant: str, seed: int, dev
     model = model.to(device)
     fit = FitConfig(epochs=args.epochs, lr=args.lr, seed=seed, schedule=schedule, **(OFF if speed == "off" else {}))
     opts = FitOptions(model=name, params=budget, batch_size=2, fit=fit)
-    task = make_task(spec, signal, device, opts)
+    task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
     curve: list[dict] = []
     eval_every = args.eval_every

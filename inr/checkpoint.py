@@ -46,8 +46,8 @@ def atomic_dir(target: Path, fill) -> None:
 
 def save(path: Path, spec: ModelSpec, cfg, model: nn.Module, meta: dict, trainer=None) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if hasattr(model, "extra_tensors"):  # e.g. HNeRV's per-frame embeddings
-        state.update({f"{EXTRA}{k}": v.detach().cpu().contiguous() for k, v in model.extra_tensors().items()})
+    # beyond the state dict: e.g. HNeRV's per-frame embeddings
+    state.update({f"{EXTRA}{k}": v.detach().cpu().contiguous() for k, v in model.checkpoint_tensors().items()})
     header = {"format": FORMAT, "version": VERSION, "model": spec.name, "config": config_to_dict(cfg), "meta": meta}
     training = None
     if trainer is not None:
@@ -87,8 +87,8 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[ModelSpec, obj
     weights = load_file(str(Path(path) / "model.safetensors"))
     extra = {k[len(EXTRA) :]: weights.pop(k) for k in list(weights) if k.startswith(EXTRA)}
     model.load_state_dict(weights)
-    if extra and hasattr(model, "load_extra_tensors"):
-        model.load_extra_tensors({k: v.to(device) for k, v in extra.items()})
+    if extra:
+        model.load_checkpoint_tensors({k: v.to(device) for k, v in extra.items()})
     return spec, cfg, model.to(device), header
 
 

@@ -18,7 +18,6 @@ from inr.fit import FitConfig, FitState, Trainer
 from inr.models import ModelSpec, count_params, get_spec, size_to_budget
 from inr.models.sizing import stored_params
 from inr.signals import Signal
-from inr.tasks import CoordTask, FrameTask
 
 
 @dataclass
@@ -37,13 +36,12 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
     cfg = spec.adapt(spec.config_cls(), signal)
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    if params is not None and spec.kind != "grid":  # a rate-aware family's size is its rate: see rate_target()
+    if params is not None and not spec.rate_aware:  # a rate-aware family's size is its rate: see rate_target()
         cfg = size_to_budget(spec, cfg, params)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(seed)
         model = spec.model_cls(cfg)
-    if spec.init_from_signal is not None:
-        spec.init_from_signal(model, signal)
+    model.start_from(signal)
     return cfg, model
 
 
@@ -57,20 +55,6 @@ def rate_target(opts: FitOptions, signal: Signal, bpp: float | None, lam: float 
         bpp = opts.params * 8 / signal.num_samples
     kwargs = {"frames_per_step": opts.batch_size} if opts.batch_size else {}
     return RateTarget(lam=lam, bpp=bpp, **kwargs)
-
-
-def make_task(spec: ModelSpec, signal: Signal, device: torch.device, opts: FitOptions):
-    if spec.kind == "grid":
-        from inr.export.grid_codec import GridTask
-
-        return GridTask(signal, device, rate_target(opts, signal, None, None))
-    if spec.kind == "frame":
-        return FrameTask(signal, device, batch_size=opts.batch_size or 2, loss=opts.loss, seed=opts.fit.seed)
-    # On a CPU many small random batches beat few full ones per second of compute (measured on
-    # a 96x64x8 clip: 27.8 dB in 8 s vs 25.5 dB in 21 s); a GPU wants big batches to stay busy.
-    cap = 1 << 18 if device.type == "cuda" else 1 << 14
-    default_batch = None if signal.num_samples <= cap else cap
-    return CoordTask(signal, device, batch_size=opts.batch_size or default_batch, loss=opts.loss)
 
 
 @dataclass
@@ -104,7 +88,7 @@ def fit_signal(
     else:
         cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
     model = model.to(device)  # the Trainer applies the speed plan (bf16, channels-last, ...)
-    task = make_task(spec, signal, device, opts)
+    task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
     if training is not None:
         trainer.load_training_state(*training)

@@ -108,8 +108,11 @@ class CoordinateSampler:
         return self.coords[idx], self.values[idx]
 
 
+RENDER_CHUNK = 1 << 16  # coordinates per forward call when rendering a whole grid
+
+
 @torch.no_grad()
-def render(model: torch.nn.Module, shape: Sequence[int], device: torch.device, chunk: int = 1 << 16) -> torch.Tensor:
+def render(model: torch.nn.Module, shape: Sequence[int], device: torch.device, chunk: int = RENDER_CHUNK) -> torch.Tensor:
     """Evaluate a coordinate model on a grid of `shape`, in chunks; returns (*shape, C)."""
     coords = coord_grid(shape, device=device).reshape(-1, len(shape))
     outs = [model(coords[i : i + chunk]).float() for i in range(0, coords.shape[0], chunk)]

@@ -146,8 +146,7 @@ class FrameTask:
 
     def evaluate(self, model: nn.Module) -> dict:
         model.eval()
-        if hasattr(model, "cache_embeddings"):
-            model.cache_embeddings(self.frames)  # time the decoder alone, as a decoder would run
+        model.prepare_decoding(self.signal, self.device)  # time the decoder alone, as a player would
         t0 = time.perf_counter()
         recon = self.reconstruct(model)
         synchronize(self.device)

@@ -6,7 +6,7 @@ import torch
 
 from inr import checkpoint as ckpt
 from inr.fit import FitConfig, Trainer
-from inr.pipeline import FitOptions, build_model, make_task
+from inr.pipeline import FitOptions, build_model
 from inr.models import get_spec
 from inr.signals import image_signal, video_signal
 
@@ -16,7 +16,7 @@ def _trainer(signal, name, overrides, batch, steps, model=None):
     cfg, built = build_model(spec, signal, None, overrides, seed=0)
     model = built if model is None else model
     opts = FitOptions(model=name, overrides=overrides, batch_size=batch, fit=FitConfig(steps=steps, seed=0))
-    task = make_task(spec, signal, torch.device("cpu"), opts)
+    task = model.make_task(signal, torch.device("cpu"), opts)
     return spec, cfg, model, Trainer(model, task, opts.fit, spec.optim, torch.device("cpu"))
 
 

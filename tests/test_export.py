@@ -9,7 +9,7 @@ import torch
 
 from inr.bitstream import BitstreamError
 from inr.export.codec import decode_model, info
-from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp, render_model
+from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
 from inr.export.entropy import Reader, decode_mask, decode_symbols, encode_mask, encode_symbols
 from inr.export.prune import global_magnitude_masks
 from inr.export.quant import dequantize, fake_quant, quantize
@@ -93,12 +93,14 @@ def hnerv_encoded(tiny_clip):
 
 def test_decode_equals_quantized_model_output(hnerv_encoded):
     sig, enc = hnerv_encoded
-    at_encode = render_model(enc.spec, enc.model, list(sig.data.shape), CPU)
+    at_encode = enc.model.render(list(sig.data.shape), CPU)
     decoded, header, _ = decode_bytes(enc.data, CPU)
     assert torch.equal(decoded, at_encode)
     again, _, _ = decode_bytes(enc.data, CPU)
     assert torch.equal(decoded, again)  # deterministic
-    assert header["embeddings"]["bits"] == 6 and header["embeddings"]["shape"][0] == 4
+    emb = next(t for t in header["tensors"] if t["name"] == "embeddings")  # an ordinary coded tensor
+    assert emb["bits"] == 6 and emb["shape"][0] == 4
+    assert {t["bits"] for t in header["tensors"] if t["name"] != "embeddings"} == {8}
 
 
 def test_info_accounts_for_every_byte(hnerv_encoded):

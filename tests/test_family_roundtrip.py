@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inr.export.compress import ExportOptions, decode_bytes, encode_signal, render_model
+from inr.export.compress import ExportOptions, decode_bytes, encode_signal
 from inr.fit import FitConfig
 from inr.pipeline import FitOptions
 from inr.signals import image_signal, video_signal
@@ -29,7 +29,7 @@ def test_every_family_decodes_bit_exactly(name, tiny_clip, crop64):
     sig = video_signal(tiny_clip[:2, :32, :48]) if video else image_signal(crop64[:24, :24])
     opts = FitOptions(model=name, overrides=FAMILIES[name], batch_size=2 if video else None, fit=FitConfig(steps=10))
     enc = encode_signal(sig, opts, ExportOptions(bits=8), CPU)
-    at_encode = render_model(enc.spec, enc.model, list(sig.data.shape), CPU)
+    at_encode = enc.model.render(list(sig.data.shape), CPU)
     decoded, header, _ = decode_bytes(enc.data, CPU)
     assert header["model"] == name and decoded.shape == sig.data.shape
     assert torch.equal(decoded, at_encode)

@@ -16,7 +16,7 @@ from torch import nn
 
 from inr import checkpoint as ckpt
 from inr.encodings.hashgrid import HashGridConfig, HashGridEncoding, TorchHashGrid
-from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.export.codec import decode_model, encode_model
 from inr.models import get_spec
 from inr.models.registry import config_from_dict, config_to_dict
 from inr.signals import image_signal
@@ -101,8 +101,8 @@ def test_tcnn_trained_model_decodes_on_torch_bit_exactly(fake_tcnn, crop64, tmp_
 
     # The .inr bytes do not depend on the backend that produced the weights.
     meta = {"kind": "image", "shape": list(signal.data.shape)}
-    data = encode_model(spec, cfg, stored_tensors(model), meta, bits=8)
-    assert data == encode_model(spec, cfg, stored_tensors(loaded), meta, bits=8)
+    data = encode_model(spec, cfg, model.stored_tensors(), meta, bits=8)
+    assert data == encode_model(spec, cfg, loaded.stored_tensors(), meta, bits=8)
     _, _, decoded, header = decode_model(data)
     assert "backend" not in header["config"]
     assert decoded.encoding.active_backend(torch.device("cpu")) == "torch"

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.export.codec import decode_model, encode_model
 from inr.models import get_spec
 from inr.pipeline import build_model
 from inr.signals import image_signal
@@ -18,7 +18,7 @@ def test_build_and_decode_do_not_reseed_the_callers_rng(crop64):
     expected = torch.rand(3)
     torch.manual_seed(1234)
     cfg, model = build_model(spec, image_signal(crop64[:16, :16]), None, {"hidden": 8, "layers": 1}, seed=0)
-    data = encode_model(spec, cfg, {n: p.detach() for n, p in stored_tensors(model).items()}, {"kind": "image", "shape": [16, 16, 3]}, 8)
+    data = encode_model(spec, cfg, {n: p.detach() for n, p in model.stored_tensors().items()}, {"kind": "image", "shape": [16, 16, 3]}, 8)
     decode_model(data)
     assert torch.equal(torch.rand(3), expected)
 

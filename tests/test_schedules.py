@@ -9,7 +9,7 @@ from inr.errors import InrError
 from inr.fit import FitConfig, Trainer
 from inr.models import all_specs, get_spec
 from inr.models.registry import Schedule
-from inr.pipeline import FitOptions, build_model, make_task
+from inr.pipeline import FitOptions, build_model
 from inr.signals import video_signal
 from tests.test_cli import run_cli, small_png  # noqa: F401  (fixture)
 
@@ -40,7 +40,7 @@ def test_nerv_paper_schedule_reaches_the_optimizer(tiny_clip):
     spec = get_spec("nerv")
     _, model = build_model(spec, signal, None, {"fc_dim": 8}, 0)
     fit = FitConfig(steps=10, schedule="paper", amp=False, fused_adam=False)
-    task = make_task(spec, signal, torch.device("cpu"), FitOptions(model="nerv", fit=fit))
+    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="nerv", fit=fit))
     trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
     group = trainer.optimizer.param_groups[0]
     assert group["betas"] == (0.5, 0.999)

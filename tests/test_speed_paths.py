@@ -10,10 +10,10 @@ from torch import nn
 
 from inr import checkpoint as ckpt
 from inr.device import cpu_has_bf16, speed_plan
-from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.export.codec import decode_model, encode_model
 from inr.fit import FitConfig, Trainer, plan_for
 from inr.models import get_spec
-from inr.pipeline import FitOptions, build_model, fit_signal, make_task
+from inr.pipeline import FitOptions, build_model, fit_signal
 from inr.signals import image_signal, video_signal
 
 CPU = torch.device("cpu")
@@ -30,7 +30,7 @@ def _trainer(name, signal, speed: dict, steps: int = 20):
     spec = get_spec(name)
     cfg, model = build_model(spec, signal, None, TINY[name], seed=0)
     opts = FitOptions(model=name, overrides=TINY[name], batch_size=2 if name == "nerv" else None, fit=FitConfig(steps=steps, **speed))
-    return spec, cfg, model, Trainer(model, make_task(spec, signal, CPU, opts), opts.fit, spec.optim, CPU)
+    return spec, cfg, model, Trainer(model, model.make_task(signal, CPU, opts), opts.fit, spec.optim, CPU)
 
 
 @pytest.mark.parametrize("name", ["nerv", "ffn"])
@@ -49,9 +49,9 @@ def test_bf16_path_is_finite_and_keeps_the_parameter_layout(name, tiny_clip, cro
     assert all(torch.isfinite(v).all() for v in fast_state.values())
     # The file a sped-up fit writes has the same structure as a plain one and decodes.
     meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
-    data = encode_model(spec, cfg, stored_tensors(fast_model), meta, bits=8)
+    data = encode_model(spec, cfg, fast_model.stored_tensors(), meta, bits=8)
     _, _, decoded, header = decode_model(data)
-    assert [t["name"] for t in header["tensors"]] == list(stored_tensors(plain_model))
+    assert [t["name"] for t in header["tensors"]] == list(plain_model.stored_tensors())
     assert all(p.is_contiguous() for p in decoded.parameters())
 
 
@@ -65,7 +65,7 @@ def test_checkpoint_resumes_across_speed_settings(tmp_path, tiny_clip, first, se
 
     # Every optimizer moment comes back exactly, whatever layout and kernel wrote it.
     spec, cfg, model, _ = ckpt.load(ck)
-    resumed = Trainer(model, make_task(spec, signal, CPU, opts), FitConfig(steps=5, **second), spec.optim, CPU)
+    resumed = Trainer(model, model.make_task(signal, CPU, opts), FitConfig(steps=5, **second), spec.optim, CPU)
     resumed.load_training_state(tensors, info)
     assert resumed.state.step == 3
     for pid, p in enumerate(model.parameters()):

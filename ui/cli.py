@@ -189,24 +189,17 @@ def _fmt(v) -> str:
 
 def cmd_render(args) -> int:
     from inr.device import select_device
-    from inr.export.compress import render_model
     from inr.pipeline import load_for_render
-    from inr.signals import render
     from video.media import save_image, write_video
 
     device = select_device(args.device)
     spec, cfg, model, header = load_for_render(Path(args.checkpoint), device)
     shape = header["meta"]["shape"]
-    if spec.kind != "coord":
-        if args.scale != 1:
-            raise InrError(f"{spec.name} renders at its trained resolution only; --scale needs a coordinate model")
-        if getattr(model, "embeddings", "absent") is None:
-            raise InrError("checkpoint has no cached embeddings to decode from")
-        out = render_model(spec, model, shape, device)
-    else:
-        start = 1 if header["meta"]["signal"] == "video" else 0
-        scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:-1]]
-        out = render(model, scaled, device).clamp(0, 1)
+    if args.scale != 1 and not model.any_resolution:
+        raise InrError(f"{spec.name} renders at its trained resolution only; --scale needs a coordinate model")
+    start = 1 if header["meta"]["signal"] == "video" else 0  # time is not rescaled
+    scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:-1]] + shape[-1:]
+    out = model.render(scaled, device)
     target = Path(args.output)
     if header["meta"]["signal"] == "image":
         save_image(target, out)

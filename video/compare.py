@@ -32,7 +32,7 @@ from inr.export.compress import ExportOptions, decode_bytes, encode_to_bpp
 from inr.fit import FitConfig
 from inr.models import get_spec
 from inr.pipeline import FitOptions
-from inr.models.auto import resolve_model
+from inr.models.auto import check_handles, resolve_model
 from video.bd import bd_psnr, bd_rate
 from video import image_codecs
 from video.codecs import CODECS, encode_baseline
@@ -74,11 +74,8 @@ class CompareOptions:
             raise InrError("--models needs at least one model")
         self.models = list(dict.fromkeys(resolve_model(m, kind)[0] for m in models))
         for m in self.models:
-            spec = get_spec(m)
-            if kind == "video" and spec.kind != "frame" and "video" not in spec.signals:
-                raise InrError(f"model {m} cannot encode video")
-            if kind == "image" and "image" not in spec.signals:
-                raise InrError(f"model {m} cannot encode an image (it handles: {', '.join(spec.signals)})")
+            get_spec(m)  # an unknown name is refused as such
+            check_handles(m, kind, "the input")
         if kind == "image":
             self.codecs = list(image_codecs.DEFAULT_IMAGE_CODECS) if self.codecs is None else self.codecs
             for c in self.codecs:
@@ -207,7 +204,7 @@ def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, ca
             if point is None:
                 log(f"{model} @ {bpp} bpp ...")
                 fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
-                fopts = FitOptions(model=model, batch_size=2 if get_spec(model).kind == "frame" else None, fit=fit)
+                fopts = FitOptions(model=model, fit=fit)
                 t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
                 try:
                     enc, rate = encode_to_bpp(

@@ -11,7 +11,6 @@ encoder's quantized model exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,19 +20,8 @@ from inr import bitstream
 from inr.bitstream import BitstreamError
 from inr.export import entropy, schema
 from inr.export.entropy import Reader
-from inr.export.quant import Quantized, dequantize, quantize, row_count
-from inr.export.schema import stored_tensors  # noqa: F401  (re-exported: the encoder's list of stored tensors)
+from inr.export.quant import dequantize, quantize, row_count
 from inr.models.registry import ModelSpec, config_to_dict
-
-EMBEDDINGS = "embeddings"
-
-
-@dataclass
-class TensorRecord:
-    name: str
-    shape: list[int]
-    bits: int
-    pruned: bool
 
 
 def encode_model(
@@ -41,22 +29,22 @@ def encode_model(
     cfg,
     tensors: dict[str, torch.Tensor],
     signal_meta: dict,
-    bits: int,
+    bits: int | dict[str, int],
     masks: dict[str, torch.Tensor] | None = None,
-    embeddings: Quantized | None = None,
     extra_header: dict | None = None,
     extra_sections: dict[str, bytes] | None = None,
 ) -> bytes:
-    """`tensors`: the model's stored tensors (`stored_tensors(model)`, float, unquantized) by
-    name; they are quantized here, so the caller passes the weights QAT saw, not fake-quantized
-    ones. Their order is the file's order."""
+    """`tensors`: the model's stored tensors (`model.stored_tensors()`, float, unquantized) by
+    name; they are quantized here at `bits` (one depth, or one per name), so the caller passes
+    the values QAT saw, not fake-quantized ones. Their order is the file's order."""
     masks = masks or {}
+    depth = bits if isinstance(bits, dict) else dict.fromkeys(tensors, bits)
     qprm, mask_sec, wgts = bytearray(), bytearray(), bytearray()
     records = []
     for name, w in tensors.items():
         mask = masks.get(name)
         src = w * mask if mask is not None else w
-        qt = quantize(src.cpu(), bits)
+        qt = quantize(src.cpu(), depth[name])
         qprm += qt.offset.numpy().astype("<f2").tobytes() + qt.scale.numpy().astype("<f2").tobytes()
         symbols = qt.q.numpy().ravel()
         if mask is not None:
@@ -65,10 +53,10 @@ def encode_model(
             mask_sec += block
             symbols = symbols[m.astype(bool)]
         before = len(wgts)
-        block, model_name = entropy.encode_symbols(symbols, 2**bits)
+        block, model_name = entropy.encode_symbols(symbols, 2 ** depth[name])
         wgts += block
         records.append(
-            {"name": name, "shape": list(w.shape), "bits": bits, "pruned": mask is not None, "coder": model_name, "bytes": len(wgts) - before}
+            {"name": name, "shape": list(w.shape), "bits": depth[name], "pruned": mask is not None, "coder": model_name, "bytes": len(wgts) - before}
         )
     sections = {"QPRM": bytes(qprm)}
     if mask_sec:
@@ -81,12 +69,6 @@ def encode_model(
         "tensors": records,
         "colour": "RGB, 8 bits per channel after decoding; model output clamped to [0, 1]",
     }
-    if embeddings is not None:
-        emb = bytearray(embeddings.offset.numpy().astype("<f2").tobytes() + embeddings.scale.numpy().astype("<f2").tobytes())
-        block, model_name = entropy.encode_symbols(embeddings.q.numpy().ravel(), 2**embeddings.bits)
-        emb += block
-        sections["EMBD"] = bytes(emb)
-        header["embeddings"] = {"shape": list(embeddings.q.shape), "bits": embeddings.bits, "coder": model_name}
     header.update(extra_header or {})
     sections.update(extra_sections or {})
     return bitstream.write(header, sections)
@@ -113,31 +95,23 @@ def decode_model(data: bytes) -> tuple[ModelSpec, object, nn.Module, dict]:
     plan = schema.check_header(header)
     try:
         tensors = _decode_tensors(box, header)
-        embeddings = _decode_embeddings(box, header) if plan.embeddings is not None else None
     except entropy.EntropyError as exc:
         raise BitstreamError(str(exc), part="payload") from None
     model = _build(plan)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, w in tensors.items():
-            params[name].copy_(w)
-    if embeddings is not None:
-        model.embeddings = embeddings
-    if plan.spec.side_codec is not None:  # e.g. latent grids: decoded with the loaded network
-        side = plan.spec.side_codec()
+    model.load_stored_tensors(tensors)
+    side = model.side_codec()
+    if side is not None:  # e.g. latent grids: decoded with the loaded network
         side.decode(model, header.get(side.header_key), box.sections)
     model.eval()
     return plan.spec, plan.config, model, header
 
 
 def _build(plan: schema.Plan) -> nn.Module:
-    """The decoder's model: without fit-time-only modules (a class that declares
-    `export_excludes` takes `fit_modules=False`), init values seeded (they are overwritten)."""
-    cls = plan.spec.model_cls
-    kwargs = {"fit_modules": False} if getattr(cls, "export_excludes", ()) else {}
+    """The decoder's model (`for_decoding`: no fit-time-only parts), init values seeded (they
+    are overwritten)."""
     with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not ours to reseed
         torch.manual_seed(0)
-        return cls(plan.config, **kwargs)
+        return plan.spec.model_cls.for_decoding(plan.config)
 
 
 def _decode_tensors(box: bitstream.Container, header: dict) -> dict[str, torch.Tensor]:
@@ -170,20 +144,6 @@ def _decode_tensors(box: bitstream.Container, header: dict) -> dict[str, torch.T
         if r.remaining:
             raise BitstreamError(f"section {name} has {r.remaining} unused bytes", part="payload")
     return out
-
-
-def _decode_embeddings(box: bitstream.Container, header: dict) -> torch.Tensor:
-    """The per-frame embeddings; their shape and bit depth were checked by the schema."""
-    if "EMBD" not in box.sections:
-        raise BitstreamError("missing section EMBD", part="payload")
-    info = header["embeddings"]
-    shape, bits = tuple(info["shape"]), info["bits"]
-    r = Reader(box.sections["EMBD"])
-    offset, scale = _read_qparams(r, row_count(shape))
-    symbols = entropy.decode_symbols(r, math.prod(shape), 2**bits)
-    if r.remaining:
-        raise BitstreamError("section EMBD has unused bytes", part="payload")
-    return dequantize(torch.from_numpy(symbols).reshape(shape), offset, scale)
 
 
 def info(data: bytes) -> dict:

@@ -17,13 +17,13 @@ from torch.nn.utils import parametrize
 
 from inr.device import synchronize
 from inr.errors import InrError
-from inr.export.codec import decode_model, encode_model, stored_tensors
+from inr.export.codec import decode_model, encode_model
 from inr.export.prune import global_magnitude_masks, module_and_attr
 from inr.export.quant import FakeQuant, Mask, dequantize, quantize
 from inr.fit import FitConfig, FitState, Trainer
 from inr.models import get_spec
-from inr.pipeline import FitOptions, FitOutcome, build_model, fit_signal, make_task, rate_target
-from inr.signals import Signal, render
+from inr.pipeline import FitOptions, FitOutcome, build_model, fit_signal, rate_target
+from inr.signals import Signal
 
 
 @dataclass
@@ -83,7 +83,7 @@ def split_budget(fit: FitConfig, fraction: float, phases: int) -> tuple[FitConfi
 
 
 def _finetune(model, spec, signal, opts: FitOptions, ft: FitConfig, lr: float, device, callback) -> None:
-    task = make_task(spec, signal, device, opts)
+    task = model.make_task(signal, device, opts)
     Trainer(model, task, dataclasses.replace(ft, lr=lr), spec.optim, device).run(callback=callback)
 
 
@@ -110,7 +110,7 @@ def encode_signal(
 ) -> Encoded:
     """Fit, then export: the whole encoder, within the budget given in `opts.fit`."""
     exp.validate()
-    if get_spec(opts.model).kind == "grid":
+    if get_spec(opts.model).rate_aware:
         return _encode_rate_aware(signal, opts, exp, None, device, callback, phase)
     main_fit, ft = split_budget(opts.fit, exp.finetune_fraction, 1 + (exp.prune > 0))
     (phase or (lambda name: None))("fit")
@@ -136,32 +136,31 @@ def export_fitted(
     phase = phase or (lambda name: None)
     spec, model, cfg = outcome.spec, outcome.model, outcome.config
     base_lr = (opts.fit.lr or spec.optim.lr) * exp.finetune_lr_scale
-    names = list(stored_tensors(model))
+    weights = list(model.stored_weights())  # what pruning and QAT apply to
 
     masks: dict[str, torch.Tensor] = {}
     if exp.prune > 0:
         phase("prune")
-        masks = global_magnitude_masks(stored_tensors(model), exp.prune)
+        masks = global_magnitude_masks(model.stored_weights(), exp.prune)
         _parametrize(model, masks, lambda n: Mask(masks[n]))
         _finetune(model, spec, signal, opts, ft, base_lr, device, callback)
         _unparametrize(model, keep_effect=True)
 
-    embeddings = None
-    if hasattr(model, "cache_embeddings"):
-        model.frozen = False
-        model.eval()
-        frames = signal.data.permute(0, 3, 1, 2).to(device)
-        emb = model.cache_embeddings(frames).cpu()
-        embeddings = quantize(emb, exp.embed_bits)
-        model.freeze_embeddings(dequantize(embeddings.q, embeddings.offset, embeddings.scale).to(device))
+    # Per-item tensors (HNeRV's embeddings) are made now, quantized once, and loaded back, so
+    # QAT trains the network against exactly the values the file will carry.
+    model.prepare_decoding(signal, device)
+    buffers = {n: t.detach().cpu() for n, t in model.coded_buffers().items()}
+    quantized = {n: quantize(t, exp.embed_bits) for n, t in buffers.items()}
+    model.load_stored_tensors({n: dequantize(q.q, q.offset, q.scale).to(device) for n, q in quantized.items()})
 
     phase("qat")
-    _parametrize(model, names, lambda n: FakeQuant(exp.bits, masks.get(n)))
+    _parametrize(model, weights, lambda n: FakeQuant(exp.bits, masks.get(n)))
     _finetune(model, spec, signal, opts, ft, base_lr, device, callback)
     model.eval()
-    # Serialise from the float weights the fake-quant saw: quantize() gives the same integers.
-    originals = {n: _original(model, n) for n in names}
-    data = encode_model(spec, cfg, originals, _signal_meta(signal), exp.bits, masks, embeddings)
+    # Serialise from the float values the fake-quant saw: quantize() gives the same integers.
+    originals = {n: _original(model, n) for n in weights} | buffers
+    bits = {n: exp.embed_bits if n in buffers else exp.bits for n in originals}
+    data = encode_model(spec, cfg, originals, _signal_meta(signal), bits, masks)
     return Encoded(data, spec, cfg, model, outcome.metrics, outcome.state)
 
 
@@ -193,25 +192,11 @@ def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float 
 
 
 # ------------------------------------------------------------------ decoding
-@torch.no_grad()
-def render_model(spec, model: nn.Module, shape: list[int], device: torch.device, batch: int = 4) -> torch.Tensor:
-    """The decoded signal (*spatial, C) in [0, 1] on CPU."""
-    model = model.to(device).eval()
-    if spec.kind in ("frame", "grid"):  # frame index -> frame; a grid image is its one frame
-        frames = shape[0] if len(shape) == 4 else 1
-        outs = [model(torch.arange(i, min(i + batch, frames), device=device)).float().clamp(0, 1).cpu() for i in range(0, frames, batch)]
-        out = torch.cat(outs).permute(0, 2, 3, 1)
-        return out if len(shape) == 4 else out[0]
-    return render(model, shape[:-1], device).clamp(0, 1).cpu()
-
-
 def decode_bytes(data: bytes, device: torch.device) -> tuple[torch.Tensor, dict, float]:
     """bytes -> (decoded signal, header, seconds spent decoding, parsing included)."""
     t0 = time.perf_counter()
     spec, cfg, model, header = decode_model(data)
-    if getattr(model, "embeddings", None) is not None:
-        model.embeddings = model.embeddings.to(device)
-    out = render_model(spec, model, header["signal"]["shape"], device)
+    out = model.render(header["signal"]["shape"], device)
     synchronize(device)
     return out, header, time.perf_counter() - t0
 
@@ -240,7 +225,7 @@ def encode_to_bpp(
         raise InrError("--bpp must be positive")
     pixels = signal.num_samples if signal.kind != "audio" else signal.data.shape[0]
     target = bpp * pixels / 8
-    if get_spec(opts.model).kind == "grid":
+    if get_spec(opts.model).rate_aware:
         enc = _encode_rate_aware(signal, opts, exp, bpp, device, callback, phase)
         size = len(enc.data)
         report = {

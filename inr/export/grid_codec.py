@@ -328,7 +328,7 @@ class GridEncoding:
 
 def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> GridEncoding:
     """Train `model` for rate and distortion within `fit`'s budget, then write the file."""
-    from inr.export.codec import encode_model, stored_tensors
+    from inr.export.codec import encode_model
     from inr.export.quant import dequantize, quantize
     from inr.fit import Trainer
 
@@ -337,7 +337,7 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     if fit.seconds is not None:  # --seconds is the whole encode: keep a tenth for choosing bits and coding
         fit = dataclasses.replace(fit, seconds=0.9 * fit.seconds)
     model = model.to(device)
-    weights = stored_tensors(model)
+    weights = model.stored_tensors()
     names = list(weights)
     # What the file pays besides the latents, estimated at 8 bits per weight plus framing.
     overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 600
@@ -358,10 +358,10 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     phase("code")
 
     def weights_bytes(bits: int) -> bytes:
-        return encode_model(spec, cfg, {n: p.detach().cpu() for n, p in stored_tensors(model).items()}, signal_meta, bits)
+        return encode_model(spec, cfg, {n: p.detach().cpu() for n, p in model.stored_tensors().items()}, signal_meta, bits)
 
     bits = choose_weight_bits(model, task, names, weights_bytes)
-    tensors = {n: p.detach().cpu().clone() for n, p in stored_tensors(model).items()}
+    tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its context model
         params = dict(model.named_parameters())

@@ -187,9 +187,10 @@ CORPUS: tuple[Case, ...] = (
     _c("signal-shape-string", "any", "header", (("signal", "shape"), "2x32x32x3")),
     _c("signal-fps-negative", "hnerv", "header", (("signal", "fps"), -1)),
     _c("signal-fps-nan", "hnerv", "header", (("signal", "fps"), float("nan"))),
-    _c("embeddings-int", "hnerv", "header", (("embeddings",), 3)),
-    _c("embeddings-missing", "hnerv", "header", (("embeddings",), DELETE)),
-    _c("embeddings-reshaped", "hnerv", "header", (("embeddings", "shape"), [1, 1, 1, 1])),
+    # HNeRV's embeddings are its last stored tensor
+    _c("embeddings-missing", "hnerv", "header", (("tensors", -1), DELETE)),
+    _c("embeddings-reshaped", "hnerv", "header", (("tensors", -1, "shape"), [1, 1, 1, 1])),
+    _c("embeddings-bits-huge", "hnerv", "limits", (("tensors", -1, "bits"), 99)),
     # config values out of range
     _c("siren-layers-3000", "siren", "limits", (("config", "layers"), 3000)),
     _c("siren-layers-2^32", "siren", "limits", (("config", "layers"), 2**32)),

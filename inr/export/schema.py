@@ -15,18 +15,17 @@ allocating, so the header is checked in an order where each step is bounded by t
    name exactly the model's stored tensors.
 
 New model families plug in without editing this file: the config class brings `LIMITS` (and
-optionally `validate()`); a model whose registry kind is neither "coord" nor "frame" brings a
-`decode_probe(shape)` method (see `Probe`) or registers one with `register_probe`.
+optionally `validate()`); the representation brings `decode_probe(shape)` (see `Probe`),
+`for_decoding` and `stored_tensors` (inr.models.representation).
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,11 +125,6 @@ def check_structure(header: dict) -> None:
         if rec["name"] in names:
             raise _fail(f"header lists tensor {_show(rec['name'])} twice")
         names.add(rec["name"])
-    if "embeddings" in header:
-        emb = _dict(header["embeddings"], "embeddings")
-        _int_list(emb.get("shape"), "embeddings shape", LIMITS["tensor_dims"], 1, 1 << 31)
-        _int(emb.get("bits"), "embeddings bits", *BITS)
-        _coder(emb.get("coder"), "embeddings coder")
     if "colour" in header:
         _text(header["colour"], "colour")
 
@@ -245,40 +239,6 @@ class Probe:
     batches: int
 
 
-def _render_batch(fn: Callable, arg: str) -> int:
-    """The batch size a render function uses by default, read from its signature so the
-    estimate follows the renderer."""
-    return int(inspect.signature(fn).parameters[arg].default)
-
-
-def _coord_probe(model: nn.Module, cfg: Any, shape: list[int]) -> Probe:
-    from inr.signals import render
-
-    samples = math.prod(shape[:-1])
-    chunk = min(_render_batch(render, "chunk"), samples)
-    return Probe((torch.zeros(chunk, len(shape) - 1),), (chunk, shape[-1]), -(-samples // chunk))
-
-
-def _frame_probe(model: nn.Module, cfg: Any, shape: list[int]) -> Probe:
-    from inr.export.compress import render_model
-
-    frames, height, width, channels = shape
-    if getattr(cfg, "frames", frames) != frames:
-        raise _fail(f"header signal has {frames} frames but the model config {cfg.frames}")
-    if hasattr(model, "embed_shape"):
-        model.embeddings = torch.empty(frames, *model.embed_shape)
-    batch = min(_render_batch(render_model, "batch"), frames)
-    return Probe((torch.arange(batch),), (batch, channels, height, width), -(-frames // batch))
-
-
-PROBES: dict[str, Callable[[nn.Module, Any, list[int]], Probe]] = {"coord": _coord_probe, "frame": _frame_probe}
-
-
-def register_probe(kind: str, probe: Callable[[nn.Module, Any, list[int]], Probe]) -> None:
-    """Let a model family with a new registry kind describe one render batch."""
-    PROBES[kind] = probe
-
-
 class _LargestTensor(TorchDispatchMode):
     """Records the element count of the largest tensor any op produces."""
 
@@ -301,22 +261,16 @@ class Plan:
     spec: ModelSpec
     config: Any
     tensors: dict[str, list[int]]  # stored tensors, in the model's order
-    embeddings: tuple[int, ...] | None  # shape of the per-frame embeddings the file must carry
     built_params: int  # every parameter of the full model, fit-time-only modules included
     flops: float  # whole decode
     largest_tensor_bytes: int
 
 
-def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a file carries as network weights (QPRM/WGTS): parameters outside the
-    model's fit-time-only parts and outside the side information its family codes itself."""
-    skip = tuple(getattr(model, "export_excludes", ())) + tuple(getattr(model, "side_tensors", ()))
-    return {n: p.detach() for n, p in model.named_parameters() if not n.startswith(skip)}
-
-
 def check_header(header: dict) -> Plan:
     """Validate a whole header; raise `BitstreamError` (one line) for anything hostile."""
     check_structure(header)
+    if "embeddings" in header:  # the EMBD section of early HNeRV files: embeddings are stored tensors now
+        raise _fail("file stores HNeRV embeddings in the retired EMBD section: re-encode it with this version")
     try:
         spec = get_spec(header["model"])
     except InrError:
@@ -327,43 +281,33 @@ def check_header(header: dict) -> Plan:
     cfg = check_config(spec, header["config"])
     try:
         with torch.device("meta"):
-            model = spec.model_cls(cfg)
+            model = spec.model_cls(cfg)  # fit-time-only parts included: that is what `params` bounds
+            decoder = spec.model_cls.for_decoding(cfg)
     except BitstreamError:
         raise
     except Exception as exc:  # ranges hold, but this combination does not make a model
         raise _fail(f"header config cannot build a {spec.name} model ({type(exc).__name__})") from None
     built = sum(p.numel() for p in model.parameters())
-    embeddings = (cfg.frames, *model.embed_shape) if hasattr(model, "embed_shape") else None
-    total = built + (math.prod(embeddings) if embeddings else 0)
+    total = built + sum(t.numel() for t in decoder.coded_buffers().values())
     if total > LIMITS["params"]:
         raise _fail(f"model would have {total} parameters (limit {LIMITS['params']})", "limits")
-    flops, largest = _measure(model, spec, cfg, shape)
+    flops, largest = _measure(decoder, shape)
     if flops > LIMITS["flops"]:
         raise _fail(f"decoding would take {flops:.2g} FLOPs (limit {LIMITS['flops']:.0e})", "limits")
     if largest > LIMITS["tensor_bytes"]:
         raise _fail(f"decoding would need a {largest >> 20} MiB intermediate tensor (limit {LIMITS['tensor_bytes'] >> 20} MiB)", "limits")
-    expect = {n: list(t.shape) for n, t in stored_tensors(model).items()}
+    expect = {n: list(t.shape) for n, t in decoder.stored_tensors().items()}
     got = {rec["name"]: rec["shape"] for rec in header["tensors"]}
     if expect != got:
         raise _fail("header tensor list does not match the model config")
-    if embeddings is not None:
-        emb = header.get("embeddings")
-        if emb is None or tuple(emb["shape"]) != embeddings:
-            raise _fail("header embeddings do not match the model config")
-    return Plan(spec, cfg, expect, embeddings, built, flops, largest)
+    return Plan(spec, cfg, expect, built, flops, largest)
 
 
-def _measure(model: nn.Module, spec: ModelSpec, cfg: Any, shape: list[int]) -> tuple[float, int]:
+def _measure(model: nn.Module, shape: list[int]) -> tuple[float, int]:
     """(FLOPs of the whole decode, bytes of its largest intermediate tensor), from one render
-    batch on meta tensors; without a probe for the model's kind: 2 FLOPs per parameter per sample."""
-    probe_fn = getattr(model, "decode_probe", None)
+    batch (the family's `decode_probe`) on meta tensors."""
     with torch.device("meta"):
-        if probe_fn is not None:
-            probe = probe_fn(shape)
-        elif spec.kind in PROBES:
-            probe = PROBES[spec.kind](model, cfg, shape)
-        else:
-            return 2.0 * sum(p.numel() for p in model.parameters()) * math.prod(shape[:-1]), 0
+        probe = model.decode_probe(shape)
         counter, largest = FlopCounterMode(display=False), _LargestTensor()
         try:
             with torch.no_grad(), counter, largest:

@@ -12,6 +12,7 @@ from torch import nn
 
 from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding
 from inr.models.registry import ModelSpec, OptimDefaults, register
+from inr.models.representation import CoordinateRepresentation
 from inr.models.schedules import FAST, PAPER
 
 
@@ -25,7 +26,6 @@ def _register(name: str, config_cls, model_cls, description: str, optim: OptimDe
             name=name,
             config_cls=config_cls,
             model_cls=model_cls,
-            kind="coord",
             signals=("image", "video", "audio"),
             description=description,
             optim=dataclasses.replace(optim, fast=FAST[name], paper=PAPER[name]),
@@ -81,7 +81,7 @@ class SineLayer(nn.Module):
         return torch.sin(self.w0 * self.linear(x))
 
 
-class Siren(nn.Module):
+class Siren(CoordinateRepresentation):
     def __init__(self, cfg: SirenConfig):
         super().__init__()
         self.config = cfg
@@ -116,7 +116,7 @@ class PolyConfig:
     LIMITS = _DIM_LIMITS
 
 
-class PolyINR(nn.Module):
+class PolyINR(CoordinateRepresentation):
     def __init__(self, cfg: PolyConfig):
         super().__init__()
         self.config = cfg
@@ -156,7 +156,7 @@ class FFNConfig:
     LIMITS = {**_DIM_LIMITS, "num_features": (1, 1 << 24), "sigma": (1e-6, 1e6), "seed": (0, 2**63 - 1)}
 
 
-class FourierFeatureMLP(nn.Module):
+class FourierFeatureMLP(CoordinateRepresentation):
     # bf16 autocast on CPU by default (inr.device.speed_plan): 2x per step, same PSNR (the
     # features are formed in fp32/float64 outside autocast; only the ReLU MLP runs in bf16).
     cpu_bf16 = True
@@ -209,7 +209,7 @@ class HashMLPConfig:
         )
 
 
-class HashGridMLP(nn.Module):
+class HashGridMLP(CoordinateRepresentation):
     """`backend` (auto / torch / tcnn) is how this machine runs the grid, not part of the model:
     None takes $INR_HASHGRID_BACKEND, else "auto"."""
 

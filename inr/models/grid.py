@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inr.models.registry import ModelSpec, OptimDefaults, register
+from inr.models.representation import FrameRepresentation
 from inr.models.schedules import FAST, PAPER
 
 @dataclass
@@ -168,7 +169,7 @@ def laplace_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -
 
 
 # ------------------------------------------------------------------ the model
-class LatentGrid(nn.Module):
+class LatentGrid(FrameRepresentation):
     """Latents -> frames. `forward(idx)` renders frames `idx` (B,) as (B, C, H, W)."""
 
     def __init__(self, cfg: GridConfig):
@@ -193,18 +194,19 @@ class LatentGrid(nn.Module):
     channels_last_friendly = False  # per-pixel matmuls on (B, H, W, C); see inr.fit.is_convolutional
     side_tensors = ("latents.",)  # latents travel in section LATS (the side codec), not as weights
 
-    def decode_probe(self, shape: list[int]):
-        """One render batch on meta tensors, for the decoder's header checks (schema.py)."""
-        from inr.bitstream import BitstreamError
-        from inr.export.schema import Probe
+    def make_task(self, signal, device, opts):
+        from inr.export.grid_codec import GridTask
+        from inr.pipeline import rate_target
 
-        frames = shape[0] if len(shape) == 4 else 1
-        h, w, c = shape[-3:]
-        cfg = self.config
-        if (cfg.frames, cfg.height, cfg.width, cfg.out_dim) != (frames, h, w, c):
-            raise BitstreamError(f"header signal {shape} does not match the grid config", part="header")
-        batch = min(4, frames)
-        return Probe((torch.arange(batch),), (batch, c, h, w), -(-frames // batch))
+        return GridTask(signal, device, rate_target(opts, signal, None, None))
+
+    def start_from(self, signal) -> None:
+        self.init_from_frames(frames_of(signal))
+
+    def side_codec(self):
+        from inr.export.grid_codec import LatentSection
+
+        return LatentSection()
 
     # ---------------------------------------------------------------- latents
     def quantized(self, k: int) -> torch.Tensor:
@@ -389,9 +391,6 @@ class LatentGrid(nn.Module):
         self._fit_rate_model()
         return step
 
-    def stored_param_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def _adapt(cfg: GridConfig, signal) -> GridConfig:
     if signal.kind == "image":
@@ -417,24 +416,15 @@ def frames_of(signal) -> torch.Tensor:
     return data.permute(0, 3, 1, 2).float()
 
 
-def _latent_section():
-    from inr.export.grid_codec import LatentSection
-
-    return LatentSection()
-
-
 register(
     ModelSpec(
         name="grid",
         config_cls=GridConfig,
         model_cls=LatentGrid,
-        kind="grid",
         signals=("image", "video"),
         description="Cool-chic/C3: quantized latent grid pyramid + tiny synthesis, trained for rate and distortion",
         optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0),), fast=FAST["grid"], paper=PAPER["grid"]),
         adapt=_adapt,
         width_field="hidden",
-        side_codec=_latent_section,
-        init_from_signal=lambda model, signal: model.init_from_frames(frames_of(signal)),
     )
 )

@@ -29,8 +29,10 @@ from torch import nn
 
 from inr.encodings import PositionalEncoding
 from inr.encodings.fourier import float64_device
+from inr.errors import InrError
 from inr.models.geometry import Geometry, derive_geometry
 from inr.models.registry import ModelSpec, OptimDefaults, register
+from inr.models.representation import FrameRepresentation
 from inr.models.schedules import FAST, PAPER
 
 
@@ -192,7 +194,7 @@ class NeRVConfig:
     LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "stem_hidden": (0, 1 << 24)}
 
 
-class NeRV(nn.Module):
+class NeRV(FrameRepresentation):
     plus_plus = False
     cpu_bf16 = True  # bf16 autocast on CPU by default (inr.device.speed_plan): ~2x per step
 
@@ -298,13 +300,14 @@ class ConvNeXtEncoder(nn.Module):
         return self.net(x)
 
 
-class HNeRV(nn.Module):
-    export_excludes = ("encoder.",)  # the encoder only exists to fit; files carry embeddings
+class HNeRV(FrameRepresentation):
+    fit_only = ("encoder.",)  # the encoder only exists to fit; files carry the embeddings
     # Not bf16 on CPU by default: a 40-epoch fit lost 0.2 dB with it (NeRV/NeRV++ lost 0.00).
     cpu_bf16 = False
 
     def __init__(self, cfg: HNeRVConfig, fit_modules: bool = True):
-        """`fit_modules=False` (the decoder) leaves out the encoder, which files never carry."""
+        """`fit_modules=False` (the decoder) leaves out the encoder, which files never carry,
+        and holds a place for the embeddings, which they do."""
         super().__init__()
         self.config = cfg
         self.frozen = False
@@ -312,7 +315,14 @@ class HNeRV(nn.Module):
         self.encoder = ConvNeXtEncoder(tuple(cfg.strides), cfg.enc_dim, cfg.embed_dim, cfg.enc_blocks) if fit_modules else None
         self.decoder = Decoder(cfg.embed_dim, cfg.fc_dim, (1, 1), tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width)
         self.embed_shape = (cfg.embed_dim, *geo.base)
-        self.embeddings: torch.Tensor | None = None  # (T, C, h, w) once cached or loaded
+        # (T, C, h, w) once embedded or loaded; a decoder's model starts with a place for them.
+        # A buffer so that it moves with the model; not persistent: checkpoints and files store
+        # it through the representation interface (checkpoint_tensors, stored_tensors).
+        self.register_buffer("embeddings", None if fit_modules else torch.zeros(cfg.frames, *self.embed_shape), persistent=False)
+
+    @classmethod
+    def for_decoding(cls, cfg: HNeRVConfig) -> "HNeRV":
+        return cls(cfg, fit_modules=False)
 
     def stored_param_count(self) -> int:
         return sum(p.numel() for p in self.decoder.parameters()) + self.config.frames * math.prod(self.embed_shape)
@@ -321,37 +331,41 @@ class HNeRV(nn.Module):
         return self.encoder(_pad(frames, self.config))
 
     @torch.no_grad()
-    def cache_embeddings(self, frames: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    def prepare_decoding(self, signal, device: torch.device, batch: int = 8) -> None:
         """Embed every frame once; decoding then runs the decoder alone, as a player would."""
+        self.frozen = False
+        self.eval()
+        frames = signal.data.permute(0, 3, 1, 2).to(device)
         self.embeddings = torch.cat([self.encode(frames[i : i + batch]) for i in range(0, frames.shape[0], batch)])
-        return self.embeddings
 
-    def freeze_embeddings(self, embeddings: torch.Tensor) -> None:
+    def coded_buffers(self) -> dict[str, torch.Tensor]:
+        return {} if self.embeddings is None else {"embeddings": self.embeddings}
+
+    def set_buffer(self, name: str, value: torch.Tensor) -> None:
         """Decode from these embeddings from now on, in training too (quantization-aware
         fine-tuning trains the decoder against the embeddings the file will carry)."""
-        self.embeddings, self.frozen = embeddings, True
+        if name != "embeddings":
+            super().set_buffer(name, value)
+        self.embeddings, self.frozen = value, True
+
+    def load_checkpoint_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """A fit's cached embeddings: used to render, dropped when training resumes."""
+        self.embeddings = tensors.get("embeddings")
 
     def train(self, mode: bool = True):
         if mode and not self.frozen:
             self.embeddings = None  # the encoder is changing again: cached embeddings go stale
         return super().train(mode)
 
-    def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.embeddings is None else {"embeddings": self.embeddings}
-
-    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "embeddings" in tensors:
-            self.embeddings = tensors["embeddings"]
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return _crop(self.decoder(z), self.config)
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         if self.embeddings is not None and (self.frozen or not self.training):
-            z = self.embeddings[idx]
+            z = self.embeddings[idx].contiguous()  # one layout whatever a speed plan did to the buffer
         else:
             if frames is None:
-                raise ValueError("HNeRV needs frames (or cached embeddings) to decode")
+                raise InrError("this HNeRV has no embeddings to decode from (they are made at the end of its fit)")
             z = self.encode(frames)
         return self.decode(z)
 
@@ -362,7 +376,6 @@ def _register(name: str, config_cls, model_cls, description: str) -> None:
             name=name,
             config_cls=config_cls,
             model_cls=model_cls,
-            kind="frame",
             signals=("video",),
             description=description,
             optim=OptimDefaults(lr=1e-3, betas=(0.9, 0.999), fast=FAST[name], paper=PAPER[name]),

@@ -72,10 +72,12 @@ class OptimDefaults:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registered family: its config, its `Representation` subclass (everything the rest of
+    `inr` asks a family goes through that interface) and how to size it for a signal."""
+
     name: str
     config_cls: type
-    model_cls: type[nn.Module]
-    kind: str  # "coord": f(coords) -> values; "frame": f(frame index / frames) -> images
+    model_cls: type[nn.Module]  # a subclass of inr.models.representation.Representation
     signals: tuple[str, ...]
     description: str
     optim: OptimDefaults
@@ -85,13 +87,13 @@ class ModelSpec:
     width_field: str
     # Optional second integer field searched (1..64) when the width alone steps too coarsely.
     fine_field: str | None = None
-    # Side information beyond the network weights (e.g. latent grids): a factory for an
-    # object with `header_key`, `encode(model) -> (header value, {tag: bytes})` and
-    # `decode(model, header value, sections)`. Lazy, so models need not import the codecs.
-    side_codec: Callable[[], Any] | None = None
-    # Optional start from the signal itself (model, signal) -> None, run once after building a
-    # fresh model for a fit (never at decode): e.g. latent grids start as a pyramid of the signal.
-    init_from_signal: Callable[[Any, Any], None] | None = None
+
+    @property
+    def rate_aware(self) -> bool:
+        """Trained for distortion + lambda x rate (it has a `rate_bits`) and sized by its rate."""
+        from inr.models.representation import Representation
+
+        return self.model_cls.rate_bits is not Representation.rate_bits
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -137,10 +139,6 @@ def config_from_dict(spec: ModelSpec, data: dict) -> Any:
         raise InrError(f"config for {spec.name} has unknown fields: {sorted(unknown)}")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
     return spec.config_cls(**kwargs)
-
-
-def build(spec: ModelSpec, cfg: Any) -> nn.Module:
-    return spec.model_cls(cfg)
 
 
 def count_params(module: nn.Module) -> int:

@@ -28,10 +28,7 @@ def parse_param_budget(text: str) -> int:
 def stored_params(spec: ModelSpec, cfg) -> int:
     """Parameters that a compressed file has to carry (HNeRV: decoder + embeddings)."""
     with torch.device("meta"):
-        model = spec.model_cls(cfg)
-    if hasattr(model, "stored_param_count"):
-        return int(model.stored_param_count())
-    return sum(p.numel() for p in model.parameters())
+        return int(spec.model_cls(cfg).stored_param_count())
 
 
 def _closest_width(spec: ModelSpec, cfg, budget: int) -> tuple[int, int]:
