@@ -298,9 +298,6 @@ def cmd_info(args) -> int:
     for t in h["tensors"]:
         shape = "x".join(map(str, t["shape"]))
         print(f"  {t['name']:40s} {shape:>16s} {t['bits']:2d} bit {t['coder']:9s} {t['bytes']:8d} bytes{'  pruned' if t['pruned'] else ''}")
-    if "embeddings" in h:
-        e = h["embeddings"]
-        print(f"embeddings: {'x'.join(map(str, e['shape']))} at {e['bits']} bits ({e['coder']}), in section EMBD")
     return 0
 
 

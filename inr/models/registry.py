@@ -106,6 +106,11 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def unregister(name: str) -> None:
+    """Remove a family registered at run time (a plug-in's or a test's)."""
+    _REGISTRY.pop(name, None)
+
+
 def get_spec(name: str) -> ModelSpec:
     _load_builtin()
     try:
