@@ -53,7 +53,7 @@ def encode_model(
             mask_sec += block
             symbols = symbols[m.astype(bool)]
         before = len(wgts)
-        block, model_name = entropy.encode_symbols(symbols, 2 ** depth[name])
+        block, model_name = entropy.encode_symbols(symbols, 2 ** depth[name], tuple(w.shape) if mask is None else None)
         wgts += block
         records.append(
             {"name": name, "shape": list(w.shape), "bits": depth[name], "pruned": mask is not None, "coder": model_name, "bytes": len(wgts) - before}
@@ -137,7 +137,7 @@ def _decode_tensors(box: bitstream.Container, header: dict) -> dict[str, torch.T
             symbols[m.astype(bool)] = kept
             mask = torch.from_numpy(m.astype(np.float32)).reshape(shape)
         else:
-            symbols, mask = entropy.decode_symbols(wgts, n, 2**bits), None
+            symbols, mask = entropy.decode_symbols(wgts, n, 2**bits, shape), None
         w = dequantize(torch.from_numpy(symbols).reshape(shape), offset, scale)
         out[rec["name"]] = w * mask if mask is not None else w
     for r, name in ((qprm, "QPRM"), (wgts, "WGTS"), (masks, "MASK")):

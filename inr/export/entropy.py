@@ -1,6 +1,7 @@
 """Entropy coding of integer symbols with constriction's ANS coder.
 
-Each tensor picks the cheapest of three models, counting the bytes of the model itself:
+Entropy models are small registered classes (`EntropyModel`, `register_entropy_model`);
+each tensor picks the cheapest, counting the bytes of the model itself:
   0 histogram  -- exact symbol counts (sparse varints): best for large tensors;
   1 Laplace    -- quantized Laplace(mean, scale), 8 bytes: best for small peaky tensors;
   2 Gaussian   -- quantized Gaussian(mean, scale), 8 bytes.
@@ -11,16 +12,14 @@ Block layout (little endian): u8 model | model params | varint n_words | n_words
 """
 from __future__ import annotations
 
+import math
 import struct
+from typing import ClassVar
 
 import constriction
 import numpy as np
 
 from inr.errors import InrError
-
-HISTOGRAM, LAPLACE, GAUSSIAN = 0, 1, 2
-MODEL_NAMES = {HISTOGRAM: "histogram", LAPLACE: "laplace", GAUSSIAN: "gaussian"}
-
 
 class EntropyError(InrError):
     """Corrupt or inconsistent entropy-coded data."""
@@ -79,85 +78,168 @@ class Reader:
 
 
 # ------------------------------------------------------------------ models
-def _model(kind: int, params, alphabet: int):
-    m = constriction.stream.model
-    if kind == HISTOGRAM:
-        return m.Categorical(params, perfect=False)
-    mean, scale = params
-    if not (np.isfinite(mean) and np.isfinite(scale) and scale > 0 and abs(mean) < 1e9):
-        raise EntropyError("invalid entropy-model parameters")
-    cls = m.QuantizedLaplace if kind == LAPLACE else m.QuantizedGaussian
-    return cls(0, alphabet - 1, float(mean), float(scale))
-
-
 def _encode_with(symbols: np.ndarray, model) -> np.ndarray:
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(symbols, model)
     return coder.get_compressed()
 
 
-def _histogram_params(symbols: np.ndarray, alphabet: int) -> tuple[np.ndarray, bytes]:
-    counts = np.bincount(symbols, minlength=alphabet).astype(np.int64)
-    out = bytearray()
-    nz = np.flatnonzero(counts)
-    put_varint(out, len(nz))
-    prev = 0
-    for s in nz:
-        put_varint(out, int(s) - prev)
-        put_varint(out, int(counts[s]))
-        prev = int(s)
-    return counts.astype(np.float64), bytes(out)
+class EntropyModel:
+    """One way to code a tensor's integer symbols: the model's parameters are written before
+    the ANS stream, and the decoder rebuilds the identical model from them. Each model sees
+    the tensor's shape, so a model that predicts from position or from neighbours (a context
+    model) is one more subclass: override `encode`/`decode` and register it."""
+
+    id: ClassVar[int]  # the u8 that starts a block
+    name: ClassVar[str]  # what the header's `coder` field says
+
+    def __init__(self, alphabet: int, shape: tuple[int, ...]):
+        self.alphabet, self.shape = alphabet, shape
+
+    def fit(self, symbols: np.ndarray) -> bytes:
+        """Choose the parameters for these symbols; return their bytes."""
+        raise NotImplementedError
+
+    def read(self, reader: Reader) -> None:
+        """Read the parameters `fit` wrote (raise EntropyError for invalid ones)."""
+        raise NotImplementedError
+
+    def coder_model(self):
+        """One constriction model for every symbol (what `encode`/`decode` use by default)."""
+        raise NotImplementedError
+
+    def encode(self, symbols: np.ndarray) -> np.ndarray:
+        return _encode_with(symbols, self.coder_model())
+
+    def decode(self, words: np.ndarray, count: int) -> np.ndarray:
+        return np.asarray(constriction.stream.stack.AnsCoder(words).decode(self.coder_model(), count), dtype=np.int32)
 
 
-def encode_symbols(symbols: np.ndarray, alphabet: int) -> tuple[bytes, str]:
-    """Symbols in [0, alphabet) -> (block bytes, model name used)."""
-    symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
-    if symbols.size == 0:
-        return bytes([HISTOGRAM, 0, 0]), "histogram"
-    best: tuple[bytes, str] | None = None
-    counts, hist_bytes = _histogram_params(symbols, alphabet)
-    mean = float(np.float32(symbols.mean()))
-    std = float(symbols.std())
-    candidates = [
-        (HISTOGRAM, counts, hist_bytes),
-        (LAPLACE, (mean, float(np.float32(max(std / np.sqrt(2), 0.05)))), None),
-        (GAUSSIAN, (mean, float(np.float32(max(std, 0.05)))), None),
-    ]
-    for kind, params, param_bytes in candidates:
-        words = _encode_with(symbols, _model(kind, params, alphabet))
-        block = bytearray([kind])
-        block += param_bytes if param_bytes is not None else struct.pack("<ff", *params)
-        put_varint(block, len(words))
-        block += words.astype("<u4").tobytes()
-        if best is None or len(block) < len(best[0]):
-            best = (bytes(block), MODEL_NAMES[kind])
-    assert best is not None
-    return best
+ENTROPY_MODELS: dict[int, type[EntropyModel]] = {}
 
 
-def decode_symbols(reader: Reader, count: int, alphabet: int) -> np.ndarray:
-    """Read one block written by `encode_symbols` and decode `count` symbols."""
-    (kind,) = reader.unpack("<B")
-    if kind == HISTOGRAM:
+def register_entropy_model(cls: type[EntropyModel]) -> type[EntropyModel]:
+    """Add a model to the ones every tensor tries (the cheapest block wins)."""
+    if cls.id in ENTROPY_MODELS or not 0 <= cls.id < 256:
+        raise ValueError(f"entropy model id {cls.id} is taken or out of range")
+    ENTROPY_MODELS[cls.id] = cls
+    return cls
+
+
+def coder_names() -> list[str]:
+    return sorted(cls.name for cls in ENTROPY_MODELS.values())
+
+
+@register_entropy_model
+class Histogram(EntropyModel):
+    """Exact symbol counts (sparse varints): best for large tensors."""
+
+    id, name = 0, "histogram"
+
+    def fit(self, symbols):
+        self.counts = np.bincount(symbols, minlength=self.alphabet).astype(np.float64)
+        out = bytearray()
+        nz = np.flatnonzero(self.counts)
+        put_varint(out, len(nz))
+        prev = 0
+        for s in nz:
+            put_varint(out, int(s) - prev)
+            put_varint(out, int(self.counts[s]))
+            prev = int(s)
+        return bytes(out)
+
+    def read(self, reader):
         n = reader.varint()
-        if n > alphabet:
+        if n > self.alphabet:
             raise EntropyError("histogram has more entries than symbols")
-        counts = np.zeros(alphabet, dtype=np.float64)
+        counts = np.zeros(self.alphabet, dtype=np.float64)
         s = 0
         for i in range(n):
             delta = reader.varint()
             s += delta
             c = reader.varint()
-            if s >= alphabet or c == 0 or (i > 0 and delta == 0):
+            if s >= self.alphabet or c == 0 or (i > 0 and delta == 0):
                 raise EntropyError("invalid histogram")
             counts[s] = c
-        params = counts
-        if count and n == 0:
+        if math.prod(self.shape) and n == 0:
             raise EntropyError("empty histogram for non-empty tensor")
-    elif kind in (LAPLACE, GAUSSIAN):
-        params = reader.unpack("<ff")
-    else:
+        self.counts = counts
+
+    def coder_model(self):
+        return constriction.stream.model.Categorical(self.counts, perfect=False)
+
+
+class _Parametric(EntropyModel):
+    """A quantized continuous density with a stored float32 mean and scale (8 bytes)."""
+
+    def _scale(self, std: float) -> float:
+        raise NotImplementedError
+
+    def fit(self, symbols):
+        self.mean = float(np.float32(symbols.mean()))
+        self.scale = float(np.float32(max(self._scale(float(symbols.std())), 0.05)))
+        return struct.pack("<ff", self.mean, self.scale)
+
+    def read(self, reader):
+        self.mean, self.scale = reader.unpack("<ff")
+        if not (np.isfinite(self.mean) and np.isfinite(self.scale) and self.scale > 0 and abs(self.mean) < 1e9):
+            raise EntropyError("invalid entropy-model parameters")
+
+
+@register_entropy_model
+class Laplace(_Parametric):
+    """Quantized Laplace(mean, scale): best for small peaky tensors."""
+
+    id, name = 1, "laplace"
+
+    def _scale(self, std):
+        return std / np.sqrt(2)
+
+    def coder_model(self):
+        return constriction.stream.model.QuantizedLaplace(0, self.alphabet - 1, self.mean, self.scale)
+
+
+@register_entropy_model
+class Gaussian(_Parametric):
+    """Quantized Gaussian(mean, scale)."""
+
+    id, name = 2, "gaussian"
+
+    def _scale(self, std):
+        return std
+
+    def coder_model(self):
+        return constriction.stream.model.QuantizedGaussian(0, self.alphabet - 1, self.mean, self.scale)
+
+
+def encode_symbols(symbols: np.ndarray, alphabet: int, shape: tuple[int, ...] | None = None) -> tuple[bytes, str]:
+    """Symbols in [0, alphabet) of a tensor of `shape` (default: flat) -> (block bytes, name
+    of the entropy model used): every registered model is tried, the smallest block wins."""
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
+    shape = tuple(shape) if shape is not None else (symbols.size,)
+    if symbols.size == 0:
+        return bytes([Histogram.id, 0, 0]), Histogram.name
+    best: tuple[bytes, str] | None = None
+    for cls in ENTROPY_MODELS.values():
+        model = cls(alphabet, shape)
+        block = bytearray([cls.id]) + model.fit(symbols)
+        words = model.encode(symbols)
+        put_varint(block, len(words))
+        block += words.astype("<u4").tobytes()
+        if best is None or len(block) < len(best[0]):
+            best = (bytes(block), cls.name)
+    assert best is not None
+    return best
+
+
+def decode_symbols(reader: Reader, count: int, alphabet: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read one block written by `encode_symbols` and decode `count` symbols."""
+    (kind,) = reader.unpack("<B")
+    cls = ENTROPY_MODELS.get(kind)
+    if cls is None:
         raise EntropyError(f"unknown entropy model {kind}")
+    model = cls(alphabet, tuple(shape) if shape is not None else (count,))
+    model.read(reader)
     n_words = reader.varint()
     if n_words * 4 > reader.remaining:
         raise EntropyError("compressed data runs past the end of its section")
@@ -165,13 +247,11 @@ def decode_symbols(reader: Reader, count: int, alphabet: int) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=np.int32)
     try:
-        coder = constriction.stream.stack.AnsCoder(words)
-        out = coder.decode(_model(kind, params, alphabet), count)
+        return model.decode(words, count)
     except EntropyError:
         raise
     except Exception as exc:  # constriction raises on inconsistent streams
         raise EntropyError(f"entropy decoding failed ({exc})") from None
-    return np.asarray(out, dtype=np.int32)
 
 
 # ------------------------------------------------------------------ masks

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from inr.bitstream import BitstreamError
 from inr.errors import InrError
-from inr.export.entropy import MODEL_NAMES
+from inr.export.entropy import coder_names
 from inr.models.registry import ModelSpec, config_from_dict, get_spec
 
 # Decoder-wide limits. Memory of a decode is about output values x 4 bytes plus a few times the
@@ -130,8 +130,8 @@ def check_structure(header: dict) -> None:
 
 
 def _coder(v: Any, what: str) -> None:
-    if not isinstance(v, str) or v not in MODEL_NAMES.values():
-        raise _fail(f"header {what} must be one of {sorted(MODEL_NAMES.values())}, got {_show(v)}")
+    if not isinstance(v, str) or v not in coder_names():
+        raise _fail(f"header {what} must be one of {coder_names()}, got {_show(v)}")
 
 
 def _check_record(rec: dict, what: str) -> None:
