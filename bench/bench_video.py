@@ -7,13 +7,14 @@ Bunny 1280x720 is resized to 320x180 and centre-cropped to 320x160 (HNeRV's 2:1 
 Every `--eval-every` epochs the full clip is decoded and scored; the time column counts
 training steps only (evaluation excluded), so the curves are PSNR vs epochs and vs seconds.
 A variant is `schedule:speed`: the learning-rate schedule (`fast` or `paper`, see
-inr/models/schedules.py) and the speed-ups (`on`: the device's defaults; `off`: fp32, NCHW,
+inr/models/schedules.py; `paper@hnerv` borrows another family's) and the speed-ups (`on`: the device's defaults; `off`: fp32, NCHW,
 per-parameter Adam). `--reach X` adds the training seconds to the first evaluation at or
 above X dB (evaluate often, e.g. `--eval-every 2`, for a fine reading).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from common import ROOT, print_table, write_json  # noqa: I001
@@ -36,12 +37,16 @@ OFF = {"amp": False, "channels_last": False, "fused_adam": False}
 def run_model(name: str, signal, budget: int, args, variant: str, seed: int, device) -> dict:
     schedule, speed = variant.split(":")
     spec = get_spec(name)
+    optim = spec.optim
+    if "@" in schedule:  # e.g. paper@hnerv: NeRV trained as the HNeRV code trains it (the side-by-side's setup)
+        schedule, family = schedule.split("@")
+        optim = dataclasses.replace(optim, **{schedule: get_spec(family).optim.schedule(schedule)})
     cfg, model = build_model(spec, signal, budget, None, seed=seed)
     model = model.to(device)
     fit = FitConfig(epochs=args.epochs, lr=args.lr, seed=seed, schedule=schedule, **(OFF if speed == "off" else {}))
     opts = FitOptions(model=name, params=budget, batch_size=2, fit=fit)
     task = model.make_task(signal, device, opts)
-    trainer = Trainer(model, task, opts.fit, spec.optim, device)
+    trainer = Trainer(model, task, opts.fit, optim, device)
     curve: list[dict] = []
     eval_every = args.eval_every
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding, PositionalEncoding
+from inr.encodings.fourier import float32_bands
 from inr.encodings.prng import gaussian_matrix, splitmix64, standard_normals
-from inr.models import get_spec
+from inr.models import config_from_dict, get_spec
 from inr.signals import video_signal
 
 # gaussian_matrix(seed=0, rows=2, cols=3, sigma=10): fixed by the format (docs/bitstream.md).
@@ -137,8 +138,14 @@ def test_nerv_model_feeds_exact_encoding_to_its_decoder():
     model.decoder.register_forward_pre_hook(lambda mod, args: seen.update(z=args[0]))
     model(torch.tensor([3, 7]))
     z = seen["z"][:, :, 0, 0]
+    assert cfg.pe_bands == "float32"  # every new fit: the official code's frequencies
+    older = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pe_bands"}
+    assert config_from_dict(spec, older).pe_bands == "exact"  # a file written before keeps decoding as it did
+    band = float32_bands(1.25, 80)[79]
     for row, i in enumerate((3, 7)):
-        s, c = _reference_pe(i / 10, 79)
+        with mpmath.workdps(50):
+            ang = mpmath.mpf(band) * mpmath.pi * mpmath.mpf(i / 10)
+            s, c = float(mpmath.sin(ang)), float(mpmath.cos(ang))
         assert abs(float(z[row, 79]) - s) < 1e-6 and abs(float(z[row, 159]) - c) < 1e-6
 
 
@@ -191,3 +198,32 @@ def test_gaussian_fourier_features_deterministic_and_exact():
     assert 5 < float(a.B.std()) < 15
     ref = torch.sin(2 * math.pi * (x.double() @ a.B.double()))
     assert (a(x)[:, :16].double() - ref).abs().max() < 1e-6
+
+
+def test_float32_bands_are_the_official_codes_frequencies():
+    """The official NeRV/HNeRV code multiplies a float32 tensor of b^k by pi: each of our bands
+    times pi, rounded to float32, is that product correctly rounded (torch's float32 pow may be
+    off by an ulp at a level or two, which is why the bands are computed exactly here)."""
+    bands = float32_bands(1.25, 80)
+    official = ((1.25 ** torch.arange(80)) * math.pi).tolist()
+    same = sum(float(np.float32(b * math.pi)) == o for b, o in zip(bands, official))
+    assert same >= 78
+    with mpmath.workdps(50):
+        for k in (0, 1, 40, 79):  # float32 of the exact b^k, times float32 pi, rounded to float32
+            exact = float(np.float32(float(np.float32(float(mpmath.mpf(1.25) ** k))) * float(np.float32(math.pi))))
+            assert math.isclose(bands[k] * math.pi, exact, rel_tol=1e-15)
+
+
+def test_float32_band_encoding_matches_high_precision_reference():
+    """The band frequencies differ from b^k, the exactness does not: every value matches a
+    50-digit evaluation of sin/cos(f_k x) to float32 accuracy."""
+    pe = PositionalEncoding(1, levels=80, base=1.25, bands="float32")
+    t = torch.arange(32).to(torch.float64)[:, None] / 32
+    out = pe(t)
+    bands = float32_bands(1.25, 80)
+    with mpmath.workdps(50):
+        for i in range(32):
+            for k in (0, 70, 79):
+                ang = mpmath.mpf(bands[k]) * mpmath.pi * mpmath.mpf(float(t[i, 0]))
+                assert abs(float(out[i, k]) - float(mpmath.sin(ang))) < 1e-6
+                assert abs(float(out[i, 80 + k]) - float(mpmath.cos(ang))) < 1e-6

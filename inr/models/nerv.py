@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inr.encodings import PositionalEncoding
+from inr.encodings.fourier import BANDS
 from inr.encodings.fourier import float64_device
 from inr.errors import InrError
 from inr.models.geometry import Geometry, derive_geometry
@@ -159,6 +160,11 @@ def _adapt_video(cfg, signal):
     return dataclasses.replace(cfg, height=h, width=w, frames=t, pad_height=g.pad_height, pad_width=g.pad_width, strides=g.strides)
 
 
+def _adapt_nerv(cfg, signal):
+    """New NeRV/NeRV++ fits use the official code's band frequencies (see NeRVConfig.pe_bands)."""
+    return dataclasses.replace(_adapt_video(cfg, signal), pe_bands="float32")
+
+
 # Ranges a decoder accepts for these config fields (`inr.export.schema`); counts of layers and
 # blocks are tight so that building even a rejected model stays fast; widths are loose, since
 # the meta-device parameter count bounds them.
@@ -184,6 +190,9 @@ class NeRVConfig:
     fc_dim: int = 64
     pe_base: float = 1.25
     pe_levels: int = 80
+    # "float32": the official code's band frequencies (inr.encodings.fourier.float32_bands), set
+    # for every new fit by _adapt_video; "exact" (b^k) is what files written before them used.
+    pe_bands: str = "exact"
     stem_hidden: int = 0
     ks: tuple[int, int] = (3, 3)
     reduce: float = 2.0
@@ -191,7 +200,7 @@ class NeRVConfig:
     min_base: int = 8
     max_base: int = 16
 
-    LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "stem_hidden": (0, 1 << 24)}
+    LIMITS = {**_FRAME_LIMITS, "pe_base": (1.0, 16.0), "pe_levels": (1, 256), "pe_bands": BANDS, "stem_hidden": (0, 1 << 24)}
 
 
 class NeRV(FrameRepresentation):
@@ -202,7 +211,7 @@ class NeRV(FrameRepresentation):
         super().__init__()
         self.config = cfg
         geo = _geometry(cfg)
-        self.pe = PositionalEncoding(1, cfg.pe_levels, cfg.pe_base)
+        self.pe = PositionalEncoding(1, cfg.pe_levels, cfg.pe_base, bands=cfg.pe_bands)
         self.decoder = Decoder(
             self.pe.out_dim, cfg.fc_dim, geo.base, tuple(cfg.strides), tuple(cfg.ks), cfg.reduce, cfg.lower_width,
             cfg.stem_hidden, plus_plus=self.plus_plus,
@@ -370,7 +379,7 @@ class HNeRV(FrameRepresentation):
         return self.decode(z)
 
 
-def _register(name: str, config_cls, model_cls, description: str) -> None:
+def _register(name: str, config_cls, model_cls, description: str, adapt=_adapt_video) -> None:
     register(
         ModelSpec(
             name=name,
@@ -379,13 +388,13 @@ def _register(name: str, config_cls, model_cls, description: str) -> None:
             signals=("video",),
             description=description,
             optim=OptimDefaults(lr=1e-3, betas=(0.9, 0.999), fast=FAST[name], paper=PAPER[name]),
-            adapt=_adapt_video,
+            adapt=adapt,
             width_field="fc_dim",
             fine_field="lower_width",
         )
     )
 
 
-_register("nerv", NeRVConfig, NeRV, "NeRV: frame index -> positional encoding -> conv + PixelShuffle decoder")
-_register("nervpp", NeRVConfig, NeRVPlusPlus, "NeRV++: NeRV decoder + separable-conv residual blocks and bilinear skips")
+_register("nerv", NeRVConfig, NeRV, "NeRV: frame index -> positional encoding -> conv + PixelShuffle decoder", _adapt_nerv)
+_register("nervpp", NeRVConfig, NeRVPlusPlus, "NeRV++: NeRV decoder + separable-conv residual blocks and bilinear skips", _adapt_nerv)
 _register("hnerv", HNeRVConfig, HNeRV, "HNeRV: ConvNeXt-encoded per-frame embeddings + balanced NeRV decoder")
