@@ -266,9 +266,20 @@ def _browser():
     return chromium, sync_playwright
 
 
-def _wait_status(page, selector: str, prefixes: tuple[str, ...], timeout_ms: int = 180_000) -> str:
+def _start(page, button: str) -> str:
+    """Click a start button; the id of the job it created, read from the URL the page sets
+    (?job=ID). Waiting on the status box alone would race with the previous job's status."""
+    before = page.url
+    page.locator(button).click()
+    page.wait_for_function("(before) => location.href !== before && new URL(location.href).searchParams.get('job')", arg=before, timeout=60_000)
+    return re.search(r"[?&]job=(\w+)", page.url).group(1)
+
+
+def _wait_status(page, selector: str, prefixes: tuple[str, ...], job_id: str, timeout_ms: int = 180_000) -> str:
+    """The status box's text once it is about `job_id` and starts with one of `prefixes`."""
     box = page.locator(selector)
-    page.wait_for_function("([el, ps]) => ps.some((p) => el.value.startsWith(p))", arg=[box.element_handle(), list(prefixes)], timeout=timeout_ms)
+    page.wait_for_function("([el, ps, id]) => el.value.includes(id) && ps.some((p) => el.value.startsWith(p))",
+                           arg=[box.element_handle(), list(prefixes), job_id], timeout=timeout_ms)
     return box.input_value()
 
 
@@ -302,13 +313,12 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.keyboard.press("Escape")
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("8k")
             page.locator("#fit-seconds input").first.fill("4")
-            page.locator("#fit-start").click()
-            assert _wait_status(page, status, ("done", "failed")).startswith("done")
-            assert re.search(r"[?&]job=\w+", page.url), page.url  # the URL names the job
+            image_job = _start(page, "#fit-start")  # the URL names the job
+            assert _wait_status(page, status, ("done", "failed"), image_job).startswith("done")
             page.screenshot(path=str(ARTIFACTS / "ui_fit.png"), full_page=True)
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
-            page.get_by_role("option", name=re.compile("crop.png")).first.click()
+            page.get_by_role("option", name=re.compile(image_job)).click()
             for el in ("#play-img-original img", "#play-img-inr img", "#play-img-jpeg img", "#play-img-webp img", "#play-img-avif img"):
                 page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=page.locator(el).element_handle(timeout=30_000), timeout=30_000)
             assert re.search(r"JPEG \(quality \d+\)", page.locator("#play-ref-stats").inner_text())
@@ -324,11 +334,11 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("option", name="nerv", exact=True).click()
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("30k")
             page.locator("#fit-seconds input").first.fill("6")
-            page.locator("#fit-start").click()
-            assert _wait_status(page, status, ("done", "failed")).startswith("done")
+            video_job = _start(page, "#fit-start")
+            assert _wait_status(page, status, ("done", "failed"), video_job).startswith("done")
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
-            page.get_by_role("option", name=re.compile("tiny.mkv")).first.click()
+            page.get_by_role("option", name=re.compile(video_job)).click()
             video = page.locator("#play-inr video")
             video.wait_for(timeout=60_000)
             page.wait_for_function("v => v.readyState >= 2 && v.duration > 0", arg=video.element_handle(), timeout=60_000)
@@ -344,9 +354,8 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             # a long job: reload the page while it runs, the page comes back to it, cancel it there
             page.get_by_role("tab", name="Fit").click()
             page.locator("#fit-seconds input").first.fill("300")
-            page.locator("#fit-start").click()
-            _wait_status(page, status, ("running",), 60_000)
-            job_id = re.search(r"job (\w+)", page.locator(status).input_value()).group(1)
+            job_id = _start(page, "#fit-start")
+            _wait_status(page, status, ("running",), job_id, 60_000)
             page.reload(wait_until="domcontentloaded")
             page.locator("#fit-start").wait_for(timeout=60_000)
             page.wait_for_function("([el, id]) => el.value.includes(id) && el.value.startsWith('running')",
@@ -358,7 +367,7 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("option", name=re.compile(job_id)).click()
             page.locator("#jobs-cancel").click()
             page.get_by_role("tab", name="Fit").click()
-            assert _wait_status(page, status, ("cancelled",), 60_000).startswith("cancelled")
+            assert _wait_status(page, status, ("cancelled",), job_id, 60_000).startswith("cancelled")
             assert _api(url, f"api/jobs/{job_id}")["status"] == "cancelled"
             # the compare flow: a tiny clip, one INR point, the codec curves, the report inline
             page.get_by_role("tab", name="Compare").click()
@@ -366,16 +375,16 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.locator("#cmp-upload input[type=file]").set_input_files(str(tiny_clip_file))
             page.locator("#cmp-bpp textarea, #cmp-bpp input").first.fill("0.5")
             page.locator("#cmp-seconds input").first.fill("3")
-            page.locator("#cmp-go").click()
+            cmp_id = _start(page, "#cmp-go")
             cmp_status = "#cmp-status textarea"
-            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), 300_000).startswith("done")
+            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), cmp_id, 300_000).startswith("done")
             page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             page.locator("#cmp-table").get_by_text("h264").first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "ui_compare.png"), full_page=True)
             # a reload without the job in the URL still shows the finished report
             page.goto(url, wait_until="domcontentloaded")
             page.get_by_role("tab", name="Compare").click()
-            assert _wait_status(page, cmp_status, ("done",), 60_000).startswith("done")
+            assert _wait_status(page, cmp_status, ("done",), cmp_id, 60_000).startswith("done")
             page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             assert not external, f"the page tried to reach the network: {external[:5]}"
         finally:
