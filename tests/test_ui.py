@@ -94,6 +94,8 @@ def test_expectations_come_from_the_measured_tables():
     assert f"{hashgrid['psnr']:.1f} dB" in e.text and not e.warn
     big = expect("image", "hashgrid", 256 * 256, 60, 100_000, 50_000)
     assert big.warn and "larger than the file itself" in big.text
+    grid_big = expect("image", "auto", 48 * 48, 4, 8000, 1348)  # the default family warns about size too
+    assert grid_big.warn and "larger than the file itself" in grid_big.text and "Measured" in grid_big.text
     video = json.loads((RESULTS / "video.json").read_text())
     hnerv = next(r for r in video["results"] if r["model"] == "hnerv")
     t, h, w, _ = video["frames"]
