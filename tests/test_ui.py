@@ -54,6 +54,9 @@ def test_budget_and_errors_in_the_users_words():
     with pytest.raises(InrError):
         views.parse_budget("parameters", "lots")
     assert views.expected_bytes({"bpp": 0.5}, 1600) == 100
+    assert views.default_budget("image", "bits per pixel", views.DEFAULT_BPP["video"]) == views.DEFAULT_BPP["image"]
+    assert views.default_budget("image", "bits per pixel", "0.7") == "0.7"  # what a user typed stays
+    assert views.default_budget("image", "parameters", "100k") == "100k"
     msg = "/data/uploads/0123456789abcdef0123456789abcdef.png: cannot decode\n  Traceback..."
     assert views.friendly(msg, "cat.png") == "cat.png: cannot decode"
 
@@ -313,7 +316,10 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             offered = [t.split()[-1] for t in page.get_by_role("option").all_inner_texts()]  # the picked one has a check mark
             assert "hashgrid" in offered and "hnerv" not in offered, offered
             page.keyboard.press("Escape")
-            page.locator("#fit-budget textarea, #fit-budget input").first.fill("8k")
+            budget = page.locator("#fit-budget textarea, #fit-budget input").first
+            assert budget.input_value() == "0.5"  # the default budget is a rate, the image's default
+            page.locator("#fit-budget-kind").get_by_label("parameters").check()
+            budget.fill("8k")
             page.locator("#fit-seconds input").first.fill("4")
             image_job = _start(page, "#fit-start")  # the URL names the job
             assert _wait_status(page, status, ("done", "failed"), image_job).startswith("done")
