@@ -61,6 +61,17 @@ def test_budget_and_errors_in_the_users_words():
     assert views.friendly(msg, "cat.png") == "cat.png: cannot decode"
 
 
+def test_codec_captions_say_when_sizes_could_not_match():
+    from ui import views
+
+    inr = {"bytes": 31_703}
+    h264 = views.companion_text("h264", {"crf": 0, "bytes": 13_217, "bpp": 2.151, "psnr": 36.254}, inr)
+    assert h264.startswith("**H.264 (CRF 0)**: 13,217 bytes, 2.151 bpp, PSNR 36.25 dB") and "even the best H.264 is smaller" in h264
+    jpeg = views.companion_text("jpeg", {"quality": 5, "bytes": 900, "bpp": 3.1, "psnr": 30.0, "fits": False}, {"bytes": 500})
+    assert "JPEG (quality 5)" in jpeg and "even the lowest JPEG quality is larger" in jpeg
+    assert views.companion_text("avif", None, inr) == "**AVIF**: none for this job"
+
+
 def test_progress_is_one_time_axis_with_phases():
     from ui import views
 

@@ -223,7 +223,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                     orig, _artifact(cfg, job, "decoded.png"), *refs,
                     o_txt, inr_txt, *texts, _artifact(cfg, job, "output.inr"))
         h = _json_artifact(cfg, job, "h264.json")
-        h_txt = f"**H.264 (CRF {h['crf']})**: {h['bytes']:,} bytes, {h['bpp']:.3f} bpp, PSNR {h['psnr']:.2f} dB" if h else "**H.264**: none for this job"
+        h_txt = views.companion_text("h264", h, rep)
         return (gr.update(visible=True), gr.update(visible=False),
                 _artifact(cfg, job, "original.mp4"), _artifact(cfg, job, "decoded.mp4"), _artifact(cfg, job, "h264.mp4"),
                 None, None, None, None, None,

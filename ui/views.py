@@ -99,7 +99,8 @@ def companion_text(codec: str, info: dict | None, inr_report: dict | None) -> st
     name = CODEC_NAMES.get(codec, codec)
     if not info:
         return f"**{name}**: none for this job"
-    text = f"**{name} (quality {info['quality']})**: {info['bytes']:,} bytes, {info['bpp']:.3f} bpp, PSNR {info['psnr']:.2f} dB"
+    setting = f"CRF {info['crf']}" if "crf" in info else f"quality {info['quality']}"  # video / image codecs
+    text = f"**{name} ({setting})**: {info['bytes']:,} bytes, {info['bpp']:.3f} bpp, PSNR {info['psnr']:.2f} dB"
     inr_bytes = (inr_report or {}).get("bytes")
     if inr_bytes and not info.get("fits", True):
         text += f" (even the lowest {name} quality is larger than the .inr here)"
