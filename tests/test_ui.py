@@ -54,8 +54,22 @@ def test_budget_and_errors_in_the_users_words():
     with pytest.raises(InrError):
         views.parse_budget("parameters", "lots")
     assert views.expected_bytes({"bpp": 0.5}, 1600) == 100
+    assert views.default_budget("image", "bits per pixel", views.DEFAULT_BPP["video"]) == views.DEFAULT_BPP["image"]
+    assert views.default_budget("image", "bits per pixel", "0.7") == "0.7"  # what a user typed stays
+    assert views.default_budget("image", "parameters", "100k") == "100k"
     msg = "/data/uploads/0123456789abcdef0123456789abcdef.png: cannot decode\n  Traceback..."
     assert views.friendly(msg, "cat.png") == "cat.png: cannot decode"
+
+
+def test_codec_captions_say_when_sizes_could_not_match():
+    from ui import views
+
+    inr = {"bytes": 31_703}
+    h264 = views.companion_text("h264", {"crf": 0, "bytes": 13_217, "bpp": 2.151, "psnr": 36.254}, inr)
+    assert h264.startswith("**H.264 (CRF 0)**: 13,217 bytes, 2.151 bpp, PSNR 36.25 dB") and "even the best H.264 is smaller" in h264
+    jpeg = views.companion_text("jpeg", {"quality": 5, "bytes": 900, "bpp": 3.1, "psnr": 30.0, "fits": False}, {"bytes": 500})
+    assert "JPEG (quality 5)" in jpeg and "even the lowest JPEG quality is larger" in jpeg
+    assert views.companion_text("avif", None, inr) == "**AVIF**: none for this job"
 
 
 def test_progress_is_one_time_axis_with_phases():
@@ -94,6 +108,8 @@ def test_expectations_come_from_the_measured_tables():
     assert f"{hashgrid['psnr']:.1f} dB" in e.text and not e.warn
     big = expect("image", "hashgrid", 256 * 256, 60, 100_000, 50_000)
     assert big.warn and "larger than the file itself" in big.text
+    grid_big = expect("image", "auto", 48 * 48, 4, 8000, 1348)  # the default family warns about size too
+    assert grid_big.warn and "larger than the file itself" in grid_big.text and "Measured" in grid_big.text
     video = json.loads((RESULTS / "video.json").read_text())
     hnerv = next(r for r in video["results"] if r["model"] == "hnerv")
     t, h, w, _ = video["frames"]
@@ -266,23 +282,21 @@ def _browser():
     return chromium, sync_playwright
 
 
-def _wait_status(page, selector: str, prefixes: tuple[str, ...], timeout_ms: int = 180_000, job: str = "") -> str:
-    """Wait until the status box starts with one of `prefixes` (and names `job`, when given)."""
-    box = page.locator(selector)
-    page.wait_for_function("([el, ps, job]) => ps.some((p) => el.value.startsWith(p)) && el.value.includes(job)",
-                           arg=[box.element_handle(), list(prefixes), job], timeout=timeout_ms)
-    return box.input_value()
-
-
-def _start(page, button: str, selector: str) -> str:
-    """Click a start button and return the id of the job it made: the status box still shows the
-    previous job until the new one is queued, so waiting on the status alone races with it."""
-    box = page.locator(selector)
-    old = (re.search(r"job (\w+)", box.input_value()) or [None, ""])[1]
+def _start(page, button: str) -> str:
+    """Click a start button; the id of the job it created, read from the URL the page sets
+    (?job=ID). Waiting on the status box alone would race with the previous job's status."""
+    before = page.url
     page.locator(button).click()
-    page.wait_for_function("([el, old]) => { const m = el.value.match(/job (\\w+)/); return m !== null && m[1] !== old; }",
-                           arg=[box.element_handle(), old], timeout=60_000)
-    return re.search(r"job (\w+)", box.input_value()).group(1)
+    page.wait_for_function("(before) => location.href !== before && new URL(location.href).searchParams.get('job')", arg=before, timeout=60_000)
+    return re.search(r"[?&]job=(\w+)", page.url).group(1)
+
+
+def _wait_status(page, selector: str, prefixes: tuple[str, ...], job_id: str, timeout_ms: int = 180_000) -> str:
+    """The status box's text once it is about `job_id` and starts with one of `prefixes`."""
+    box = page.locator(selector)
+    page.wait_for_function("([el, ps, id]) => el.value.includes(id) && ps.some((p) => el.value.startsWith(p))",
+                           arg=[box.element_handle(), list(prefixes), job_id], timeout=timeout_ms)
+    return box.input_value()
 
 
 def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
@@ -313,15 +327,17 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             offered = [t.split()[-1] for t in page.get_by_role("option").all_inner_texts()]  # the picked one has a check mark
             assert "hashgrid" in offered and "hnerv" not in offered, offered
             page.keyboard.press("Escape")
-            page.locator("#fit-budget textarea, #fit-budget input").first.fill("8k")
+            budget = page.locator("#fit-budget textarea, #fit-budget input").first
+            assert budget.input_value() == "0.5"  # the default budget is a rate, the image's default
+            page.locator("#fit-budget-kind").get_by_label("parameters").check()
+            budget.fill("8k")
             page.locator("#fit-seconds input").first.fill("4")
-            job = _start(page, "#fit-start", status)
-            assert _wait_status(page, status, ("done", "failed"), job=job).startswith("done")
-            assert re.search(r"[?&]job=\w+", page.url), page.url  # the URL names the job
+            image_job = _start(page, "#fit-start")  # the URL names the job
+            assert _wait_status(page, status, ("done", "failed"), image_job).startswith("done")
             page.screenshot(path=str(ARTIFACTS / "ui_fit.png"), full_page=True)
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
-            page.get_by_role("option", name=re.compile("crop.png")).first.click()
+            page.get_by_role("option", name=re.compile(image_job)).click()
             for el in ("#play-img-original img", "#play-img-inr img", "#play-img-jpeg img", "#play-img-webp img", "#play-img-avif img"):
                 page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=page.locator(el).element_handle(timeout=30_000), timeout=30_000)
             assert re.search(r"JPEG \(quality \d+\)", page.locator("#play-ref-stats").inner_text())
@@ -337,11 +353,11 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("option", name="nerv", exact=True).click()
             page.locator("#fit-budget textarea, #fit-budget input").first.fill("30k")
             page.locator("#fit-seconds input").first.fill("6")
-            job = _start(page, "#fit-start", status)
-            assert _wait_status(page, status, ("done", "failed"), job=job).startswith("done")
+            video_job = _start(page, "#fit-start")
+            assert _wait_status(page, status, ("done", "failed"), video_job).startswith("done")
             page.get_by_role("tab", name="Playback").click()
             page.locator("#play-pick input").click()
-            page.get_by_role("option", name=re.compile("tiny.mkv")).first.click()
+            page.get_by_role("option", name=re.compile(video_job)).click()
             video = page.locator("#play-inr video")
             video.wait_for(timeout=60_000)
             page.wait_for_function("v => v.readyState >= 2 && v.duration > 0", arg=video.element_handle(), timeout=60_000)
@@ -357,8 +373,8 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             # a long job: reload the page while it runs, the page comes back to it, cancel it there
             page.get_by_role("tab", name="Fit").click()
             page.locator("#fit-seconds input").first.fill("300")
-            job_id = _start(page, "#fit-start", status)
-            _wait_status(page, status, ("running",), 60_000, job=job_id)
+            job_id = _start(page, "#fit-start")
+            _wait_status(page, status, ("running",), job_id, 60_000)
             page.reload(wait_until="domcontentloaded")
             page.locator("#fit-start").wait_for(timeout=60_000)
             page.wait_for_function("([el, id]) => el.value.includes(id) && el.value.startsWith('running')",
@@ -370,7 +386,7 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.get_by_role("option", name=re.compile(job_id)).click()
             page.locator("#jobs-cancel").click()
             page.get_by_role("tab", name="Fit").click()
-            assert _wait_status(page, status, ("cancelled",), 60_000).startswith("cancelled")
+            assert _wait_status(page, status, ("cancelled",), job_id, 60_000).startswith("cancelled")
             assert _api(url, f"api/jobs/{job_id}")["status"] == "cancelled"
             # the compare flow: a tiny clip, one INR point, the codec curves, the report inline
             page.get_by_role("tab", name="Compare").click()
@@ -378,16 +394,16 @@ def test_browser_end_to_end(ui_server, tiny_clip_file, small_png):
             page.locator("#cmp-upload input[type=file]").set_input_files(str(tiny_clip_file))
             page.locator("#cmp-bpp textarea, #cmp-bpp input").first.fill("0.5")
             page.locator("#cmp-seconds input").first.fill("3")
+            cmp_id = _start(page, "#cmp-go")
             cmp_status = "#cmp-status textarea"
-            cmp_job = _start(page, "#cmp-go", cmp_status)
-            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), 300_000, job=cmp_job).startswith("done")
+            assert _wait_status(page, cmp_status, ("done", "failed", "cancelled"), cmp_id, 300_000).startswith("done")
             page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             page.locator("#cmp-table").get_by_text("h264").first.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "ui_compare.png"), full_page=True)
             # a reload without the job in the URL still shows the finished report
             page.goto(url, wait_until="domcontentloaded")
             page.get_by_role("tab", name="Compare").click()
-            assert _wait_status(page, cmp_status, ("done",), 60_000).startswith("done")
+            assert _wait_status(page, cmp_status, ("done",), cmp_id, 60_000).startswith("done")
             page.frame_locator("#cmp-frame").get_by_text("BD-rate").first.wait_for(timeout=30_000)
             assert not external, f"the page tried to reach the network: {external[:5]}"
         finally:

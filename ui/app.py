@@ -97,23 +97,27 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         return ("**Warning.** " if e.warn else "") + e.text
 
     def on_input(upload, use_sample, model, budget_kind, budget, seconds):
-        """A new input: describe it, offer only the models that handle it, re-estimate."""
+        """A new input: describe it, offer only the models that handle it, give an untouched
+        budget the default for its kind, re-estimate."""
         if upload and use_sample:
             use_sample = False  # a file just chosen wins over the sample box
         try:
             path, name = chosen_input(upload, use_sample)
         except InrError:
-            return "No input yet.", gr.update(choices=views.models_for(None)), gr.update(value=use_sample), expectation(upload, use_sample, model, budget_kind, budget, seconds)
+            return ("No input yet.", gr.update(choices=views.models_for(None)), gr.update(value=use_sample),
+                    expectation(upload, use_sample, model, budget_kind, budget, seconds), gr.skip())
         try:
             inp = views.describe_input(path, name)
         except InrError as exc:
             log.warning("refused %s: %s", name, exc)
-            return f"**{exc}**", gr.update(choices=views.models_for(None)), gr.update(value=use_sample), f"**Cannot start yet:** {exc}"
+            return f"**{exc}**", gr.update(choices=views.models_for(None)), gr.update(value=use_sample), f"**Cannot start yet:** {exc}", gr.skip()
         names = views.models_for(inp.kind)
         if model not in names:
             model = views.default_model(inp.kind)
+        budget = views.default_budget(inp.kind, budget_kind, budget)
         msg = inp.describe() + f". Models for {inp.kind}s: {', '.join(names)}."
-        return msg, gr.update(choices=names, value=model), gr.update(value=use_sample), expectation(upload, use_sample, model, budget_kind, budget, seconds)
+        return (msg, gr.update(choices=names, value=model), gr.update(value=use_sample),
+                expectation(upload, use_sample, model, budget_kind, budget, seconds), gr.update(value=budget))
 
     def on_sample(use_sample, upload, model, budget_kind, budget, seconds):
         if use_sample and upload:
@@ -219,7 +223,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                     orig, _artifact(cfg, job, "decoded.png"), *refs,
                     o_txt, inr_txt, *texts, _artifact(cfg, job, "output.inr"))
         h = _json_artifact(cfg, job, "h264.json")
-        h_txt = f"**H.264 (CRF {h['crf']})**: {h['bytes']:,} bytes, {h['bpp']:.3f} bpp, PSNR {h['psnr']:.2f} dB" if h else "**H.264**: none for this job"
+        h_txt = views.companion_text("h264", h, rep)
         return (gr.update(visible=True), gr.update(visible=False),
                 _artifact(cfg, job, "original.mp4"), _artifact(cfg, job, "decoded.mp4"), _artifact(cfg, job, "h264.mp4"),
                 None, None, None, None, None,
@@ -320,8 +324,8 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                     use_sample = gr.Checkbox(label="use the bundled sample instead (Big Buck Bunny, 32 frames, 320x180)", value=False, elem_id="fit-sample")
                     input_md = gr.Markdown("No input yet.", elem_id="fit-input")
                     model = gr.Dropdown(views.models_for(None), value=views.default_model("video"), label="model (only those that handle the input)", elem_id="fit-model")
-                    budget_kind = gr.Radio(["bits per pixel", "parameters"], value="parameters", label="size budget", elem_id="fit-budget-kind")
-                    budget = gr.Textbox(value="100k", label="budget (e.g. 0.2 bits per pixel, or 100k parameters)", elem_id="fit-budget")
+                    budget_kind = gr.Radio(["bits per pixel", "parameters"], value="bits per pixel", label="size budget", elem_id="fit-budget-kind")
+                    budget = gr.Textbox(value=views.DEFAULT_BPP["video"], label="budget (e.g. 0.2 bits per pixel, or 100k parameters)", elem_id="fit-budget")
                     seconds = gr.Number(value=60, label="time budget (seconds of training)", elem_id="fit-seconds")
                     expect_md = gr.Markdown("Choose an input to see what to expect.", elem_id="fit-expect")
                     with gr.Row():
@@ -334,8 +338,8 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                     preview = gr.Image(label="current reconstruction (middle frame)", elem_id="fit-preview", height=320)
                     status = gr.Textbox(label="status", value="No job yet.", elem_id="fit-status", lines=2)
             fit_inputs = [upload, use_sample, model, budget_kind, budget, seconds]
-            upload.change(on_input, fit_inputs, [input_md, model, use_sample, expect_md], show_progress="hidden")
-            use_sample.input(on_sample, [use_sample, upload, model, budget_kind, budget, seconds], [upload, input_md, model, expect_md], show_progress="hidden")
+            upload.change(on_input, fit_inputs, [input_md, model, use_sample, expect_md, budget], show_progress="hidden")
+            use_sample.input(on_sample, [use_sample, upload, model, budget_kind, budget, seconds], [upload, input_md, model, expect_md, budget], show_progress="hidden")
             for comp in (model, budget_kind, budget, seconds):
                 comp.input(expectation, fit_inputs, expect_md, show_progress="hidden")
             (start.click(start_fit, fit_inputs, [fit_job, status])

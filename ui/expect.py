@@ -124,10 +124,6 @@ def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float
     from inr.models.auto import resolve_model
 
     model = resolve_model(model, kind)[0]
-    if model == "grid":
-        found = rate_aware(kind, model, pixels, seconds, size_bytes)
-        if found is not None:
-            return found
     lines: list[str] = []
     warn = False
     if size_bytes is not None:
@@ -138,6 +134,10 @@ def expect(kind: str, model: str, pixels: int, seconds: float, size_bytes: float
                 warn = True
                 size_txt += " - **larger than the file itself**: lower the budget (e.g. bits per pixel)"
         lines.append(size_txt + ".")
+    if model == "grid":  # the size warning holds for the rate-aware family too
+        found = rate_aware(kind, model, pixels, seconds, size_bytes)
+        if found is not None:
+            return Expectation(" ".join(lines + [found.text]), warn or found.warn)
     m = measured().get((kind, model))
     if m is None:
         lines.append(f"No measured result for {model} on {kind}s yet: no estimate.")

@@ -69,6 +69,20 @@ def default_model(kind: str | None) -> str:
     return AUTO
 
 
+# The first budget offered: a rate, so the .inr is sized to the input (a parameter count gave a
+# 95.6 KB .inr for a 53.9 KB PNG); values from the RD benchmarks (bench/results/rd_bunny*.json:
+# 60 s of the default family gave 27.3 dB on the clip at 0.2 bpp, 37.4 dB on a 256x256 image at 0.5 bpp).
+DEFAULT_BPP = {"video": "0.2", "image": "0.5"}
+
+
+def default_budget(kind: str, budget_kind: str, budget: str) -> str:
+    """The budget for a new input of `kind`: a bpp budget still at a default follows the
+    input's kind; anything the user typed is kept."""
+    if budget_kind == "bits per pixel" and str(budget).strip() in DEFAULT_BPP.values():
+        return DEFAULT_BPP[kind]
+    return budget
+
+
 def check_model(model: str, inp: InputInfo) -> None:
     """Refuse a model that cannot represent this input, naming the file and what would work."""
     from inr.models.auto import check_handles
@@ -85,7 +99,8 @@ def companion_text(codec: str, info: dict | None, inr_report: dict | None) -> st
     name = CODEC_NAMES.get(codec, codec)
     if not info:
         return f"**{name}**: none for this job"
-    text = f"**{name} (quality {info['quality']})**: {info['bytes']:,} bytes, {info['bpp']:.3f} bpp, PSNR {info['psnr']:.2f} dB"
+    setting = f"CRF {info['crf']}" if "crf" in info else f"quality {info['quality']}"  # video / image codecs
+    text = f"**{name} ({setting})**: {info['bytes']:,} bytes, {info['bpp']:.3f} bpp, PSNR {info['psnr']:.2f} dB"
     inr_bytes = (inr_report or {}).get("bytes")
     if inr_bytes and not info.get("fits", True):
         text += f" (even the lowest {name} quality is larger than the .inr here)"
