@@ -30,10 +30,16 @@ class FitOptions:
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)
 
 
-def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int):
+def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, rate_bits: float | None = None):
+    """A fresh model for `signal`: sized to `params` stored parameters, or, for a rate-aware
+    family, to a file of `rate_bits` (default: `params` 8-bit parameters, see rate_target)."""
     if signal.kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {signal.kind} signals (it handles: {', '.join(spec.signals)})")
     cfg = spec.adapt(spec.config_cls(), signal)
+    if spec.rate_aware:
+        bits = rate_bits if rate_bits is not None else (8.0 * params if params else None)
+        if bits is not None:
+            cfg = spec.model_cls.config_for_rate(cfg, bits)
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     if params is not None and not spec.rate_aware:  # a rate-aware family's size is its rate: see rate_target()

@@ -185,7 +185,7 @@ def test_compare_an_image(tmp_path, sample_image, one_thread):
     [
         ("image", ["--codecs", "jpeg,h264"], "'h264' is a video codec"),
         ("image", ["--codecs", "jpg"], "unknown image codec 'jpg'"),
-        ("image", ["--models", "nerv"], "model nerv cannot encode an image"),
+        ("image", ["--models", "nerv"], "the input is an image, which model 'nerv' does not handle"),
         ("image", ["--crf", "30"], "--crf and --presets are for video codecs"),
         ("video", ["--codecs", "h264,webp"], "'webp' is an image codec"),
         ("video", ["--quality", "50"], "--quality is for image codecs"),

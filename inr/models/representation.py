@@ -6,7 +6,8 @@ subclassing one of the two bases below and registering it (see README, "Adding a
 
 - how it is trained on a signal: `make_task` (its batches and loss), `start_from` (an
   optional start computed from the signal), `rate_bits` (an optional differentiable rate:
-  a family that has one is trained for distortion + lambda x rate and sized by its rate);
+  a family that has one is trained for distortion + lambda x rate and sized by its rate,
+  `config_for_rate`);
 - how it renders: `render` (the decoded signal at a requested shape) and `decode_probe`
   (one render batch on meta tensors, for the decoder's cost checks);
 - what a file stores: `stored_tensors` (network weights, quantized per row at the weight bit
@@ -54,6 +55,12 @@ class Representation(nn.Module):
         return cls(cfg)
 
     # ---------------------------------------------------------------- training
+    @classmethod
+    def config_for_rate(cls, cfg: Any, bits: float) -> Any:
+        """A rate-aware family's config for a file of about `bits` (its size is its rate, so
+        the rate is what sizes it; explicit overrides still win). Default: unchanged."""
+        return cfg
+
     def make_task(self, signal: "Signal", device: torch.device, opts: "FitOptions"):
         """The fit task (batches, loss, reconstruction, evaluation) for this family on `signal`."""
         raise NotImplementedError
