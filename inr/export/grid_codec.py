@@ -339,8 +339,9 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     model = model.to(device)
     weights = model.stored_tensors()
     names = list(weights)
-    # What the file pays besides the latents, estimated at 8 bits per weight plus framing.
-    overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 600
+    # What the file pays besides the latents, estimated at 8 bits per weight plus framing
+    # (preamble, a dictionary-compressed header of ~250 bytes, section frames).
+    overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 300
     task = GridTask(signal, device, target, overhead_bits=overhead)
     if target.bpp is not None:  # start the analysis pyramid at the target rate
         step = model.retarget(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)
