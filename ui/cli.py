@@ -46,12 +46,6 @@ def positive_float(text: str) -> float:
     return v
 
 
-def model_names() -> list[str]:
-    from inr.models import all_specs
-
-    return [s.name for s in all_specs()]
-
-
 # ------------------------------------------------------------------ progress
 class FitProgress:
     """Rich progress bar fed by the trainer's callback: step, PSNR, ETA."""
