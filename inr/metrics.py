@@ -26,6 +26,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return mse_to_psnr(float(torch.mean((a.double() - b.double()) ** 2)))
 
 
+def audio_snr(recon: torch.Tensor, target: torch.Tensor) -> float:
+    """SNR (dB) of audio signals stored in [0, 1] (PCM x -> (x + 1) / 2): the power of the
+    PCM signal over the power of the error. Unlike PSNR it does not depend on a peak, so a
+    quiet clip is not scored as better than a loud one with the same relative error."""
+    signal = float(torch.sum((target.double() - 0.5) ** 2))
+    noise = float(torch.sum((recon.double() - target.double()) ** 2))
+    if noise <= 0:
+        return float("inf")
+    return 10.0 * math.log10(max(signal, 1e-300) / noise)
+
+
 def _nchw(x: torch.Tensor) -> torch.Tensor:
     """(H, W, C) or (N, H, W, C) channels-last -> (N, C, H, W) float."""
     if x.ndim == 3:

@@ -86,6 +86,11 @@ def audio_signal(samples: torch.Tensor, **meta) -> Signal:
     return Signal((samples.float() + 1) / 2, "audio", meta)
 
 
+def audio_pcm(data: torch.Tensor) -> torch.Tensor:
+    """The inverse of `audio_signal`'s mapping: (N, C) in [0, 1] -> PCM in [-1, 1]."""
+    return data.float() * 2 - 1
+
+
 class CoordinateSampler:
     """Full-batch or random-batch sampling of (coords, values) pairs.
 

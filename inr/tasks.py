@@ -9,7 +9,7 @@ from pytorch_msssim import ssim as _ssim
 from torch import nn
 
 from inr.device import synchronize
-from inr.metrics import ms_ssim_frames, per_frame_psnr, psnr, ssim
+from inr.metrics import audio_snr, ms_ssim_frames, per_frame_psnr, psnr, ssim
 from inr.signals import CoordinateSampler, Signal, coord_grid, render
 
 
@@ -78,6 +78,9 @@ class CoordTask:
             out["decode_seconds"] = seconds
         elif self.signal.kind == "video":
             out.update(_video_metrics(recon.cpu(), target.cpu(), seconds))
+        else:
+            out["snr"] = audio_snr(recon.cpu(), target.cpu())
+            out["decode_seconds"] = seconds
         return out
 
 

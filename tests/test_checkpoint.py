@@ -1,45 +1,54 @@
-"""Checkpoints resume exactly: the loss of the next step equals the uninterrupted fit's."""
+"""Checkpoints resume exactly: a fit interrupted and resumed through `fit_signal(resume=True)`
+ends where the uninterrupted fit ends."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from inr import checkpoint as ckpt
-from inr.fit import FitConfig, Trainer
-from inr.pipeline import FitOptions, build_model
-from inr.models import get_spec
+from inr.fit import FitConfig
+from inr.pipeline import FitOptions, fit_signal
 from inr.signals import image_signal, video_signal
 
 
-def _trainer(signal, name, overrides, batch, steps, model=None):
-    spec = get_spec(name)
-    cfg, built = build_model(spec, signal, None, overrides, seed=0)
-    model = built if model is None else model
-    opts = FitOptions(model=name, overrides=overrides, batch_size=batch, fit=FitConfig(steps=steps, seed=0))
-    task = model.make_task(signal, torch.device("cpu"), opts)
-    return spec, cfg, model, Trainer(model, task, opts.fit, spec.optim, torch.device("cpu"))
+CPU = torch.device("cpu")
+
+
+class StopAt:
+    """A progress callback that presses Ctrl-C after `step`: the trainer checkpoints, then
+    lets the interrupt through, as it does for a user."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, state) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize(
     "name,overrides,batch,kind",
     [("hashgrid", {"table_size": 2**9, "n_levels": 4, "hidden": 16}, 512, "image"), ("hnerv", {"fc_dim": 16}, 2, "video")],
 )
-def test_resume_gives_identical_next_step_loss(tmp_path, crop64, tiny_clip, name, overrides, batch, kind):
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, crop64, tiny_clip, name, overrides, batch, kind):
+    """Ctrl-C at step 3 of 6, then `fit_signal(resume=True)`: the same steps, batches, learning
+    rates and optimizer moments as a fit that was never stopped, so the same weights, bit for bit."""
     signal = image_signal(crop64) if kind == "image" else video_signal(tiny_clip[:4])
-    spec, cfg, model, tr = _trainer(signal, name, overrides, batch, steps=12)
-    for _ in range(5):
-        tr.step_once()
-    ckpt.save(tmp_path / "ck", spec, cfg, model, {"signal": kind}, tr)
-    expected = tr.step_once()  # step 6, uninterrupted
+    opts = FitOptions(model=name, overrides=overrides, batch_size=batch, fit=FitConfig(steps=6, seed=0))
+    straight = fit_signal(signal, opts, CPU, checkpoint_dir=tmp_path / "straight")
 
-    spec2, cfg2, model2, header = ckpt.load(tmp_path / "ck")
-    _, _, _, tr2 = _trainer(signal, name, overrides, batch, steps=12, model=model2)  # same speed plan and optimizer
-    tr2.load_training_state(*ckpt.load_training(tmp_path / "ck"))
-    assert tr2.state.step == 5
-    resumed = tr2.step_once()
-    assert resumed == expected
-    for a, b in zip(model.parameters(), model2.parameters()):
-        assert torch.equal(a, b)
+    with pytest.raises(KeyboardInterrupt):
+        fit_signal(signal, opts, CPU, checkpoint_dir=tmp_path / "ck", callback=StopAt(3))
+    assert ckpt.load_training(tmp_path / "ck")[1]["state"]["step"] == 3  # the checkpoint written on Ctrl-C
+    seen: list[int] = []
+    resumed = fit_signal(signal, opts, CPU, checkpoint_dir=tmp_path / "ck", resume=True, callback=lambda st: seen.append(st.step))
+
+    assert seen == [4, 5, 6] and resumed.state.step == 6  # continued, not restarted
+    losses = {h["step"]: h["loss"] for h in resumed.state.history}
+    assert losses[6] == {h["step"]: h["loss"] for h in straight.state.history}[6]
+    for (n, a), b in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b), n
+    assert torch.equal(straight.reconstruction, resumed.reconstruction)
 
 
 def test_checkpoint_rejects_garbage(tmp_path):

@@ -1,15 +1,10 @@
-"""Baselines, metrics cross-checks, BD-rate known answers, compare report, batch."""
+"""Baselines, metrics cross-checks, BD-rate known answers (the compare report and `inr
+batch` are tested through the command line in test_cli_compare.py and test_cli_batch.py)."""
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -110,87 +105,3 @@ def test_psnr_agrees_with_ffmpeg_psnr_filter(tmp_path, clip_u8):
     direct = _ffmpeg_psnr_stats(stream, ref, "yuv420p", tmp_path)
     for mine, theirs in zip(codec["per_frame_psnr_y"], direct):
         assert abs(mine - theirs["psnr_y"]) < 0.05
-
-
-# ------------------------------------------------------------------ compare report
-def test_compare_report(tmp_path, tiny_clip_file):
-    from ui.cli import main
-
-    out = tmp_path / "report"
-    # 0.05 bpp is below the smallest NeRV (issue 14): that point fails, the report goes on.
-    args = ["compare", str(tiny_clip_file), "--models", "nerv", "--bpp", "0.05,6,10", "--codecs", "h264,h265", "--presets", "medium",
-            "--crf", "14,20,26,32,38", "--epochs", "10", "--max-frames", "4", "-o", str(out)]
-    t0 = time.perf_counter()
-    assert main(args) == 0
-    first = time.perf_counter() - t0
-    res = json.loads((out / "results.json").read_text())
-    keys = {"method", "preset", "setting", "bytes", "bpp", "psnr", "psnr_y", "msssim", "encode_seconds", "decode_fps"}
-    assert len(res["points"]) == 3 + 2 * 5
-    failed = [p for p in res["points"] if p["status"] == "failed"]
-    assert [(p["method"], p["setting"]) for p in failed] == [("nerv", 0.05)] and res["failed"] == 1
-    assert "cannot be met" in failed[0]["error"] and "bytes" not in failed[0]
-    made = [p for p in res["points"] if p["status"] == "ok"]
-    for p in made:
-        assert keys <= set(p)
-        assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (4 * 64 * 96))
-    for p in (p for p in made if p["method"] == "nerv"):
-        assert abs(p["bpp"] - p["setting"]) <= 0.1 * p["setting"]
-    assert set(res["bd_rate"]["nerv"]) == {"h264", "h265"} and "medium" in res["bd_rate"]["nerv"]["h264"]
-    with (out / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(res["points"])
-    assert [r["status"] for r in rows].count("failed") == 1 and "cannot be met" in rows[0]["error"]
-    page = (out / "report.html").read_text()
-    assert page.count("<svg") >= 3 and "<table>" in page and "data:image/png;base64," in page
-    assert "1 point(s) could not be made" in page and "class='failed'" in page
-    assert "BD-rate" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-    # Same arguments again: every point comes from the cache.
-    t0 = time.perf_counter()
-    assert main(args) == 0
-    assert time.perf_counter() - t0 < first / 3
-    assert json.loads((out / "results.json").read_text())["points"] == res["points"]
-
-
-# ------------------------------------------------------------------ batch
-def _batch_cmd(src: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "ui.cli", "batch", str(src), "-o", str(out), "--model", "nerv", "--params", "30k",
-            "--epochs", "3", "--max-frames", "4", "--recursive"]
-
-
-def test_batch_with_corrupt_file_interrupted_and_resumed(tmp_path, tiny_clip):
-    src = tmp_path / "in"
-    (src / "sub").mkdir(parents=True)
-    write_video(src / "a.mkv", tiny_clip[:4], lossless=True)
-    write_video(src / "sub" / "b.mkv", tiny_clip[4:8], lossless=True)
-    write_video(src / "sub" / "c.mkv", tiny_clip[2:6], lossless=True)
-    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(_batch_cmd(src, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    manifest = out / "manifest.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # interrupt once the first file is recorded
-        if manifest.is_file() and len(manifest.read_text().strip().splitlines()) >= 2:
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=60)
-    assert not list(out.rglob("*.part*")), "a partial output was left behind"
-    done_first = {r["input"]: r for r in csv.DictReader(manifest.open())}
-    mtimes = {p: p.stat().st_mtime for p in out.rglob("*.inr")}
-    assert done_first
-
-    rc = subprocess.run(_batch_cmd(src, out), capture_output=True, text=True, env=env, timeout=600).returncode
-    assert rc == 1  # one file failed
-    rows = {r["input"]: r for r in csv.DictReader(manifest.open())}
-    assert len(rows) == 4
-    assert rows[str(src / "broken.mp4")]["status"] == "failed" and rows[str(src / "broken.mp4")]["error"]
-    for name in ("a.mkv", "sub/b.mkv", "sub/c.mkv"):
-        row = rows[str(src / name)]
-        assert row["status"] == "done" and float(row["bytes"]) > 0 and float(row["psnr"]) > 0
-        assert (out / name).with_suffix(".inr").is_file()
-    for p, m in mtimes.items():  # finished files were skipped, not redone
-        assert p.stat().st_mtime == m
-    assert not list(out.rglob("*.part*"))
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["done"] == 3 and summary["failed"] == 1

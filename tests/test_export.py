@@ -1,7 +1,6 @@
 """Export: quantization numerics, entropy coding, exact round trips, size effects, rate control."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from inr.fit import FitConfig
 from inr.metrics import psnr
 from inr.pipeline import FitOptions
 from inr.signals import video_signal
-from ui.cli import main
 
 CPU = torch.device("cpu")
 
@@ -133,50 +131,6 @@ def test_bpp_rate_control_within_10_percent(tiny_clip):
     bpp = len(enc.data) * 8 / (4 * 64 * 96)
     assert abs(bpp - target) <= 0.1 * target, report
     assert report["within_tolerance"]
-
-
-def test_image_encode_and_cli(tmp_path, crop64):
-    from PIL import Image
-
-    png = tmp_path / "c.png"
-    Image.fromarray(crop64.numpy()).save(png)
-    out = tmp_path / "c.inr"
-    assert main(["encode", str(png), "-o", str(out), "--model", "hashgrid", "--params", "8k", "--steps", "60"]) == 0
-    rep = json.loads((tmp_path / "c.inr.json").read_text())
-    assert rep["bytes"] == out.stat().st_size
-    assert abs(rep["bpp"] - rep["bytes"] * 8 / (64 * 64)) < 1e-9
-    assert rep["psnr"] > 20
-    assert main(["decode", str(out), "-o", str(tmp_path / "d.png")]) == 0
-    assert Image.open(tmp_path / "d.png").size == (64, 64)
-
-
-def test_video_cli_encode_decode_info(tmp_path, tiny_clip_file, capsys):
-    out = tmp_path / "v.inr"
-    rc = main(["encode", str(tiny_clip_file), "-o", str(out), "--model", "nerv", "--params", "30k", "--epochs", "5", "--max-frames", "4", "--prune", "0.2", "--bits", "6"])
-    assert rc == 0
-    rep = json.loads((tmp_path / "v.inr.json").read_text())
-    for key in ("bytes", "bpp", "psnr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"):
-        assert key in rep
-    assert rep["bytes"] == out.stat().st_size and rep["bpp"] == pytest.approx(rep["bytes"] * 8 / (4 * 64 * 96))
-    capsys.readouterr()
-    assert main(["info", str(out), "--json"]) == 0
-    parsed = json.loads(capsys.readouterr().out)
-    assert parsed["accounted"] == rep["bytes"] and any(t["pruned"] for t in parsed["header"]["tensors"])
-    assert main(["info", str(out)]) == 0
-    assert "section:WGTS" in capsys.readouterr().out
-    assert main(["decode", str(out), "-o", str(tmp_path / "frames") + "/"]) == 0
-    assert len(list((tmp_path / "frames").glob("*.png"))) == 4
-    assert main(["decode", str(out), "-o", str(tmp_path / "v.mkv"), "--lossless"]) == 0
-
-
-def test_corrupt_file_cli_exit_2(tmp_path, capsys):
-    bad = tmp_path / "bad.inr"
-    bad.write_bytes(b"INRC" + bytes(40))
-    assert main(["info", str(bad)]) == 2
-    assert main(["decode", str(bad), "-o", str(tmp_path / "x.mp4")]) == 2
-    err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
-    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_decoder_rejects_oversized_claims(hnerv_encoded):

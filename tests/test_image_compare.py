@@ -1,14 +1,12 @@
-"""Images are a codec too: Pillow JPEG/WebP/AVIF and x265 intra baselines, size matching,
-and `inr compare photo.png` with the same report as for video (issue 14, section 4)."""
+"""Images are a codec too: Pillow JPEG/WebP/AVIF and x265 intra baselines, size matching
+and BD tables (issue 14, section 4); `inr compare photo.png` itself is tested through the
+command line in test_cli_compare.py."""
 from __future__ import annotations
 
-import csv
-import json
 import math
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from inr.errors import InrError
 from video import image_codecs as ic
@@ -113,90 +111,3 @@ def test_bd_table_skips_failed_points_and_is_finite_where_curves_overlap():
     table = bd_table(points, CompareOptions(models=["siren"], bpps=[0.01, 0.3]))
     assert math.isfinite(table["siren"]["jpeg"]["q"]) and table["siren"]["jpeg"]["q"] > 0  # more bits for equal PSNR
     assert table["siren"]["webp"]["m6"] is None
-
-
-def _photo_file(tmp_path, sample_image):
-    path = tmp_path / "photo.png"
-    Image.fromarray(sample_image.numpy()[128:, 128:]).save(path)  # the detailed 128x128 quarter
-    return path
-
-
-@pytest.fixture
-def one_thread():
-    """Two torch threads on two cores shared with other jobs thrash (measured 10x slower
-    under load); this test checks the report, not speed, so it fits on one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_compare_an_image(tmp_path, sample_image, one_thread):
-    from ui.cli import main
-
-    src = _photo_file(tmp_path, sample_image)
-    out = tmp_path / "report"
-    qualities = [1, 10, 30, 60, 95]
-    args = ["compare", str(src), "--models", "siren", "--bpp", "0.01,2,4", "--steps", "20",
-            "--quality", ",".join(map(str, qualities)), "-o", str(out)]
-    assert main(args) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["kind"] == "image" and res["frames"] == 1 and (res["width"], res["height"]) == (128, 128)
-    assert {p["method"] for p in res["points"]} == {"siren", "jpeg", "webp", "avif"}  # an image's default codecs
-
-    failed = [p for p in res["points"] if p["status"] == "failed"]
-    assert [(p["method"], p["setting"]) for p in failed] == [("siren", 0.01)] and "cannot be met" in failed[0]["error"]
-    made = [p for p in res["points"] if p["status"] == "ok"]
-    assert sum(p["method"] == "siren" for p in made) == 2  # the other targets went on
-
-    original = np.asarray(Image.open(src).convert("RGB"))
-    for codec in ("jpeg", "webp", "avif"):
-        pts = sorted((p for p in made if p["method"] == codec), key=lambda p: p["setting"])
-        assert [p["setting"] for p in pts] == qualities
-        sizes = [p["bytes"] for p in pts]
-        assert sizes == sorted(sizes), (codec, sizes)
-    for p in made:
-        assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (128 * 128))
-        coded, png = out / p["file"], out / p["decoded_png"]
-        assert coded.stat().st_size == p["bytes"]
-        decoded = np.asarray(Image.open(png).convert("RGB"))  # decoded back to PNG, and that PNG is what was scored
-        assert psnr_8bit(decoded[None], original[None])[0] == pytest.approx(p["psnr"], abs=1e-6)
-        if p["kind"] == "codec":
-            assert np.array_equal(ic.decode(coded.read_bytes()), decoded)
-
-    for codec, presets in res["bd_rate"]["siren"].items():  # finite exactly where the PSNR ranges overlap
-        (preset, v), = presets.items()
-        inr = [p["psnr"] for p in made if p["method"] == "siren"]
-        ref = [p["psnr"] for p in made if p["method"] == codec]
-        overlap = min(max(inr), max(ref)) > max(min(inr), min(ref))
-        assert (v is not None and math.isfinite(v)) == overlap, (codec, v)
-    with (out / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(res["points"]) and [r["status"] for r in rows].count("failed") == 1
-    page = (out / "report.html").read_text()
-    assert page.count("<svg") == 2 and "INR vs image codecs" in page and "could not be made" in page
-    assert "data:image/png;base64," in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-
-
-@pytest.mark.parametrize(
-    ("media", "extra", "message"),
-    [
-        ("image", ["--codecs", "jpeg,h264"], "'h264' is a video codec"),
-        ("image", ["--codecs", "jpg"], "unknown image codec 'jpg'"),
-        ("image", ["--models", "nerv"], "the input is an image, which model 'nerv' does not handle"),
-        ("image", ["--crf", "30"], "--crf and --presets are for video codecs"),
-        ("video", ["--codecs", "h264,webp"], "'webp' is an image codec"),
-        ("video", ["--quality", "50"], "--quality is for image codecs"),
-    ],
-)
-def test_compare_refuses_codecs_of_the_other_kind(tmp_path, sample_image, tiny_clip_file, capsys, media, extra, message):
-    from ui.cli import main
-
-    src = _photo_file(tmp_path, sample_image) if media == "image" else tiny_clip_file
-    models = [] if "--models" in extra else ["--models", "siren" if media == "image" else "nerv"]
-    assert main(["compare", str(src), *models, "--bpp", "1", "--steps", "1", *extra, "-o", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not (tmp_path / "r").exists()

@@ -1,5 +1,6 @@
 """Dependencies point one way, ui -> server -> video -> inr, and module-level imports form no
-cycle: read from the source with `ast` (lazy imports inside functions count for the layers)."""
+cycle: read from the source with `ast` (lazy imports inside functions count for the layers).
+Tests follow the layers too: only CLI tests drive the command line."""
 from __future__ import annotations
 
 import ast
@@ -61,3 +62,25 @@ def test_no_module_level_import_cycle():
         if m not in state:
             cycle = visit(m, [])
             assert cycle is None, " -> ".join(cycle)
+
+
+# Test files that drive the command line although their names do not say so, and why.
+CLI_DRIVERS = {
+    "test_toy_family.py": "issue 9's proof: a family defined in the test file alone fits, encodes and decodes through the CLI",
+    "test_server_robust.py": "starts `inr serve` as a real process to test the server's process lifecycle",
+}
+
+
+def test_core_tests_do_not_drive_the_cli():
+    """Tests of inr/ and video/ call those layers: a check that needs the command line lives in a
+    test_cli*.py (or test_ui*.py) file, so a core test fails for a core reason only."""
+    bad = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.name.startswith(("test_cli", "test_ui")) or path.name in CLI_DRIVERS or path.name == Path(__file__).name:
+            continue
+        tree = ast.parse(path.read_text())
+        imports = _imports(path, f"tests.{path.stem}", top_level_only=False)
+        runs = any(isinstance(n, ast.Constant) and n.value == "ui.cli" for n in ast.walk(tree))
+        if runs or any(n.split(".")[0] == "ui" for n in imports):
+            bad.append(path.name)
+    assert not bad, f"move their CLI checks to test_cli*.py: {bad}"

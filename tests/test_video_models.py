@@ -1,7 +1,6 @@
 """NeRV / NeRV++ / HNeRV and coordinate video models: geometry, sizing, over-fitting."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from inr.models.geometry import derive_geometry, split_strides
 from inr.models.sizing import stored_params
 from inr.pipeline import FitOptions, fit_signal
 from inr.signals import video_signal
-from ui.cli import main
 
 
 @pytest.mark.parametrize(
@@ -111,26 +109,3 @@ def test_hnerv_beats_nerv_at_equal_size_and_epochs(tiny_clip):
         opts = FitOptions(model=name, params=30_000, batch_size=2, fit=FitConfig(epochs=100, lr=5e-3))
         res[name] = fit_signal(sig, opts, torch.device("cpu")).metrics["psnr"]
     assert res["hnerv"] > res["nerv"] + 1.0, res
-
-
-def test_cli_fit_video_contract(tmp_path, tiny_clip_file):
-    out = tmp_path / "v"
-    rc = main(["fit", str(tiny_clip_file), "--model", "nerv", "--params", "30k", "--epochs", "3", "--max-frames", "4", "-o", str(out)])
-    assert rc == 0
-    m = json.loads((out / "metrics.json").read_text())
-    for key in ("psnr", "msssim", "per_frame_psnr", "params", "epochs", "seconds", "decode_fps", "model", "width", "height", "frames"):
-        assert key in m, key
-    assert (m["width"], m["height"], m["frames"], m["epochs"]) == (96, 64, 4, 3)
-    assert len(m["per_frame_psnr"]) == 4
-    assert (out / "recon.mp4").stat().st_size > 0
-    # HNeRV checkpoints carry their embeddings, so render needs no source video.
-    out2 = tmp_path / "h"
-    assert main(["fit", str(tiny_clip_file), "--model", "hnerv", "--epochs", "1", "--max-frames", "2", "-o", str(out2)]) == 0
-    assert main(["render", str(out2 / "checkpoint"), "-o", str(tmp_path / "h.mp4")]) == 0
-
-
-def test_cli_video_errors(tmp_path, tiny_clip_file, capsys):
-    assert main(["fit", str(tiny_clip_file), "--model", "nerv", "--crop", "500x500", "-o", str(tmp_path / "x")]) == 2
-    assert "larger than the frame" in capsys.readouterr().err
-    assert main(["fit", str(tiny_clip_file), "--model", "nerv", "--resize", "2x2", "-o", str(tmp_path / "x")]) == 2
-    assert "too small" in capsys.readouterr().err

@@ -47,12 +47,6 @@ def positive_float(text: str) -> float:
     return v
 
 
-def model_names() -> list[str]:
-    from inr.models import all_specs
-
-    return [s.name for s in all_specs()]
-
-
 # ------------------------------------------------------------------ progress
 class FitProgress:
     """Rich progress bar fed by the trainer's callback: step, PSNR, ETA."""
@@ -141,27 +135,36 @@ def _fit_options(args, is_video: bool, size_kb: float | None = None):
     return FitOptions(model=args.model, params=params, batch_size=args.batch_size, loss=args.loss, fit=fit)
 
 
-def cmd_fit(args) -> int:
-    from inr.device import select_device
+def _model_for(args, kind: str):
+    """The family that `--model` names for a `kind` signal (`auto` resolved, `-v` says why),
+    refused with one line when it does not handle that kind."""
     from inr.models import get_spec
-    from video.fitting import fit_media
-    from video.media import probe
+    from inr.models.auto import AUTO, resolve_model
 
+    asked = args.model
+    args.model, why = resolve_model(asked, kind)
+    logging.getLogger("inr").log(logging.INFO if asked == AUTO else logging.DEBUG, "model %s: %s", args.model, why)
     spec = get_spec(args.model)
-    device = select_device(args.device)
-    info = probe(args.input)
-    is_video = info.kind != "image"
-    kind = "video" if is_video else "image"
     if kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
-    opts = _fit_options(args, is_video, size_kb=args.size_kb)
+    return spec
+
+
+def cmd_fit(args) -> int:
+    from inr.device import select_device
+    from video.fitting import fit_media, signal_kind
+
+    kind = signal_kind(args.input)
+    spec = _model_for(args, kind)
+    device = select_device(args.device)
+    opts = _fit_options(args, kind == "video", size_kb=args.size_kb)
     total = opts.fit.steps  # with only --epochs, steps per epoch is known once the task exists: bar by epochs
     label = f"fit {spec.name} on {device.type}"
     with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
         if total is None and opts.fit.seconds is None:
             bar = _EpochBar(bar, opts.fit.epochs)
         metrics = fit_media(args.input, opts, _read_options(args), args.output, device, resume=args.resume, callback=bar)
-    keys = ["model", "params", "psnr", "ssim", "msssim", "steps", "epochs", "seconds", "decode_fps"]
+    keys = ["model", "params", "psnr", "snr", "ssim", "msssim", "steps", "epochs", "seconds", "decode_fps"]
     summary = "  ".join(f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics)
     print(summary)
     print(f"wrote {metrics['output']} and {Path(args.output) / 'metrics.json'}")
@@ -202,7 +205,12 @@ def cmd_render(args) -> int:
     scaled = shape[:start] + [max(1, round(n * args.scale)) for n in shape[start:-1]] + shape[-1:]
     out = model.render(scaled, device)
     target = Path(args.output)
-    if header["meta"]["signal"] == "image":
+    if header["meta"]["signal"] == "audio":  # more samples over the same duration: a higher rate
+        from inr.signals import audio_pcm
+        from video.audio import write_audio
+
+        write_audio(target, audio_pcm(out), round(header["meta"]["sample_rate"] * out.shape[0] / shape[0]))
+    elif header["meta"]["signal"] == "image":
         save_image(target, out)
     else:
         write_video(target, out, fps=header["meta"].get("fps", 25.0))
@@ -213,38 +221,43 @@ def cmd_render(args) -> int:
 def cmd_encode(args) -> int:
     from inr.device import select_device
     from inr.export.compress import ExportOptions
-    from inr.models import get_spec
     from video.encode import encode_file
-    from video.media import output_geometry, probe
+    from video.fitting import signal_kind
 
-    from inr.models.auto import resolve_model
-
-    kind = "image" if probe(args.input).kind == "image" else "video"
-    args.model, why = resolve_model(args.model, kind)
-    logging.getLogger("inr").info("model %s: %s", args.model, why)
-    spec = get_spec(args.model)
-    if kind not in spec.signals:
-        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    kind = signal_kind(args.input)
+    spec = _model_for(args, kind)
     if args.bpp is not None and args.params:
         raise InrError("give either --bpp or --params, not both")
     if not str(args.output).endswith(".inr"):
         raise InrError("output must end in .inr")
     device = select_device(args.device)
     bpp = args.bpp
-    if args.size_kb:  # a file-size target is a bpp target over this input's pixels
-        info = probe(args.input)
-        t, h, w = output_geometry(info, _read_options(args))
-        bpp = args.size_kb * 1024 * 8 / (t * h * w)
+    if args.size_kb:  # a file-size target is a bpp target over this input's pixels (audio: samples)
+        bpp = args.size_kb * 1024 * 8 / _bpp_units(args, kind)
     opts = _fit_options(args, kind == "video")
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
         cb = _PhaseBar(bar, opts.fit)
         report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=bpp, callback=cb, phase=cb.phase)
-    keys = ["model", "bytes", "bpp", "psnr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"]
-    print("  ".join(f"{k}={_fmt(report[k])}" for k in keys))
+    keys = ["model", "bytes", "bpp", "kbps", "psnr", "snr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"]
+    print("  ".join(f"{k}={_fmt(report[k])}" for k in keys if k in report))
     print(f"wrote {args.output} and {args.output}.json")
     return 0
+
+
+def _bpp_units(args, kind: str) -> int:
+    """What --bpp counts bits over for this input: pixels after the geometry options, or
+    for audio the samples in time (from the header's duration)."""
+    if kind == "audio":
+        from video.audio import probe_audio
+
+        info = probe_audio(args.input)
+        return max(1, round(info.duration * info.sample_rate))
+    from video.media import output_geometry, probe
+
+    t, h, w = output_geometry(probe(args.input), _read_options(args))
+    return t * h * w
 
 
 class _PhaseBar:
@@ -274,7 +287,10 @@ def cmd_decode(args) -> int:
     from video.encode import decode_file
 
     res = decode_file(args.input, args.output, select_device(args.device), lossless=args.lossless)
-    print(f"wrote {res['output']} ({res['frames']} frame(s), {res['decode_fps']:.1f} frames/s decode)")
+    if res["kind"] == "audio":
+        print(f"wrote {res['output']} ({res['samples']} samples at {res['sample_rate']} Hz, decoded in {res['decode_seconds']:.2f} s)")
+    else:
+        print(f"wrote {res['output']} ({res['frames']} frame(s), {res['decode_fps']:.1f} frames/s decode)")
     return 0
 
 
@@ -468,8 +484,8 @@ def build_parser() -> Parser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only (hides e.g. the hash-grid backend line)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("fit", help="fit an INR to an image or video", description="Fit an INR to an image or a video.")
-    p.add_argument("input", help="image, video file or folder of frames")
+    p = sub.add_parser("fit", help="fit an INR to an image, video or audio", description="Fit an INR to an image, a video or audio.")
+    p.add_argument("input", help="image, video or audio file (wav, flac, mp3, ...), or folder of frames")
     p.add_argument("--model", required=True, help="see `inr models`")
     fit_size = p.add_mutually_exclusive_group()
     fit_size.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
@@ -490,11 +506,11 @@ def build_parser() -> Parser:
     p.add_argument("checkpoint", help="OUT_DIR/checkpoint from `inr fit`")
     p.add_argument("--scale", type=positive_float, default=1.0, help="spatial scale (INRs are continuous)")
     p.add_argument("--device", default="auto")
-    p.add_argument("-o", "--output", required=True, help="PNG for images, mp4 or folder/ for video")
+    p.add_argument("-o", "--output", required=True, help="PNG for images, mp4 or folder/ for video, wav for audio")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("encode", help="fit, prune, quantize and entropy-code into an .inr file")
-    p.add_argument("input", help="image, video file or folder of frames")
+    p.add_argument("input", help="image, video or audio file, or folder of frames")
     p.add_argument("-o", "--output", required=True, metavar="OUT.inr")
     p.add_argument("--model", default="auto", help="see `inr models`; auto (default) picks by signal, `-v` says why")
     size = p.add_mutually_exclusive_group()
@@ -513,9 +529,9 @@ def build_parser() -> Parser:
     _add_geometry(p)
     p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
 
-    p = sub.add_parser("decode", help="decode an .inr file to video, frames or an image")
+    p = sub.add_parser("decode", help="decode an .inr file to video, frames, an image or audio")
     p.add_argument("input", metavar="FILE.inr")
-    p.add_argument("-o", "--output", required=True, help="OUT.mp4, OUT_DIR/ (PNG frames) or OUT.png")
+    p.add_argument("-o", "--output", required=True, help="OUT.mp4, OUT_DIR/ (PNG frames), OUT.png, or OUT.wav for audio")
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 instead of yuv420p for playback")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_decode)

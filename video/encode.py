@@ -18,16 +18,21 @@ from inr.export.codec import info as bitstream_info
 from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
 from inr.fit import FitState
 from inr.models.auto import resolve_model
-from inr.metrics import ssim
+from inr.metrics import audio_snr, psnr, ssim
 from inr.pipeline import FitOptions
-from video.fitting import load_signal, write_json
+from inr.signals import audio_pcm
+from video.audio import AUDIO_EXTS, is_audio_path, write_audio
+from video.fitting import load_signal, signal_extent, write_json
 from video.media import ReadOptions, atomic_path, save_image, to_uint8, write_video
 from video.quality import clip_quality
 
 
 def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
     """Quality of what the file decodes to: the 8-bit frames, through the same code as
-    `inr compare` (video.quality.clip_quality); images also get SSIM."""
+    `inr compare` (video.quality.clip_quality); images also get SSIM; audio gets PSNR and
+    SNR of the decoded samples."""
+    if kind == "audio":
+        return {"psnr": psnr(decoded, original), "snr": audio_snr(decoded, original)}
     dec, orig = to_uint8(decoded), to_uint8(original)
     if kind == "image":
         q = clip_quality(dec[None], orig[None])
@@ -60,15 +65,14 @@ def encode_file(
         tmp.write_bytes(enc.data)
     data = out.read_bytes()  # measure what is on disk
     decoded, header, decode_seconds = decode_bytes(data, device)
-    original = signal.data
-    frames = original.shape[0] if signal.kind == "video" else 1
-    pixels = frames * original.shape[-3] * original.shape[-2]
+    units, extent = signal_extent(signal)
+    frames = extent.get("frames", 1)
     report = {
         "file": str(out),
         "model": enc.spec.name,
         "bytes": len(data),
-        "bpp": len(data) * 8 / pixels,
-        **quality(decoded, original, signal.kind),
+        "bpp": len(data) * 8 / units,
+        **quality(decoded, signal.data, signal.kind),
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,
         "decode_fps": frames / decode_seconds,
@@ -76,11 +80,11 @@ def encode_file(
         "bits": exp.bits,
         "prune": exp.prune,
         "float_psnr": enc.float_metrics["psnr"],
-        "width": int(original.shape[-2]),
-        "height": int(original.shape[-3]),
-        "frames": frames,
+        **extent,
         "device": str(device),
     }
+    if signal.kind == "audio":
+        report["kbps"] = len(data) * 8 / extent["duration"] / 1000
     if rate:
         report["rate_control"] = rate
     write_json(Path(str(out) + ".json"), report)
@@ -99,14 +103,21 @@ def decode_file(path: Path | str, out: Path | str, device: torch.device, lossles
         raise InrError(f"{path}: no such file")
     decoded, header, seconds = decode_bytes(path.read_bytes(), device)
     kind = header["signal"]["kind"]
-    if kind == "image":
+    if kind == "audio":
+        if not is_audio_path(out):
+            raise InrError(f"an audio file decodes to audio: use an output ending in one of {', '.join(sorted(AUDIO_EXTS))}")
+        write_audio(out, audio_pcm(decoded), header["signal"]["sample_rate"])
+    elif kind == "image":
         if out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
             raise InrError("an image decodes to a lossless image file: use a .png output")
         save_image(out, decoded)
     else:
         write_video(out, decoded, fps=header["signal"].get("fps", 25.0), lossless=lossless)
     frames = decoded.shape[0] if kind == "video" else 1
-    return {"output": str(out), "kind": kind, "frames": frames, "decode_seconds": seconds, "decode_fps": frames / seconds}
+    res = {"output": str(out), "kind": kind, "frames": frames, "decode_seconds": seconds, "decode_fps": frames / seconds}
+    if kind == "audio":
+        res.update({"samples": int(decoded.shape[0]), "sample_rate": header["signal"]["sample_rate"]})
+    return res
 
 
 def inspect_file(path: Path | str) -> dict:

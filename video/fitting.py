@@ -1,6 +1,6 @@
-"""Fit a media file (image or video) and write the standard outputs folder.
+"""Fit a media file (image, video or audio) and write the standard outputs folder.
 
-OUT_DIR/recon.png or recon.mp4, OUT_DIR/metrics.json, OUT_DIR/checkpoint/. Used by the CLI
+OUT_DIR/recon.png, recon.mp4 or recon.wav, OUT_DIR/metrics.json, OUT_DIR/checkpoint/. Used by the CLI
 and the job server alike, so both produce the same files.
 """
 from __future__ import annotations
@@ -15,12 +15,17 @@ import torch
 from inr.fit import FitState
 from inr.models.auto import resolve_model
 from inr.pipeline import FitOptions, fit_signal
-from inr.signals import image_signal, video_signal
+from inr.errors import InrError
+from inr.signals import Signal, audio_pcm, audio_signal, image_signal, video_signal
+from video.audio import is_audio_path, probe_audio, read_audio, write_audio
 from video.media import ReadOptions, atomic_path, probe, read_video, save_image, write_video
 
 
 def load_signal(path: Path | str, read: ReadOptions):
-    """Image files become image signals; everything else (video, frame folders) video signals."""
+    """Image files become image signals, audio files audio signals (sample rate in the meta);
+    everything else (video, frame folders) video signals."""
+    if is_audio_path(path):
+        return load_audio_signal(path, read)
     info = probe(path)
     if info.kind == "image":
         frames, _ = read_video(path, read)
@@ -32,6 +37,50 @@ def load_signal(path: Path | str, read: ReadOptions):
     if read.crop:
         meta["crop"] = list(read.crop)
     return video_signal(frames, **meta), info
+
+
+def load_audio_signal(path: Path | str, read: ReadOptions):
+    """An audio file as an audio signal; the frame and picture options do not apply to it."""
+    if read.resize or read.crop or read.max_frames is not None or read.start:
+        raise InrError(f"{path} is audio: --max-frames, --resize and --crop apply to images and video only")
+    samples, info = read_audio(path, read.memory_limit)
+    return audio_signal(samples, source=str(path), sample_rate=info.sample_rate), info
+
+
+def signal_kind(path: Path | str) -> str:
+    """'image', 'video' or 'audio': what `load_signal` will make of `path`, from a quick probe
+    that refuses an unreadable file before any work starts."""
+    if is_audio_path(path):
+        probe_audio(path)
+        return "audio"
+    return "image" if probe(path, exact=False).kind == "image" else "video"
+
+
+def signal_extent(signal: Signal) -> tuple[int, dict]:
+    """(what bpp is counted over, the report's size fields): pixels (frames x H x W) for
+    images and video; for audio, samples in time (a sample of every channel counts once),
+    as the rate control counts them (inr.export.compress.encode_to_bpp)."""
+    data = signal.data
+    if signal.kind == "audio":
+        rate = int(signal.meta["sample_rate"])
+        samples = int(data.shape[0])
+        return samples, {"samples": samples, "channels": int(data.shape[1]), "sample_rate": rate, "duration": samples / rate}
+    frames = int(data.shape[0]) if signal.kind == "video" else 1
+    height, width = int(data.shape[-3]), int(data.shape[-2])
+    return frames * height * width, {"width": width, "height": height, "frames": frames}
+
+
+def write_reconstruction(out_dir: Path, signal: Signal, recon: torch.Tensor, info) -> dict:
+    """Write the reconstruction beside metrics.json; returns what metrics.json says about it."""
+    _, extent = signal_extent(signal)
+    if signal.kind == "image":
+        out = save_image(out_dir / "recon.png", recon)
+    elif signal.kind == "audio":
+        out = write_audio(out_dir / "recon.wav", audio_pcm(recon), extent["sample_rate"])
+    else:
+        out = write_video(out_dir / "recon.mp4", recon, fps=info.fps)
+        extent["fps"] = info.fps
+    return {**extent, "output": str(out)}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -55,13 +104,6 @@ def fit_media(
     metrics = dict(outcome.metrics)
     metrics["device"] = str(device)
     metrics["history"] = outcome.state.history
-    if signal.kind == "image":
-        h, w = signal.spatial_shape
-        metrics.update({"width": w, "height": h})
-        metrics["output"] = str(save_image(out_dir / "recon.png", outcome.reconstruction))
-    else:
-        t, h, w = signal.spatial_shape
-        metrics.update({"width": w, "height": h, "frames": t, "fps": info.fps})
-        metrics["output"] = str(write_video(out_dir / "recon.mp4", outcome.reconstruction, fps=info.fps))
+    metrics.update(write_reconstruction(out_dir, signal, outcome.reconstruction, info))
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -154,12 +154,13 @@ def export_fitted(
     model.load_stored_tensors({n: dequantize(q.q, q.offset, q.scale).to(device) for n, q in quantized.items()})
 
     phase("qat")
-    _parametrize(model, weights, lambda n: FakeQuant(exp.bits, masks.get(n)))
+    weight_bits = model.weight_bits(exp.bits)
+    _parametrize(model, weights, lambda n: FakeQuant(weight_bits[n], masks.get(n)))
     _finetune(model, spec, signal, opts, ft, base_lr, device, callback)
     model.eval()
     # Serialise from the float values the fake-quant saw: quantize() gives the same integers.
     originals = {n: _original(model, n) for n in weights} | buffers
-    bits = {n: exp.embed_bits if n in buffers else exp.bits for n in originals}
+    bits = {n: exp.embed_bits if n in buffers else weight_bits[n] for n in originals}
     data = encode_model(spec, cfg, originals, _signal_meta(signal), bits, masks)
     return Encoded(data, spec, cfg, model, outcome.metrics, outcome.state)
 
@@ -171,7 +172,7 @@ def _original(model: nn.Module, name: str) -> torch.Tensor:
 
 def _signal_meta(signal: Signal) -> dict:
     meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
-    for key in ("fps", "crop", "resize", "source"):
+    for key in ("fps", "sample_rate", "crop", "resize", "source"):
         if key in signal.meta:
             meta[key] = signal.meta[key]
     if "source" in meta:

@@ -28,11 +28,6 @@ def global_magnitude_masks(named: dict[str, torch.Tensor], ratio: float) -> dict
     return {n: (p.abs() > threshold.to(p.device)).to(p.dtype) for n, p in targets.items()}
 
 
-def sparsity(masks: dict[str, torch.Tensor]) -> float:
-    total = sum(m.numel() for m in masks.values())
-    return 0.0 if total == 0 else 1.0 - sum(float(m.sum()) for m in masks.values()) / total
-
-
 def module_and_attr(root: nn.Module, name: str) -> tuple[nn.Module, str]:
     parts = name.split(".")
     mod = root

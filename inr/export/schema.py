@@ -52,6 +52,7 @@ LIMITS = {
     "tensor_dims": 8,
     "text": 1024,  # characters in a free-text field
     "fps": 1e6,
+    "sample_rate": 1_000_000,  # audio samples per second
 }
 # Ranges for config fields whose class does not list them: generous for widths, tight enough
 # that a meta build stays fast. Strings: at most 64 characters; tuples: at most 8 items.
@@ -161,6 +162,8 @@ def _check_signal(meta: dict) -> None:
         raise _fail(f"signal {shape} has more than {LIMITS['output_values']} output values", "limits")
     if "fps" in meta and not (_is_number(meta["fps"]) and 0 < meta["fps"] <= LIMITS["fps"]):
         raise _fail(f"header signal fps must be a number in (0, {LIMITS['fps']:g}], got {_show(meta['fps'])}")
+    if kind == "audio" or "sample_rate" in meta:  # audio is written back at the rate it was read
+        _int(meta.get("sample_rate"), "signal sample_rate", 1, LIMITS["sample_rate"])
     for key in ("crop", "resize"):
         if meta.get(key) is not None:
             _int_list(meta[key], f"signal {key}", 2, 1, 1 << 20)

@@ -11,7 +11,7 @@ subclassing one of the two bases below and registering it (see README, "Adding a
 - how it renders: `render` (the decoded signal at a requested shape) and `decode_probe`
   (one render batch on meta tensors, for the decoder's cost checks);
 - what a file stores: `stored_tensors` (network weights, quantized per row at the weight bit
-  depth, plus `coded_buffers`, per-item tensors such as HNeRV's embeddings, quantized at the
+  depth or the depth `weight_bits` asks for, plus `coded_buffers`, per-item tensors such as HNeRV's embeddings, quantized at the
   buffer bit depth), `load_stored_tensors`, `stored_param_count`, and `side_codec` for
   anything the family codes itself (the latent grids' LATS section);
 - what it needs before decoding from a fitted state: `prepare_decoding` (HNeRV embeds every
@@ -98,6 +98,12 @@ class Representation(nn.Module):
         all outside `fit_only` and `side_tensors`."""
         skip = self.fit_only + self.side_tensors
         return {n: p.detach() for n, p in self.named_parameters() if not n.startswith(skip)}
+
+    def weight_bits(self, bits: int) -> dict[str, int]:
+        """The bit depth each stored weight is quantized at when the file's weight depth is
+        `bits`: that depth for all here; a family with a tensor far more sensitive than the
+        rest (an audio SIREN's first layer) asks for more for it."""
+        return {n: bits for n in self.stored_weights()}
 
     def stored_tensors(self) -> dict[str, torch.Tensor]:
         """Everything a file stores as quantized tensors, by name, in file order: the stored
