@@ -57,9 +57,7 @@ class Container:
 
 
 def write(header: dict, sections: dict[str, bytes]) -> bytes:
-    hdr = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
-    if len(hdr) > MAX_HEADER_BYTES:
-        raise BitstreamError("header too large")
+    hdr = encode_header(header)
     out = bytearray(PREAMBLE.pack(MAGIC, VERSION, 0, len(sections), len(hdr), zlib.crc32(hdr)))
     out += hdr
     for tag, payload in sections.items():
@@ -71,25 +69,26 @@ def write(header: dict, sections: dict[str, bytes]) -> bytes:
     return bytes(out)
 
 
-def read(data: bytes) -> Container:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise BitstreamError("expected bytes")
-    data = bytes(data)
+def read_preamble(data: bytes, version: int = VERSION) -> tuple[int, int, int]:
+    """(count, header length, header CRC) from the 16-byte preamble of a file of format
+    `version`; `data` holds at least the preamble. Version 2 (groups of frames) is read by
+    `inr.export.gop`; its count is the number of GOPs."""
     if len(data) < PREAMBLE.size:
         raise BitstreamError(f"file too short ({len(data)} bytes) to be an .inr bitstream")
-    magic, version, flags, n_sections, header_len, header_crc = PREAMBLE.unpack_from(data, 0)
+    magic, found, flags, count, header_len, header_crc = PREAMBLE.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError("not an .inr file (bad magic)")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .inr format version {version} (this decoder reads {VERSION})")
+    if found != version:
+        raise BitstreamError(f"unsupported .inr format version {found} here (expected {version})")
     if flags != 0:
         raise BitstreamError("unknown flags set")
-    if n_sections > MAX_SECTIONS:
-        raise BitstreamError(f"too many sections ({n_sections})")
-    if header_len > MAX_HEADER_BYTES or PREAMBLE.size + header_len > len(data):
+    if header_len > MAX_HEADER_BYTES:
         raise BitstreamError("header length exceeds the file (truncated or corrupt)")
-    pos = PREAMBLE.size
-    hdr = data[pos : pos + header_len]
+    return count, header_len, header_crc
+
+
+def decode_header(hdr: bytes, header_crc: int) -> dict:
+    """The header JSON object from its compressed bytes, CRC and size limits checked."""
     if zlib.crc32(hdr) != header_crc:
         raise BitstreamError("header CRC mismatch (corrupt file)")
     try:
@@ -104,6 +103,27 @@ def read(data: bytes) -> Container:
         raise BitstreamError(f"header is not valid compressed JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise BitstreamError("header must be a JSON object")
+    return header
+
+
+def encode_header(header: dict) -> bytes:
+    hdr = zlib.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode(), 9)
+    if len(hdr) > MAX_HEADER_BYTES:
+        raise BitstreamError("header too large")
+    return hdr
+
+
+def read(data: bytes) -> Container:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError("expected bytes")
+    data = bytes(data)
+    n_sections, header_len, header_crc = read_preamble(data)
+    if n_sections > MAX_SECTIONS:
+        raise BitstreamError(f"too many sections ({n_sections})")
+    if PREAMBLE.size + header_len > len(data):
+        raise BitstreamError("header length exceeds the file (truncated or corrupt)")
+    pos = PREAMBLE.size
+    header = decode_header(data[pos : pos + header_len], header_crc)
     pos += header_len
     sizes = {"preamble": PREAMBLE.size, "header": header_len}
     sections: dict[str, bytes] = {}

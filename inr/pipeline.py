@@ -28,9 +28,14 @@ class FitOptions:
     batch_size: int | None = None  # coords per step (coord models) or frames per step (frame models)
     loss: str = "l2"
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)
+    # Stored weights of a fitted neighbour (the previous group of frames) to start from:
+    # entries whose name and shape match the new model are copied (NIRVANA's warm start).
+    warm_start: dict[str, torch.Tensor] | None = None
 
 
-def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int):
+def build_model(
+    spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, warm_start: dict[str, torch.Tensor] | None = None
+):
     if signal.kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {signal.kind} signals (it handles: {', '.join(spec.signals)})")
     cfg = spec.adapt(spec.config_cls(), signal)
@@ -42,7 +47,23 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
         torch.manual_seed(seed)
         model = spec.model_cls(cfg)
     model.start_from(signal)
+    if warm_start:
+        copy_matching(model, warm_start)
     return cfg, model
+
+
+def copy_matching(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Copy the `weights` whose name and shape match one of the model's parameters; returns
+    how many were copied. A neighbour's per-item or side tensors (embeddings, latent grids:
+    sized by its frames) are not in `stored_weights()` and keep the model's own start."""
+    params = dict(model.named_parameters())
+    copied = 0
+    with torch.no_grad():
+        for name, value in weights.items():
+            if name in params and params[name].shape == value.shape:
+                params[name].copy_(value)
+                copied += 1
+    return copied
 
 
 def rate_target(opts: FitOptions, signal: Signal, bpp: float | None, lam: float | None):
@@ -86,7 +107,7 @@ def fit_signal(
             raise InrError(f"checkpoint holds model '{rspec.name}', not '{spec.name}'")
         training = ckpt.load_training(checkpoint_dir)
     else:
-        cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
+        cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed, opts.warm_start)
     model = model.to(device)  # the Trainer applies the speed plan (bf16, channels-last, ...)
     task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)
