@@ -63,3 +63,11 @@ def siren_file(crop64) -> bytes:
     from inr.signals import image_signal
 
     return seed_file(image_signal(crop64[:32, :32]), "siren", 2_000)
+
+
+@pytest.fixture(scope="session")
+def gop_file(hnerv_file) -> bytes:
+    """A format-version-2 file: two GOPs of 2 frames, each the HNeRV file (4 frames in all)."""
+    from inr.export import gop
+
+    return gop.pack({"kind": "video", "shape": [4, 32, 32, 3], "fps": 25.0}, "hnerv", [(2, hnerv_file), (2, hnerv_file)])

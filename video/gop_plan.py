@@ -18,8 +18,7 @@ from inr.errors import InrError
 GiB = 1 << 30
 BASE_BYTES = 1 * GiB  # Python, torch and the codecs loaded
 BYTES_PER_VALUE = 1 + 4 * 3  # uint8 frame + float32 target, reconstruction and evaluation copy
-ACTIVATION_BYTES_PER_PIXEL = 512  # live activations per pixel of one frame, backward included
-BATCH_FRAMES = 2  # frames per training step (the frame families' default batch)
+ACTIVATION_BYTES_PER_PIXEL = 512  # live activations per pixel of one frame, backward included (as server.limits)
 BYTES_PER_PARAM = 16  # weight, gradient, two Adam moments (float32)
 DEFAULT_PARAMS = 3_000_000  # when no size is given: above every family's default size
 MAX_DEFAULT_GOP = 300  # frames: beyond this a default plan splits the clip
@@ -38,7 +37,7 @@ def peak_bytes(frames: int, height: int, width: int, params: int) -> int:
     """Estimated peak memory of encoding `frames` frames of height x width with a model of
     `params` stored parameters (one GOP; the chunk reader holds nothing more)."""
     pixels = height * width
-    return BASE_BYTES + frames * pixels * 3 * BYTES_PER_VALUE + BATCH_FRAMES * pixels * ACTIVATION_BYTES_PER_PIXEL + params * BYTES_PER_PARAM
+    return BASE_BYTES + frames * pixels * 3 * BYTES_PER_VALUE + pixels * ACTIVATION_BYTES_PER_PIXEL + params * BYTES_PER_PARAM
 
 
 def model_params(frames: int, height: int, width: int, params: int | None, bpp: float | None, bits: int = 8) -> int:

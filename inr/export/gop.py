@@ -20,6 +20,8 @@ docs/bitstream.md.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,35 +170,32 @@ def check_payload_header(index: GopIndex, i: int, header: dict) -> None:
         raise BitstreamError(f"GOP {i} holds a signal of shape {header['signal']['shape']}, the index says {want}", part="header")
 
 
-def open_index(path: Path | str) -> GopIndex:
-    path = Path(path)
-    with path.open("rb") as f:
-        return read_index(f, path.stat().st_size)
+def open_index(source: Path | str | bytes) -> GopIndex:
+    with _open(source) as (f, size):
+        return read_index(f, size)
 
 
-def info(path: Path | str) -> dict:
-    """What `inr info` prints about GOPs: the index and each GOP's frame range and bytes."""
-    index = open_index(path)
-    return {
-        "version": index.version,
-        "frames": index.frames,
-        "index_bytes": index.index_bytes,
-        "gops": [{"start": g.start, "frames": g.frames, "bytes": g.size} for g in index.gops],
-    }
-
-
-def decode_range(path: Path | str, start: int, stop: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """Frames start .. stop - 1 of a video file, one GOP's worth at a time ((n, H, W, C) float
-    in [0, 1] on the CPU): only the GOPs holding them are read and decoded, and only one
-    GOP's frames are held at once."""
-    path = Path(path)
-    with path.open("rb") as f:
-        index = read_index(f, path.stat().st_size)
+def decode_range(source: Path | str | bytes, start: int, stop: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """Frames start .. stop - 1 of a video file (a path, or the file's bytes), one GOP's worth
+    at a time ((n, H, W, C) float in [0, 1] on the CPU): only the GOPs holding them are read
+    and decoded, and only one GOP's frames are held at once."""
+    with _open(source) as (f, size):
+        index = read_index(f, size)
+        if index.header["signal"]["kind"] != "video":
+            raise BitstreamError("frame ranges apply to videos; this file holds an image", part="header")
         for i in index.covering(start, stop):
             gop = index.gops[i]
             _, _, model, header = codec.decode_model(read_payload(f, gop))
             check_payload_header(index, i, header)
-            if header["signal"]["kind"] != "video":
-                raise BitstreamError("frame ranges apply to videos; this file holds an image", part="header")
             out = model.render(header["signal"]["shape"], device)
             yield out[max(start - gop.start, 0) : min(stop, gop.stop) - gop.start]
+
+
+@contextlib.contextmanager
+def _open(source: Path | str | bytes) -> Iterator[tuple[BinaryIO, int]]:
+    if isinstance(source, (bytes, bytearray)):
+        yield io.BytesIO(source), len(source)
+        return
+    path = Path(source)
+    with path.open("rb") as f:
+        yield f, path.stat().st_size
