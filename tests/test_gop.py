@@ -192,3 +192,34 @@ def test_streaming_decode_memory_does_not_grow_with_the_clip(hnerv_file, tmp_pat
     a = _peak_python_bytes(lambda: decode_video(two, tmp_path / "a.mkv", CPU, lossless=True))
     b = _peak_python_bytes(lambda: decode_video(twelve, tmp_path / "b.mkv", CPU, lossless=True))
     assert b < 1.5 * a + (256 << 10), (a, b)
+
+
+def _structure(path: Path) -> list:
+    index = gopfile.open_index(path)
+    with path.open("rb") as f:
+        heads = [gopfile.bitstream.read(gopfile.read_payload(f, g)).header for g in index.gops]
+    return [(g.start, g.frames) for g in index.gops] + [(h["model"], [t["shape"] for t in h["tensors"]]) for h in heads]
+
+
+@pytest.mark.parametrize("mode", ["pool", pytest.param("ray", marks=pytest.mark.ray)])
+def test_independent_gops_run_in_parallel_to_the_same_structure(clip12, tmp_path, mode):
+    from video.gop_encode import GopOptions, encode_video
+
+    if mode == "ray":
+        pytest.importorskip("ray")
+    opts = FitOptions(model="siren", params=6_000, fit=FitConfig(steps=2))
+    args = (opts, ExportOptions(), ReadOptions(), CPU)
+    encode_video(clip12, tmp_path / "seq.inr", *args, gops=GopOptions(gop=4, warm_start=False, workers=1))
+    parallel = GopOptions(gop=4, warm_start=False, workers=2 if mode == "pool" else None, ray="local" if mode == "ray" else None)
+    report = encode_video(clip12, tmp_path / "par.inr", *args, gops=parallel)
+    assert _structure(tmp_path / "par.inr") == _structure(tmp_path / "seq.inr")
+    assert len(report["per_frame_psnr"]) == 12
+    assert torch.cat(list(gopfile.decode_range(tmp_path / "par.inr", 0, 12, CPU))).shape == (12, 32, 48, 3)
+
+
+def test_parallel_gops_need_warm_start_off(clip12, tmp_path):
+    from video.gop_encode import GopOptions, encode_video
+
+    opts = FitOptions(model="siren", params=6_000, fit=FitConfig(steps=1))
+    with pytest.raises(InrError, match="no-warm-start"):
+        encode_video(clip12, tmp_path / "x.inr", opts, ExportOptions(), ReadOptions(), CPU, gops=GopOptions(gop=4, workers=2))

@@ -257,7 +257,9 @@ def _gop_options(args):
     if args.memory_gb is not None and args.memory_gb < 1:
         raise InrError("--memory-gb must be at least 1")
     budget = None if args.memory_gb is None else int(args.memory_gb * (1 << 30))
-    return GopOptions(gop=args.gop, warm_start=not args.no_warm_start, resume=args.resume, memory_budget=budget)
+    return GopOptions(
+        gop=args.gop, warm_start=not args.no_warm_start, resume=args.resume, memory_budget=budget, workers=args.workers, ray=args.ray
+    )
 
 
 class _PhaseBar:
@@ -346,7 +348,18 @@ def cmd_compare(args) -> int:
     def names(text: str | None) -> list[str] | None:
         return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
 
-    kind = probe(args.input).kind  # codec defaults and settings depend on it
+    info = probe(args.input)
+    kind = info.kind  # codec defaults and settings depend on it
+    read = _read_options(args)
+    if args.frames is not None:  # a frame range of a long video: A:B is frames A to B-1
+        import dataclasses
+
+        from video.gop_encode import parse_frames
+
+        if kind == "image" or args.max_frames:
+            raise InrError("--frames takes a video, without --max-frames")
+        start, stop = parse_frames(args.frames, info.frames)
+        read = dataclasses.replace(read, start=start, max_frames=stop - start)
     if kind == "image" and (args.crf or args.presets):
         raise InrError("--crf and --presets are for video codecs; an image's codecs take --quality")
     if kind != "image" and args.quality:
@@ -364,7 +377,7 @@ def cmd_compare(args) -> int:
         seed=args.seed,
         schedule=args.schedule,
         bits=args.bits,
-        read=_read_options(args),
+        read=read,
     )
     res = run_compare(args.input, opts, args.output, select_device(args.device), log=lambda m: print(m, flush=True))
     for p in res["points"]:
@@ -540,6 +553,8 @@ def build_parser() -> Parser:
     g.add_argument("--no-warm-start", action="store_true", help="fit every group from scratch instead of from the previous group's weights")
     g.add_argument("--resume", action="store_true", help="continue an interrupted encode of the same input and settings, redoing only unfinished groups")
     g.add_argument("--memory-gb", type=positive_float, help="memory budget that sizes the groups (default: half the RAM)")
+    g.add_argument("--workers", type=positive_int, help="groups fitted at once with --no-warm-start (default: half the cores)")
+    g.add_argument("--ray", metavar="ADDRESS", help="with --no-warm-start: fit the groups as Ray tasks ('auto', an address, or 'local')")
     _add_speed(p)
     _add_geometry(p)
     p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
@@ -566,6 +581,7 @@ def build_parser() -> Parser:
     p.add_argument("--crf", help="comma-separated CRF sweep for the video codecs (default 18..48 step 5)")
     p.add_argument("--quality", help="comma-separated quality sweep (0..100) for the image codecs (default 5,10,20,...,90,95)")
     p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--frames", metavar="A:B", help="compare on frames A to B-1 of a video only")
     _add_budget(p)
     _add_geometry(p)
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")

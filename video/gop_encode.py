@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,7 +40,7 @@ from inr.pipeline import FitOptions
 from inr.signals import video_signal
 from video.encode import decode_file, encode_file, inspect_file, quality
 from video.fitting import video_meta, write_json
-from video.gop_plan import GopPlan, plan_gops
+from video.gop_plan import GopPlan, default_memory_budget, plan_gops
 from video.media import ReadOptions, atomic_path, to_uint8
 from video.stream import FrameSink, geometry, read_chunks
 
@@ -50,6 +53,8 @@ class GopOptions:
     warm_start: bool = True  # start each GOP from the previous one's weights
     resume: bool = False  # keep the finished GOPs of an interrupted encode of the same settings
     memory_budget: int | None = None  # bytes; None: half the machine's memory
+    workers: int | None = None  # GOPs fitted at once in local processes (needs warm_start off); None: by the machine
+    ray: str | None = None  # run GOPs as Ray tasks on this cluster ('local', 'auto', an address)
 
 
 def work_dir(out: Path) -> Path:
@@ -78,7 +83,10 @@ def encode_video(
     if info.kind == "image":
         return encode_file(path, out, opts, exp, read, device, bpp, callback, phase)
     opts = dataclasses.replace(opts, model=resolve_model(opts.model, "video")[0])
-    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, gops.memory_budget)
+    workers = _workers(gops)
+    budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
+    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget)
+    gops = dataclasses.replace(gops, workers=min(workers, len(plan.lengths)))
     if len(plan.lengths) == 1:  # the clip fits one GOP: the single-clip path and file format
         progress(0, 1)
         whole = dataclasses.replace(read, memory_limit=max(read.memory_limit, plan.budget))
@@ -86,6 +94,18 @@ def encode_video(
         progress(1, 1)
         return report
     return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info.fps, (h, w), callback, phase, progress)
+
+
+def _workers(gops: GopOptions) -> int:
+    """Local processes: 1 for warm-started GOPs (each needs the previous one); otherwise as
+    asked, or half the cores (torch runs best with 2 threads a process, as `inr batch`)."""
+    if gops.warm_start:
+        if (gops.workers or 1) > 1 or gops.ray:
+            raise InrError("warm-started GOPs depend on the previous one: parallel GOPs (--workers > 1, --ray) need --no-warm-start")
+        return 1
+    if gops.workers is not None and gops.workers < 1:
+        raise InrError("--workers must be at least 1")
+    return gops.workers or max(1, (os.cpu_count() or 1) // 2)
 
 
 def _settings(path, opts: FitOptions, exp: ExportOptions, read: ReadOptions, bpp, gops: GopOptions, plan: GopPlan) -> dict:
@@ -135,41 +155,115 @@ def gop_share(opts: FitOptions, frames: int, total: int) -> FitOptions:
     return dataclasses.replace(opts, fit=fit, params=part(opts.params, True))
 
 
+@dataclass
+class GopTask:
+    """One GOP as an independent job (a pool process or a Ray task): it reads its own frames."""
+
+    index: int
+    path: str
+    read: ReadOptions  # start and max_frames select this GOP's frames
+    meta: dict
+    opts: FitOptions
+    exp: ExportOptions
+    bpp: float | None
+    device: str
+    threads: int | None = None
+
+
+def run_gop(task: GopTask) -> tuple[int, bytes, dict]:
+    """(index, the GOP's version-1 file, its quality report), for a pool or a Ray worker."""
+    from inr.device import select_device, torch_threads
+
+    with torch_threads(task.threads):
+        device = select_device(task.device)
+        chunk = next(read_chunks(task.path, task.read, [task.read.max_frames]))
+        blob = _encode_one(chunk, task.meta, task.opts, None, task.exp, task.bpp, device, None, None)
+        return task.index, blob, _measure(blob, chunk, device)
+
+
+def _store(work: Path, i: int, blob: bytes, report: dict) -> None:
+    """Keep a finished GOP (the file first: a GOP counts as done once its report exists)."""
+    with atomic_path(work / f"gop_{i:05d}.inr") as tmp:
+        tmp.write_bytes(blob)
+    write_json(work / f"gop_{i:05d}.json", report)
+
+
+def _finished(work: Path, i: int) -> bool:
+    return (work / f"gop_{i:05d}.inr").is_file() and (work / f"gop_{i:05d}.json").is_file()
+
+
 def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions, plan: GopPlan, fps, size, callback, phase, progress) -> dict:
     work = _prepare_work(out, _settings(path, opts, exp, read, bpp, gops, plan), gops.resume)
     total, n = sum(plan.lengths), len(plan.lengths)
     meta = video_meta(path, fps, read)
-    warm: dict | None = None
     t0 = time.perf_counter()
     progress(0, n)
-    for i, chunk in enumerate(read_chunks(path, read, plan.lengths)):
-        blob_path, report_path = work / f"gop_{i:05d}.inr", work / f"gop_{i:05d}.json"
-        if blob_path.is_file() and report_path.is_file():  # finished before an interruption
-            blob = blob_path.read_bytes()
-        else:
-            blob = _encode_one(chunk, meta, gop_share(opts, len(chunk), total), warm, exp, bpp, device, callback, phase)
-            with atomic_path(blob_path) as tmp:
-                tmp.write_bytes(blob)
-            write_json(report_path, _measure(blob, chunk, device))
-        if gops.warm_start:
-            warm = decode_model(blob)[2].stored_weights()
-        progress(i + 1, n)
-    done = sorted(work.glob("gop_*.inr"))
-    if len(done) != n:
-        raise InrError(f"{path}: ffmpeg gave fewer frames than probed; {len(done)} of {n} GOPs encoded")
+    if (gops.workers or 1) > 1 or gops.ray:
+        tasks = [
+            GopTask(i, str(path), dataclasses.replace(read, start=read.start + s, max_frames=f), meta, gop_share(opts, f, total), exp, bpp, str(device))
+            for i, (s, f) in enumerate(zip(plan.starts, plan.lengths))
+            if not _finished(work, i)
+        ]
+        done = n - len(tasks)
+        for i, blob, report in _run_parallel(tasks, gops):
+            _store(work, i, blob, report)
+            done += 1
+            progress(done, n)
+    else:
+        warm: dict | None = None
+        for i, chunk in enumerate(read_chunks(path, read, plan.lengths)):
+            if _finished(work, i):  # finished before an interruption
+                blob = (work / f"gop_{i:05d}.inr").read_bytes()
+            else:
+                blob = _encode_one(chunk, meta, gop_share(opts, len(chunk), total), warm, exp, bpp, device, callback, phase)
+                _store(work, i, blob, _measure(blob, chunk, device))
+            if gops.warm_start:
+                warm = decode_model(blob)[2].stored_weights()
+            progress(i + 1, n)
+    missing = [i for i in range(n) if not _finished(work, i)]
+    if missing:
+        raise InrError(f"{path}: ffmpeg gave fewer frames than probed; {n - len(missing)} of {n} GOPs encoded")
+    done_files = [work / f"gop_{i:05d}.inr" for i in range(n)]
     encode_seconds = time.perf_counter() - t0
     reports = [json.loads((work / f"gop_{i:05d}.json").read_text()) for i in range(n)]
     header = json.loads(json.dumps({**meta, "source": Path(path).name}))
     signal = {"kind": "video", "shape": [total, size[0], size[1], 3], **header}
     with atomic_path(out) as tmp:
         with tmp.open("wb") as f:
-            f.write(gopfile.index_bytes(signal, opts.model, plan.lengths, [p.stat().st_size for p in done], {"warm_start": gops.warm_start}))
-            for p in done:
+            f.write(gopfile.index_bytes(signal, opts.model, plan.lengths, [p.stat().st_size for p in done_files], {"warm_start": gops.warm_start}))
+            for p in done_files:
                 f.write(p.read_bytes())
     report = _report(out, opts, exp, plan, reports, encode_seconds, device, size)
     write_json(Path(str(out) + ".json"), report)
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _run_parallel(tasks: list[GopTask], gops: GopOptions) -> Iterator[tuple[int, bytes, dict]]:
+    """Finished GOPs in completion order: Ray tasks (`gops.ray`: 'local', 'auto' or an
+    address; a GPU per task where the cluster has GPUs) or a local process pool."""
+    if gops.ray:
+        try:
+            import ray
+        except ImportError:
+            raise InrError("--ray needs Ray: pip install 'inr-codec[ray]'") from None
+        ray.init(address=None if gops.ray == "local" else gops.ray, ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(num_gpus=1 if ray.cluster_resources().get("GPU", 0) else 0)(run_gop)
+        pending = [remote.remote(t) for t in tasks]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+        return
+    ctx = get_context("spawn")  # fork + torch threads deadlock; spawn starts clean interpreters
+    threads = max(1, (os.cpu_count() or 1) // gops.workers)  # the cores split between workers
+    with ProcessPoolExecutor(max_workers=gops.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(run_gop, dataclasses.replace(t, threads=threads)) for t in tasks]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _encode_one(chunk: torch.Tensor, meta: dict, opts: FitOptions, warm, exp, bpp, device, callback, phase) -> bytes:
