@@ -112,7 +112,7 @@ def test_killed_encode_resumes_redoing_only_unfinished_gops(clip12, tmp_path, mo
     from video import gop_encode
     from video.gop_encode import GopOptions, encode_video
 
-    opts = FitOptions(model="grid", params=20_000, fit=FitConfig(steps=3))
+    opts = FitOptions(model="siren", params=6_000, fit=FitConfig(steps=3))
     args = (clip12, tmp_path / "r.inr", opts, ExportOptions(), ReadOptions(), CPU)
 
     def kill_after_first(done: int, total: int) -> None:
@@ -128,7 +128,7 @@ def test_killed_encode_resumes_redoing_only_unfinished_gops(clip12, tmp_path, mo
     real = gop_encode._encode_one
     monkeypatch.setattr(gop_encode, "_encode_one", lambda chunk, *a: fitted.append(len(chunk)) or real(chunk, *a))
     with pytest.raises(InrError, match="other settings"):  # a resume must match the interrupted encode
-        encode_video(*args[:2], dataclasses.replace(opts, params=30_000), *args[3:], gops=GopOptions(gop=4, resume=True))
+        encode_video(*args[:2], dataclasses.replace(opts, params=9_000), *args[3:], gops=GopOptions(gop=4, resume=True))
     encode_video(*args, gops=GopOptions(gop=4, resume=True))
     assert fitted == [4, 4]  # GOP 0 was kept
     encode_video(clip12, tmp_path / "full.inr", *args[2:], gops=GopOptions(gop=4))
@@ -223,3 +223,31 @@ def test_parallel_gops_need_warm_start_off(clip12, tmp_path):
     opts = FitOptions(model="siren", params=6_000, fit=FitConfig(steps=1))
     with pytest.raises(InrError, match="no-warm-start"):
         encode_video(clip12, tmp_path / "x.inr", opts, ExportOptions(), ReadOptions(), CPU, gops=GopOptions(gop=4, workers=2))
+
+
+@pytest.mark.parametrize("model", ["nerv", "nervpp", "hnerv", "ffn"])
+def test_every_video_family_encodes_in_gops(clip12, tmp_path, model):
+    from video.gop_encode import GopOptions, encode_video
+
+    opts = FitOptions(model=model, params=120_000, fit=FitConfig(steps=1))
+    out = tmp_path / f"{model}.inr"
+    report = encode_video(clip12, out, opts, ExportOptions(), ReadOptions(max_frames=8), CPU, gops=GopOptions(gop=4))
+    assert report["model"] == model and len(report["gops"]) == 2
+    assert torch.cat(list(gopfile.decode_range(out, 3, 5, CPU))).shape == (2, 32, 48, 3)
+
+
+@pytest.mark.parametrize("model", ["grid", "hnerv", "siren"])
+def test_warm_start_copies_the_neighbours_stored_weights(tiny_clip, model):
+    from inr.models import get_spec
+    from inr.pipeline import build_model
+    from inr.signals import video_signal
+
+    first, second = video_signal(tiny_clip[:4]), video_signal(tiny_clip[4:8])
+    spec = get_spec(model)
+    _, fitted = build_model(spec, first, 20_000, None, seed=1)
+    weights = fitted.stored_weights()
+    _, warm = build_model(spec, second, 20_000, None, seed=2, warm_start=weights)
+    _, cold = build_model(spec, second, 20_000, None, seed=2)
+    mine = warm.stored_weights()
+    assert all(torch.equal(mine[n], w) for n, w in weights.items())
+    assert any(not torch.equal(cold.stored_weights()[n], w) for n, w in weights.items())
