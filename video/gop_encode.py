@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ from inr.export.codec import decode_model
 from inr.export.codec import info as bitstream_info
 from inr.export.compress import ExportOptions, encode_signal, encode_to_bpp
 from inr.fit import FitConfig, FitState
+from inr.models import get_spec
 from inr.models.auto import resolve_model
 from inr.pipeline import FitOptions
 from inr.signals import video_signal
@@ -45,6 +47,7 @@ from video.media import ReadOptions, atomic_path, to_uint8
 from video.stream import FrameSink, geometry, read_chunks
 
 Progress = Callable[[int, int], None]  # (GOPs done, GOPs in all)
+log = logging.getLogger("inr.gop")
 
 
 @dataclass
@@ -83,6 +86,12 @@ def encode_video(
     if info.kind == "image":
         return encode_file(path, out, opts, exp, read, device, bpp, callback, phase)
     opts = dataclasses.replace(opts, model=resolve_model(opts.model, "video")[0])
+    if gops.warm_start and get_spec(opts.model).rate_aware:
+        # A rate-aware family starts from the signal itself (grid: a Laplacian pyramid and a
+        # synthesis that sums it exactly); a neighbour's synthesis breaks that start (measured:
+        # -6 dB on a 3-GOP clip, README), so its GOPs start cold.
+        log.info("%s: GOPs start from their own signal, not warm from the previous GOP", opts.model)
+        gops = dataclasses.replace(gops, warm_start=False)
     workers = _workers(gops)
     budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
     plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget)
