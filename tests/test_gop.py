@@ -251,3 +251,20 @@ def test_warm_start_copies_the_neighbours_stored_weights(tiny_clip, model):
     mine = warm.stored_weights()
     assert all(torch.equal(mine[n], w) for n, w in weights.items())
     assert any(not torch.equal(cold.stored_weights()[n], w) for n, w in weights.items())
+
+
+def test_a_scene_cut_starts_a_new_gop(tmp_path):
+    from video.gop_plan import plan_gops, scene_cuts
+    from video.stream import read_chunks
+
+    path = tmp_path / "cut.mkv"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=48x32:rate=25:d=0.44", "-f", "lavfi", "-i",
+         "color=c=navy:size=48x32:rate=25:d=0.4", "-filter_complex", "[0:v][1:v]concat=n=2:v=1", "-c:v", "libx264rgb", "-qp", "0",
+         "-y", str(path)],
+        check=True,
+    )
+    cuts = scene_cuts(read_chunks(path, ReadOptions(), [5] * 10))
+    assert cuts == [11]
+    assert plan_gops(21, 32, 48, gop=8, cuts=cuts).lengths == [8, 3, 8, 2]
+    assert plan_gops(21, 32, 48, cuts=cuts, budget=8 << 30).lengths == [11, 10]

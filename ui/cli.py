@@ -258,7 +258,8 @@ def _gop_options(args):
         raise InrError("--memory-gb must be at least 1")
     budget = None if args.memory_gb is None else int(args.memory_gb * (1 << 30))
     return GopOptions(
-        gop=args.gop, warm_start=not args.no_warm_start, resume=args.resume, memory_budget=budget, workers=args.workers, ray=args.ray
+        gop=args.gop, warm_start=not args.no_warm_start, resume=args.resume, memory_budget=budget, workers=args.workers, ray=args.ray,
+        scene_cut=args.scene_cut,
     )
 
 
@@ -550,6 +551,7 @@ def build_parser() -> Parser:
     p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
     g = p.add_argument_group("long videos (groups of frames, one seekable file)")
     g.add_argument("--gop", type=positive_int, help="frames per group of frames (default: from resolution and memory; a clip that fits is one group)")
+    g.add_argument("--scene-cut", action="store_true", help="start a new group at each hard scene cut (one extra pass over the video)")
     g.add_argument("--no-warm-start", action="store_true", help="fit every group from scratch instead of from the previous group's weights")
     g.add_argument("--resume", action="store_true", help="continue an interrupted encode of the same input and settings, redoing only unfinished groups")
     g.add_argument("--memory-gb", type=positive_float, help="memory budget that sizes the groups (default: half the RAM)")

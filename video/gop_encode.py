@@ -42,12 +42,13 @@ from inr.pipeline import FitOptions
 from inr.signals import video_signal
 from video.encode import decode_file, encode_file, inspect_file, quality
 from video.fitting import video_meta, write_json
-from video.gop_plan import GopPlan, default_memory_budget, plan_gops
+from video.gop_plan import GopPlan, default_memory_budget, plan_gops, scene_cuts
 from video.media import ReadOptions, atomic_path, to_uint8
 from video.stream import FrameSink, geometry, read_chunks
 
 Progress = Callable[[int, int], None]  # (GOPs done, GOPs in all)
 log = logging.getLogger("inr.gop")
+SCAN_CHUNK = 32  # frames per chunk of the scene-cut pass
 
 
 @dataclass
@@ -58,6 +59,7 @@ class GopOptions:
     memory_budget: int | None = None  # bytes; None: half the machine's memory
     workers: int | None = None  # GOPs fitted at once in local processes (needs warm_start off); None: by the machine
     ray: str | None = None  # run GOPs as Ray tasks on this cluster ('local', 'auto', an address)
+    scene_cut: bool = False  # a scene cut starts a new GOP (one extra streaming pass to find them)
 
 
 def work_dir(out: Path) -> Path:
@@ -94,7 +96,8 @@ def encode_video(
         gops = dataclasses.replace(gops, warm_start=False)
     workers = _workers(gops)
     budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
-    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget)
+    cuts = scene_cuts(read_chunks(path, read, [SCAN_CHUNK] * -(-t // SCAN_CHUNK))) if gops.scene_cut else []
+    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget, cuts)
     gops = dataclasses.replace(gops, workers=min(workers, len(plan.lengths)))
     if len(plan.lengths) == 1:  # the clip fits one GOP: the single-clip path and file format
         progress(0, 1)

@@ -69,11 +69,13 @@ def plan_gops(
     params: int | None = None,
     bpp: float | None = None,
     budget: int | None = None,
+    cuts: list[int] | tuple[int, ...] = (),
 ) -> GopPlan:
-    """GOP lengths for a clip. `gop` forces the length (the last GOP takes the rest); by
-    default the longest length within `budget` and MAX_DEFAULT_GOP, balanced so the GOPs
-    differ by at most one frame. `params` is the whole clip's budget. Raises InrError (one
-    line) when even one frame at a time would not fit, or a forced length does not."""
+    """GOP lengths for a clip. `gop` forces the length (the last GOP of a stretch takes the
+    rest); by default the longest length within `budget` and MAX_DEFAULT_GOP, balanced so the
+    GOPs of a stretch differ by at most one frame. `cuts` (frame numbers, e.g. scene cuts)
+    each start a new GOP. `params` is the whole clip's budget. Raises InrError (one line) when
+    even one frame at a time would not fit, or a forced length does not."""
     budget = budget or default_memory_budget()
 
     def peak(n: int) -> int:
@@ -91,13 +93,46 @@ def plan_gops(
         n = min(gop, frames)
         if peak(n) > budget:
             raise InrError(f"--gop {gop} needs about {peak(n) / GiB:.1f} GiB at {width}x{height} (budget {budget / GiB:.1f} GiB); use a shorter --gop")
-        lengths = [n] * (frames // n) + ([frames % n] if frames % n else [])
-        return GopPlan(lengths, peak(n), budget)
+        lengths = [x for size in _stretches(frames, cuts) for x in [n] * (size // n) + ([size % n] if size % n else [])]
+        return GopPlan(lengths, peak(max(lengths)), budget)
     lo, hi = 1, min(frames, MAX_DEFAULT_GOP)
     while lo < hi:  # longest length that fits: peak() grows with n
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if peak(mid) <= budget else (lo, mid - 1)
-    count = -(-frames // lo)
-    base, extra = divmod(frames, count)
-    lengths = [base + 1] * extra + [base] * (count - extra)
+    lengths = []
+    for size in _stretches(frames, cuts):
+        count = -(-size // lo)
+        base, extra = divmod(size, count)
+        lengths += [base + 1] * extra + [base] * (count - extra)
     return GopPlan(lengths, peak(max(lengths)), budget)
+
+
+def _stretches(frames: int, cuts) -> list[int]:
+    """Lengths of the stretches between cuts (frame numbers inside the clip start a stretch)."""
+    edges = [0, *sorted({c for c in cuts if 0 < c < frames}), frames]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+SCENE_CUT_THRESHOLD = 0.12  # mean absolute difference of consecutive thumbnails, [0, 1]
+THUMB = (36, 64)  # (height, width) the frames are pooled to before comparing
+
+
+def scene_cuts(chunks, threshold: float = SCENE_CUT_THRESHOLD) -> list[int]:
+    """Frame numbers where a new scene starts, from uint8 (n, H, W, 3) chunks in order: the
+    mean absolute difference of consecutive grey thumbnails above `threshold` (a hard cut
+    changes most of the picture; motion and fades change a little of it per frame). One
+    streaming pass: only a chunk and one thumbnail are held."""
+    import torch
+
+    cuts, prev, index = [], None, 0
+    for chunk in chunks:
+        grey = chunk.float().mean(-1, keepdim=True).permute(0, 3, 1, 2) / 255
+        thumbs = torch.nn.functional.adaptive_avg_pool2d(grey, THUMB)[:, 0]
+        if prev is not None:
+            thumbs = torch.cat([prev[None], thumbs])
+        diffs = (thumbs[1:] - thumbs[:-1]).abs().mean((1, 2))
+        first = index + (0 if prev is not None else 1)
+        cuts += [first + i for i, d in enumerate(diffs.tolist()) if d > threshold]
+        index += len(chunk)
+        prev = thumbs[-1]
+    return cuts
