@@ -68,12 +68,7 @@ def work_dir(out: Path) -> Path:
 
 
 def encode_video(
-    path: Path | str,
-    out: Path | str,
-    opts: FitOptions,
-    exp: ExportOptions,
-    read: ReadOptions,
-    device: torch.device,
+    path: Path | str, out: Path | str, opts: FitOptions, exp: ExportOptions, read: ReadOptions, device: torch.device,  # as encode_file
     bpp: float | None = None,
     gops: GopOptions | None = None,
     callback: Callable[[FitState], None] | None = None,
