@@ -223,7 +223,7 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
-        from video.gop_encode import decode_video as decode_file, encode_video
+        from video.gop_encode import GopOptions, decode_video as decode_file, encode_video
 
         def on_gop(done: int, total: int) -> None:
             if total > 1 and done < total:
@@ -233,7 +233,7 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         opts = fit_options(params)
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
         report = encode_video(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
-                              callback=progress, phase=on_phase, progress=on_gop)
+                              gops=GopOptions(workers=1), callback=progress, phase=on_phase, progress=on_gop)  # one process a job
         gop_now["label"] = ""
         is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
         decoded = "decoded.png" if is_image else "decoded.mp4"
