@@ -268,3 +268,22 @@ def test_a_scene_cut_starts_a_new_gop(tmp_path):
     assert cuts == [11]
     assert plan_gops(21, 32, 48, gop=8, cuts=cuts).lengths == [8, 3, 8, 2]
     assert plan_gops(21, 32, 48, cuts=cuts, budget=8 << 30).lengths == [11, 10]
+
+
+def test_server_encode_job_takes_the_gop_path_and_shows_gop_progress(clip12, tmp_path, monkeypatch):
+    from server.jobs import run_job, validate_params
+    from server.store import JobStore
+    from video import gop_plan
+
+    monkeypatch.setattr(gop_plan, "MAX_DEFAULT_GOP", 4)  # 12 frames -> 3 GOPs without a huge clip
+    store = JobStore(tmp_path / "jobs.db")
+    phases: list[str] = []
+    real = store.set_progress
+    monkeypatch.setattr(store, "set_progress", lambda job_id, info: phases.append(info.get("phase", "")) or real(job_id, info))
+    params = validate_params("encode", {"model": "siren", "params": "6k", "steps": 2})
+    job = store.create("encode", params, str(clip12), "c12.mkv")
+    artifacts = run_job(job, store, tmp_path, "cpu")
+    out = tmp_path / "jobs" / job["id"]
+    assert "output.inr" in artifacts and gopfile.open_index(out / "output.inr").version == 2
+    assert {"GOP 1/3 fit", "GOP 3/3 fit"} <= set(phases)
+    assert (out / "decoded.mp4").is_file()
