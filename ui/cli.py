@@ -639,7 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"inr {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write(f"inr {args.command}: interrupted; finished outputs and the last checkpoint are intact\n")
+        hint = "; --resume continues from the finished groups of frames" if args.command == "encode" else ""
+        sys.stderr.write(f"inr {args.command}: interrupted; finished outputs and the last checkpoint are intact{hint}\n")
         return 130
 
 

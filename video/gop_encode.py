@@ -43,7 +43,7 @@ from inr.signals import video_signal
 from video.encode import decode_file, encode_file, inspect_file, quality
 from video.fitting import video_meta, write_json
 from video.gop_plan import GopPlan, default_memory_budget, plan_gops, scene_cuts
-from video.media import ReadOptions, atomic_path, to_uint8
+from video.media import MediaInfo, ReadOptions, atomic_path, to_uint8
 from video.stream import FrameSink, geometry, read_chunks
 
 Progress = Callable[[int, int], None]  # (GOPs done, GOPs in all)
@@ -91,7 +91,7 @@ def encode_video(
         gops = dataclasses.replace(gops, warm_start=False)
     workers = _workers(gops)
     budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
-    cuts = scene_cuts(read_chunks(path, read, [SCAN_CHUNK] * -(-t // SCAN_CHUNK))) if gops.scene_cut else []
+    cuts = scene_cuts(read_chunks(path, read, [SCAN_CHUNK] * -(-t // SCAN_CHUNK), info)) if gops.scene_cut else []
     plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget, cuts)
     gops = dataclasses.replace(gops, workers=min(workers, len(plan.lengths)))
     if len(plan.lengths) == 1:  # the clip fits one GOP: the single-clip path and file format
@@ -100,7 +100,7 @@ def encode_video(
         report = encode_file(path, out, opts, exp, whole, device, bpp, callback, phase)
         progress(1, 1)
         return report
-    return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info.fps, (h, w), callback, phase, progress)
+    return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info, (h, w), callback, phase, progress)
 
 
 def _workers(gops: GopOptions) -> int:
@@ -145,6 +145,9 @@ def _prepare_work(out: Path, settings: dict, resume: bool) -> Path:
         if json.loads(saved.read_text()) != settings:
             raise InrError(f"--resume: {work} holds an encode with other settings or input; run without --resume to start over")
         return work
+    finished = len(list(work.glob("gop_*.json"))) if work.is_dir() else 0
+    if finished:
+        log.warning("starting over: %d finished GOP(s) of an earlier encode of %s dropped (--resume keeps them)", finished, out.name)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     write_json(saved, settings)
@@ -174,6 +177,7 @@ class GopTask:
     exp: ExportOptions
     bpp: float | None
     device: str
+    probed: MediaInfo | None = None  # the source's probe, so a task does not count its frames again
     threads: int | None = None
 
 
@@ -183,7 +187,7 @@ def run_gop(task: GopTask) -> tuple[int, bytes, dict]:
 
     with torch_threads(task.threads):
         device = select_device(task.device)
-        chunk = next(read_chunks(task.path, task.read, [task.read.max_frames]))
+        chunk = next(read_chunks(task.path, task.read, [task.read.max_frames], task.probed))
         blob = _encode_one(chunk, task.meta, task.opts, None, task.exp, task.bpp, device, None, None)
         return task.index, blob, _measure(blob, chunk, device)
 
@@ -199,15 +203,15 @@ def _finished(work: Path, i: int) -> bool:
     return (work / f"gop_{i:05d}.inr").is_file() and (work / f"gop_{i:05d}.json").is_file()
 
 
-def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions, plan: GopPlan, fps, size, callback, phase, progress) -> dict:
+def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions, plan: GopPlan, info: MediaInfo, size, callback, phase, progress) -> dict:
     work = _prepare_work(out, _settings(path, opts, exp, read, bpp, gops, plan), gops.resume)
     total, n = sum(plan.lengths), len(plan.lengths)
-    meta = video_meta(path, fps, read)
+    meta = video_meta(path, info.fps, read)
     t0 = time.perf_counter()
     progress(0, n)
     if (gops.workers or 1) > 1 or gops.ray:
         tasks = [
-            GopTask(i, str(path), dataclasses.replace(read, start=read.start + s, max_frames=f), meta, gop_share(opts, f, total), exp, bpp, str(device))
+            GopTask(i, str(path), dataclasses.replace(read, start=read.start + s, max_frames=f), meta, gop_share(opts, f, total), exp, bpp, str(device), info)
             for i, (s, f) in enumerate(zip(plan.starts, plan.lengths))
             if not _finished(work, i)
         ]
@@ -218,7 +222,7 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
             progress(done, n)
     else:
         warm: dict | None = None
-        for i, chunk in enumerate(read_chunks(path, read, plan.lengths)):
+        for i, chunk in enumerate(read_chunks(path, read, plan.lengths, info)):
             if _finished(work, i):  # finished before an interruption
                 blob = (work / f"gop_{i:05d}.inr").read_bytes()
             else:

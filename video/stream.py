@@ -47,10 +47,15 @@ def geometry(path: Path | str, read: ReadOptions) -> tuple[MediaInfo, int, int, 
     return info, t, h, w
 
 
-def read_chunks(path: Path | str, read: ReadOptions, sizes: Iterable[int]) -> Iterator[torch.Tensor]:
+def read_chunks(path: Path | str, read: ReadOptions, sizes: Iterable[int], probed: MediaInfo | None = None) -> Iterator[torch.Tensor]:
     """Consecutive chunks of `sizes` frames each (uint8, (n, H, W, 3)) from `read.start` on;
-    stops early if the source ends. One ffmpeg process streams the whole range."""
-    info, t, h, w = geometry(path, read)
+    stops early if the source ends. One ffmpeg process streams the whole range. `probed`: the
+    source's `probe()` when the caller has it (probing counts frames by decoding them all)."""
+    if probed is None:
+        info, t, h, w = geometry(path, read)
+    else:
+        info = probed
+        t, h, w = output_geometry(info, dataclasses.replace(read, memory_limit=UNBOUNDED))
     sizes = list(sizes)
     if info.kind == "image":
         raise InrError(f"{path}: an image has no frames to read in chunks")
