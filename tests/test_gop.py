@@ -135,6 +135,7 @@ def test_killed_encode_resumes_redoing_only_unfinished_gops(clip12, tmp_path, mo
     resumed, full = gopfile.open_index(out), gopfile.open_index(tmp_path / "full.inr")
     assert resumed.header == {**full.header, "signal": {**full.header["signal"]}}
     assert [(g.start, g.frames) for g in resumed.gops] == [(g.start, g.frames) for g in full.gops]
+    assert _structure(out) == _structure(tmp_path / "full.inr")  # every GOP: same model, same tensors
     assert torch.cat(list(gopfile.decode_range(out, 0, 12, CPU))).shape == (12, 32, 48, 3)
 
 
