@@ -33,9 +33,7 @@ class FitOptions:
     warm_start: dict[str, torch.Tensor] | None = None
 
 
-def build_model(
-    spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, warm_start: dict[str, torch.Tensor] | None = None
-):
+def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int):
     if signal.kind not in spec.signals:
         raise InrError(f"model '{spec.name}' does not handle {signal.kind} signals (it handles: {', '.join(spec.signals)})")
     cfg = spec.adapt(spec.config_cls(), signal)
@@ -47,8 +45,6 @@ def build_model(
         torch.manual_seed(seed)
         model = spec.model_cls(cfg)
     model.start_from(signal)
-    if warm_start:
-        copy_matching(model, warm_start)
     return cfg, model
 
 
@@ -107,7 +103,9 @@ def fit_signal(
             raise InrError(f"checkpoint holds model '{rspec.name}', not '{spec.name}'")
         training = ckpt.load_training(checkpoint_dir)
     else:
-        cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed, opts.warm_start)
+        cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
+        if opts.warm_start:  # (the rate-aware encode does not read it: those families start from the signal)
+            copy_matching(model, opts.warm_start)
     model = model.to(device)  # the Trainer applies the speed plan (bf16, channels-last, ...)
     task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)

@@ -185,7 +185,7 @@ def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float 
     from inr.export.grid_codec import encode_grid
 
     spec = get_spec(opts.model)
-    cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed, opts.warm_start)
+    cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
     target = rate_target(opts, signal, bpp, exp.lam)
     enc = encode_grid(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
     return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
