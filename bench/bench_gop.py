@@ -17,11 +17,12 @@ separate processes and not included). Rows:
   memory should stay flat as N grows;
 - `seek`: decoding 10 frames from the middle of the end-to-end file vs decoding all of it
   (in process, model parsing and video writing included; best of 2 after a warm-up);
-- `warm` / `cold`: the same encode with and without warm-starting each GOP from the previous
-  one, at equal total `--seconds`.
+- `warm` / `cold`: the same encode with `--warm-model` (default hnerv; the rate-aware grid's
+  GOPs always start cold) with and without warm-starting each GOP from the previous one, at
+  equal total `--seconds`.
 
 Heavy at the defaults (hours on 2 cores); `--size 96x64 --frames 24 --rss-frames 12,24
---seconds 6 --gop 8 --out gop_tiny` checks the script in a minute.
+--seconds 6 --gop 8 --bpp 0.3 --warm-model siren --out gop_tiny` checks the script in a minute.
 """
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ def run_cli(args: list[str]) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-def encode(src: Path, out: Path, args, extra: list[str]) -> dict:
-    cmd = ["encode", str(src), "-o", str(out), "--model", args.model, "--bpp", str(args.bpp)] + (["--gop", str(args.gop)] if args.gop else [])
+def encode(src: Path, out: Path, args, extra: list[str], model: str | None = None) -> dict:
+    cmd = ["encode", str(src), "-o", str(out), "--model", model or args.model, "--bpp", str(args.bpp)] + (["--gop", str(args.gop)] if args.gop else [])
     res = run_cli(cmd + extra)
     report = json.loads(Path(str(out) + ".json").read_text())
     return {**res, "psnr": round(report["psnr"], 3), "bpp": round(report["bpp"], 5), "gops": len(report.get("gops", [])) or 1}
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--bpp", type=float, default=0.02)
     ap.add_argument("--model", default="auto")
     ap.add_argument("--gop", type=int, help="frames per GOP (default: the encoder's choice)")
+    ap.add_argument("--warm-model", default="hnerv", help="family of the warm/cold rows (grid GOPs always start cold)")
     ap.add_argument("--rss-frames", default="150,300,600,1200")
     ap.add_argument("--rss-steps", type=int, default=2, help="steps per GOP in the RSS rows")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work_gop"))
@@ -131,8 +133,8 @@ def main() -> None:
     print(rows[-1], flush=True)
 
     for label, extra in (("warm", []), ("cold", ["--no-warm-start", "--workers", "1"])):
-        r = encode(src, work / f"{label}.inr", args, ["--seconds", str(args.seconds), *extra])
-        rows.append({"row": label, "frames": args.frames, **r})
+        r = encode(src, work / f"{label}.inr", args, ["--seconds", str(args.seconds), *extra], args.warm_model)
+        rows.append({"row": f"{label} {args.warm_model}", "frames": args.frames, **r})
         print(rows[-1], flush=True)
     warm, cold = rows[-2]["psnr"], rows[-1]["psnr"]
     print(f"warm - cold at equal time: {warm - cold:+.2f} dB")
