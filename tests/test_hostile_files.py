@@ -201,16 +201,3 @@ def test_gop_corpus_is_refused_by_the_right_check(gop_file):
 def test_a_version_2_file_is_refused_by_the_single_file_decoder(gop_file):
     exc = _refusal(gop_file)
     assert "version 2" in str(exc)
-
-
-def test_cli_decode_of_a_hostile_gop_file_is_one_line_and_exit_2(gop_file, tmp_path, capsys):
-    from inr.export.hostile import gop_corpus
-
-    data, _ = gop_corpus(gop_file)["gop-start-gap"]
-    path = tmp_path / "bad.inr"
-    path.write_bytes(data)
-    for argv in (["decode", str(path), "-o", str(tmp_path / "out.mkv")], ["info", str(path)]):
-        assert main(argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "GOP" in err
-    assert not (tmp_path / "out.mkv").exists()
