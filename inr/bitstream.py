@@ -35,20 +35,20 @@ MAX_HEADER_BYTES = 256 << 10
 FLAG_HEADER_DICT = 1
 # The preset dictionary is part of the format: files written with it need these exact bytes.
 HEADER_DICT_SHA256 = "706bba5b546fd3a25fdeee545652e1c37227af77196799c87ba5b39096added8"
+MAX_HEADER_JSON = 4 << 20
+MAX_SECTIONS = 16
+KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD", b"LATS")
 
 
 @cache
 def header_dict() -> bytes:
     """The headers of small files of every family (scripts/make_header_dict.py): with it a
     header's repeated names and keys cost a few bits each (a 256x256 grid image at 0.25 bpp:
-    560 -> about 260 header bytes of 2.2 KB)."""
+    560 -> about 250 header bytes of 2.2 KB)."""
     data = (Path(__file__).parent / "assets" / "header_dict.bin").read_bytes()
     if hashlib.sha256(data).hexdigest() != HEADER_DICT_SHA256:
         raise InrError("inr/assets/header_dict.bin is not the format's header dictionary (reinstall inr-codec)")
     return data
-MAX_HEADER_JSON = 4 << 20
-MAX_SECTIONS = 16
-KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD", b"LATS")
 
 
 PARTS = ("container", "header", "limits", "payload")
@@ -75,10 +75,7 @@ class Container:
 
 
 def write(header: dict, sections: dict[str, bytes]) -> bytes:
-    packer = zlib.compressobj(9, zdict=header_dict())
-    hdr = packer.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + packer.flush()
-    if len(hdr) > MAX_HEADER_BYTES:
-        raise BitstreamError("header too large")
+    hdr = encode_header(header)
     out = bytearray(PREAMBLE.pack(MAGIC, VERSION, FLAG_HEADER_DICT, len(sections), len(hdr), zlib.crc32(hdr)))
     out += hdr
     for tag, payload in sections.items():
@@ -90,25 +87,27 @@ def write(header: dict, sections: dict[str, bytes]) -> bytes:
     return bytes(out)
 
 
-def read(data: bytes) -> Container:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise BitstreamError("expected bytes")
-    data = bytes(data)
+def read_preamble(data: bytes, version: int = VERSION) -> tuple[int, int, int, int]:
+    """(count, header length, header CRC, flags) from the 16-byte preamble of a file of format
+    `version`; `data` holds at least the preamble. Version 2 (groups of frames) is read by
+    `inr.export.gop`; its count is the number of GOPs."""
     if len(data) < PREAMBLE.size:
         raise BitstreamError(f"file too short ({len(data)} bytes) to be an .inr bitstream")
-    magic, version, flags, n_sections, header_len, header_crc = PREAMBLE.unpack_from(data, 0)
+    magic, found, flags, count, header_len, header_crc = PREAMBLE.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError("not an .inr file (bad magic)")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .inr format version {version} (this decoder reads {VERSION})")
+    if found != version:
+        raise BitstreamError(f"unsupported .inr format version {found} here (expected {version})")
     if flags & ~FLAG_HEADER_DICT:
         raise BitstreamError("unknown flags set")
-    if n_sections > MAX_SECTIONS:
-        raise BitstreamError(f"too many sections ({n_sections})")
-    if header_len > MAX_HEADER_BYTES or PREAMBLE.size + header_len > len(data):
+    if header_len > MAX_HEADER_BYTES:
         raise BitstreamError("header length exceeds the file (truncated or corrupt)")
-    pos = PREAMBLE.size
-    hdr = data[pos : pos + header_len]
+    return count, header_len, header_crc, flags
+
+
+def decode_header(hdr: bytes, header_crc: int, flags: int) -> dict:
+    """The header JSON object from its compressed bytes (with the preset dictionary when
+    `flags` says so), CRC and size limits checked."""
     if zlib.crc32(hdr) != header_crc:
         raise BitstreamError("header CRC mismatch (corrupt file)")
     try:
@@ -123,6 +122,29 @@ def read(data: bytes) -> Container:
         raise BitstreamError(f"header is not valid compressed JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise BitstreamError("header must be a JSON object")
+    return header
+
+
+def encode_header(header: dict) -> bytes:
+    """Compressed with the preset dictionary: a writer sets FLAG_HEADER_DICT in the preamble."""
+    packer = zlib.compressobj(9, zdict=header_dict())
+    hdr = packer.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + packer.flush()
+    if len(hdr) > MAX_HEADER_BYTES:
+        raise BitstreamError("header too large")
+    return hdr
+
+
+def read(data: bytes) -> Container:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError("expected bytes")
+    data = bytes(data)
+    n_sections, header_len, header_crc, flags = read_preamble(data)
+    if n_sections > MAX_SECTIONS:
+        raise BitstreamError(f"too many sections ({n_sections})")
+    if PREAMBLE.size + header_len > len(data):
+        raise BitstreamError("header length exceeds the file (truncated or corrupt)")
+    pos = PREAMBLE.size
+    header = decode_header(data[pos : pos + header_len], header_crc, flags)
     pos += header_len
     sizes = {"preamble": PREAMBLE.size, "header": header_len}
     sections: dict[str, bytes] = {}

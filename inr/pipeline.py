@@ -28,6 +28,9 @@ class FitOptions:
     batch_size: int | None = None  # coords per step (coord models) or frames per step (frame models)
     loss: str = "l2"
     fit: FitConfig = dataclasses.field(default_factory=FitConfig)
+    # Stored weights of a fitted neighbour (the previous group of frames) to start from:
+    # entries whose name and shape match the new model are copied (NIRVANA's warm start).
+    warm_start: dict[str, torch.Tensor] | None = None
 
 
 def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, rate_bits: float | None = None):
@@ -49,6 +52,20 @@ def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: 
         model = spec.model_cls(cfg)
     model.start_from(signal)
     return cfg, model
+
+
+def copy_matching(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Copy the `weights` whose name and shape match one of the model's parameters; returns
+    how many were copied. A neighbour's per-item or side tensors (embeddings, latent grids:
+    sized by its frames) are not in `stored_weights()` and keep the model's own start."""
+    params = dict(model.named_parameters())
+    copied = 0
+    with torch.no_grad():
+        for name, value in weights.items():
+            if name in params and params[name].shape == value.shape:
+                params[name].copy_(value)
+                copied += 1
+    return copied
 
 
 def rate_target(opts: FitOptions, signal: Signal, bpp: float | None, lam: float | None):
@@ -93,6 +110,8 @@ def fit_signal(
         training = ckpt.load_training(checkpoint_dir)
     else:
         cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed)
+        if opts.warm_start:  # (the rate-aware encode does not read it: those families start from the signal)
+            copy_matching(model, opts.warm_start)
     model = model.to(device)  # the Trainer applies the speed plan (bf16, channels-last, ...)
     task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, spec.optim, device)

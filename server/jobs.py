@@ -182,10 +182,11 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
     t_start = time.monotonic()
     phase_now = {"name": "fit"}
     phase_count: dict[str, int] = {}
+    gop_now = {"label": ""}  # "GOP i/n " while a long video is encoded in groups of frames
 
     def on_phase(name: str) -> None:
         n = phase_count[name] = phase_count.get(name, 0) + 1
-        phase_now["name"] = name if n == 1 else f"{name} {n}"
+        phase_now["name"] = gop_now["label"] + (name if n == 1 else f"{name} {n}")
         job_now = store.get(job_id) or {}
         store.set_progress(job_id, {**job_now.get("progress", {}), "phase": phase_now["name"]})
 
@@ -222,12 +223,18 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
-        from video.encode import decode_file, encode_file
+        from video.gop_encode import GopOptions, decode_video as decode_file, encode_video
+
+        def on_gop(done: int, total: int) -> None:
+            if total > 1 and done < total:
+                gop_now["label"] = f"GOP {done + 1}/{total} "  # the encoder's next phase() shows it
+                phase_count.clear()
 
         opts = fit_options(params)
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
-        report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
-                             callback=progress, phase=on_phase)
+        report = encode_video(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
+                              gops=GopOptions(workers=1), callback=progress, phase=on_phase, progress=on_gop)  # one process a job
+        gop_now["label"] = ""
         is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
         decoded = "decoded.png" if is_image else "decoded.mp4"
         on_phase("playback copies")
@@ -239,7 +246,7 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
             artifacts += playback_companions(src, params, report, out)
         return artifacts
     if kind == "decode":
-        from video.encode import decode_file, inspect_file
+        from video.gop_encode import decode_video as decode_file, inspect as inspect_file
 
         info = inspect_file(src)
         name = "decoded.png" if info["header"]["signal"]["kind"] == "image" else "decoded.mp4"

@@ -57,9 +57,9 @@ def accept_upload(src: Path, filename: str, kind: str, params: dict, data_dir: P
     shutil.move(str(src), dest)
     try:
         if kind == "decode":
-            from video.encode import inspect_file
+            from video.gop_encode import inspect
 
-            inspect_file(dest)
+            inspect(dest)  # either format version: one GOP or an index of GOPs
         else:
             geometry = limits.check_media(dest, read_options(params))
             media = "image" if is_image_path(dest) else "video"

@@ -63,3 +63,37 @@ def siren_file(crop64) -> bytes:
     from inr.signals import image_signal
 
     return seed_file(image_signal(crop64[:32, :32]), "siren", 2_000)
+
+
+@pytest.fixture(scope="session")
+def gop_file(hnerv_file) -> bytes:
+    """A format-version-2 file: two GOPs of 2 frames, each the HNeRV file (4 frames in all)."""
+    from inr.export import gop
+
+    return gop.pack({"kind": "video", "shape": [4, 32, 32, 3], "fps": 25.0}, "hnerv", [(2, hnerv_file), (2, hnerv_file)])
+
+
+def _synthetic_clip(path: Path, frames: int, size: str = "48x32") -> Path:
+    """A synthetic moving test pattern (ffmpeg's testsrc), lossless."""
+    import subprocess
+
+    from video.ffmpeg_bin import ffmpeg_exe
+
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25", "-frames:v", str(frames),
+         "-c:v", "libx264rgb", "-qp", "0", "-y", str(path)],
+        check=True,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip():
+    """Make a synthetic test-pattern clip: synthetic_clip(path, frames, 'WxH')."""
+    return _synthetic_clip
+
+
+@pytest.fixture(scope="session")
+def clip12(tmp_path_factory) -> Path:
+    """12 frames of 48x32 test pattern: three GOPs of 4."""
+    return _synthetic_clip(tmp_path_factory.mktemp("gop") / "c12.mkv", 12)

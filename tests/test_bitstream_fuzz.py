@@ -116,3 +116,32 @@ def test_structural_header_edits_are_refused_by_the_schema(valid_file, seed, cou
     forged = mutate_header(valid_file, random.Random(seed), count)
     if forged is not None:
         _decode(forged, ("header", "limits", "payload"))
+
+
+def _decode_gops(data: bytes) -> None:
+    """A GOP file (format version 2) decodes or is refused with one BitstreamError line."""
+    import torch
+
+    from inr.export.gop import decode_range
+
+    try:
+        for _ in decode_range(data, 0, 10**9, torch.device("cpu")):
+            pass
+    except Exception as exc:
+        assert type(exc) is BitstreamError, f"{type(exc).__name__}: {exc}"
+        assert exc.part in PARTS and "\n" not in str(exc) and len(str(exc)) < 300
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(mutation, min_size=1, max_size=4))
+def test_mutated_gop_files_raise_bitstream_error(gop_file, mutations):
+    _decode_gops(bytes(_mutate(bytearray(gop_file), mutations)))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_structural_gop_index_edits_are_refused_by_the_index_check(gop_file, seed, count):
+    """Hostile values anywhere in the GOP index (CRC valid) end in BitstreamError."""
+    from inr.export.hostile import mutate_gop_index
+
+    _decode_gops(mutate_gop_index(gop_file, random.Random(seed), count))

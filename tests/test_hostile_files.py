@@ -111,7 +111,7 @@ class _GridConfig:
             raise ValueError("size must be at least levels")
 
 
-_SPEC = ModelSpec("grid-test", _GridConfig, object, "grid", ("image",), "test", OptimDefaults(lr=1e-3), lambda c, s: c, "levels")
+_SPEC = ModelSpec("grid-test", _GridConfig, object, ("image",), "test", OptimDefaults(lr=1e-3), lambda c, s: c, "levels")
 
 
 @pytest.mark.parametrize(
@@ -140,4 +140,41 @@ def test_a_new_family_config_within_limits_passes():
     assert cfg.levels == 8 and cfg.dims == (1, 2, 3)
 
 
-# ------------------------------------------------------------------ the CLI
+# ------------------------------------------------------------------ GOP files (format version 2)
+def _gop_refusal(data: bytes) -> BitstreamError:
+    import torch
+
+    from inr.export.gop import decode_range
+
+    with pytest.raises(BitstreamError) as info:
+        list(decode_range(data, 0, 10**9, torch.device("cpu")))
+    exc = info.value
+    assert type(exc) is BitstreamError
+    assert "\n" not in str(exc) and len(str(exc)) < 300
+    return exc
+
+
+def test_gop_file_decodes_every_frame(gop_file, hnerv_file):
+    import torch
+
+    from inr.export.gop import decode_range
+
+    frames = torch.cat(list(decode_range(gop_file, 0, 4, torch.device("cpu"))))
+    _, _, model, header = decode_model(hnerv_file)
+    one = model.render(header["signal"]["shape"], torch.device("cpu"))
+    assert frames.shape == (4, 32, 32, 3)
+    assert torch.equal(frames[:2], one) and torch.equal(frames[2:], one)
+
+
+def test_gop_corpus_is_refused_by_the_right_check(gop_file):
+    from inr.export.hostile import GOP_CORPUS, gop_corpus
+
+    cases = gop_corpus(gop_file)
+    assert {c.label for c in GOP_CORPUS} <= set(cases)
+    wrong = {label: f"{exc.part}: {exc}" for label, (data, part) in cases.items() if (exc := _gop_refusal(data)).part != part}
+    assert not wrong
+
+
+def test_a_version_2_file_is_refused_by_the_single_file_decoder(gop_file):
+    exc = _refusal(gop_file)
+    assert "version 2" in str(exc)

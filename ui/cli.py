@@ -223,6 +223,7 @@ def cmd_encode(args) -> int:
     from inr.export.compress import ExportOptions
     from video.encode import encode_file
     from video.fitting import signal_kind
+    from video.gop_encode import encode_video
 
     kind = signal_kind(args.input)
     spec = _model_for(args, kind)
@@ -237,9 +238,17 @@ def cmd_encode(args) -> int:
     opts = _fit_options(args, kind == "video")
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
+    gops = _gop_options(args)
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
         cb = _PhaseBar(bar, opts.fit)
-        report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=bpp, callback=cb, phase=cb.phase)
+        if kind == "audio":  # one signal, no groups of frames
+            report = encode_file(args.input, args.output, opts, exp, _read_options(args), device, bpp=bpp, callback=cb, phase=cb.phase)
+        else:
+            report = encode_video(
+                args.input, args.output, opts, exp, _read_options(args), device, bpp=bpp, gops=gops, callback=cb, phase=cb.phase, progress=cb.gop
+            )
+    if len(report.get("gops", [])) > 1:
+        print(f"{len(report['gops'])} GOPs of {'/'.join(sorted({str(g['frames']) for g in report['gops']}))} frames")
     keys = ["model", "bytes", "bpp", "kbps", "psnr", "snr", "msssim", "encode_seconds", "decode_seconds", "decode_fps"]
     print("  ".join(f"{k}={_fmt(report[k])}" for k in keys if k in report))
     print(f"wrote {args.output} and {args.output}.json")
@@ -260,15 +269,32 @@ def _bpp_units(args, kind: str) -> int:
     return t * h * w
 
 
+def _gop_options(args):
+    from video.gop_encode import GopOptions
+
+    if args.memory_gb is not None and args.memory_gb < 1:
+        raise InrError("--memory-gb must be at least 1")
+    budget = None if args.memory_gb is None else int(args.memory_gb * (1 << 30))
+    return GopOptions(
+        gop=args.gop, warm_start=not args.no_warm_start, resume=args.resume, memory_budget=budget, workers=args.workers, ray=args.ray,
+        scene_cut=args.scene_cut,
+    )
+
+
 class _PhaseBar:
-    """Progress over the encode phases (fit, prune fine-tune, QAT), each with its own bar."""
+    """Progress over the encode phases (fit, prune fine-tune, QAT), each with its own bar,
+    and over the groups of frames (GOP i/n) of a long video."""
 
     def __init__(self, bar: FitProgress, fit):
         self.bar, self.fit = bar, fit
         self.name = "fit"
+        self.gop_label = ""
 
     def phase(self, name: str) -> None:
         self.name = name
+
+    def gop(self, done: int, total: int) -> None:
+        self.gop_label = f"GOP {min(done + 1, total)}/{total} " if total > 1 else ""
 
     def __call__(self, state) -> None:
         total = state.total_steps or (state.seconds or 1)
@@ -277,35 +303,43 @@ class _PhaseBar:
             self.bar.task,
             total=total,
             completed=min(done, total),
-            description=f"{self.name:5s}",
+            description=f"{self.gop_label}{self.name:5s}",
             info=f"step {state.step}  PSNR {state.psnr:5.2f} dB",
         )
 
 
 def cmd_decode(args) -> int:
     from inr.device import select_device
-    from video.encode import decode_file
+    from video.gop_encode import decode_video
 
-    res = decode_file(args.input, args.output, select_device(args.device), lossless=args.lossless)
+    res = decode_video(args.input, args.output, select_device(args.device), frames=args.frames, lossless=args.lossless)
     if res["kind"] == "audio":
         print(f"wrote {res['output']} ({res['samples']} samples at {res['sample_rate']} Hz, decoded in {res['decode_seconds']:.2f} s)")
     else:
-        print(f"wrote {res['output']} ({res['frames']} frame(s), {res['decode_fps']:.1f} frames/s decode)")
+        gops = f", {res['gops_decoded']} of {res['gops']} GOP(s) decoded" if "gops" in res else ""
+        print(f"wrote {res['output']} ({res['frames']} frame(s){gops}, {res['decode_fps']:.1f} frames/s decode)")
     return 0
 
 
 def cmd_info(args) -> int:
     import json
 
-    from video.encode import inspect_file
+    from video.gop_encode import inspect
 
-    info = inspect_file(args.input)
+    info = inspect(args.input)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     h = info["header"]
     sig = h["signal"]
-    print(f"{args.input}: {info['bytes']} bytes, model {h['model']}, {sig['kind']} {'x'.join(map(str, sig['shape']))}")
+    print(f"{args.input}: {info['bytes']} bytes, model {h['model']}, {sig['kind']} {'x'.join(map(str, sig['shape']))}, {len(info['gops'])} GOP(s)")
+    if info["version"] == 2:
+        print("GOPs (format version 2; each a complete version-1 file):")
+        for i, g in enumerate(info["gops"]):
+            print(f"  GOP {i:4d}  frames {g['start']:6d}-{g['start'] + g['frames'] - 1:<6d} {g['bytes']:9d} bytes  {100 * g['bytes'] / info['bytes']:5.1f} %")
+        print(f"  {'total':14s} {info['accounted']:9d} bytes (preamble and index: {info['breakdown']['preamble'] + info['breakdown']['index']})")
+        print("first GOP:")
+        info, h = info["first_gop"], info["first_gop"]["header"]
     print("config: " + ", ".join(f"{k}={v}" for k, v in h["config"].items()))
     print("sections:")
     for name, size in info["breakdown"].items():
@@ -336,7 +370,18 @@ def cmd_compare(args) -> int:
     def names(text: str | None) -> list[str] | None:
         return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
 
-    kind = probe(args.input).kind  # codec defaults and settings depend on it
+    info = probe(args.input)
+    kind = info.kind  # codec defaults and settings depend on it
+    read = _read_options(args)
+    if args.frames is not None:  # a frame range of a long video: A:B is frames A to B-1
+        import dataclasses
+
+        from video.gop_encode import parse_frames
+
+        if kind == "image" or args.max_frames:
+            raise InrError("--frames takes a video, without --max-frames")
+        start, stop = parse_frames(args.frames, info.frames)
+        read = dataclasses.replace(read, start=start, max_frames=stop - start)
     if kind == "image" and (args.crf or args.presets):
         raise InrError("--crf and --presets are for video codecs; an image's codecs take --quality")
     if kind != "image" and args.quality:
@@ -354,7 +399,7 @@ def cmd_compare(args) -> int:
         seed=args.seed,
         schedule=args.schedule,
         bits=args.bits,
-        read=_read_options(args),
+        read=read,
     )
     res = run_compare(args.input, opts, args.output, select_device(args.device), log=lambda m: print(m, flush=True))
     for p in res["points"]:
@@ -525,6 +570,14 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
     p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
+    g = p.add_argument_group("long videos (groups of frames, one seekable file)")
+    g.add_argument("--gop", type=positive_int, help="frames per group of frames (default: from resolution and memory; a clip that fits is one group)")
+    g.add_argument("--scene-cut", action="store_true", help="start a new group at each hard scene cut (one extra pass over the video)")
+    g.add_argument("--no-warm-start", action="store_true", help="fit every group from scratch instead of from the previous group's weights")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted encode of the same input and settings, redoing only unfinished groups")
+    g.add_argument("--memory-gb", type=positive_float, help="memory budget that sizes the groups (default: half the RAM)")
+    g.add_argument("--workers", type=positive_int, help="groups fitted at once with --no-warm-start (default: half the cores)")
+    g.add_argument("--ray", metavar="ADDRESS", help="with --no-warm-start: fit the groups as Ray tasks ('auto', an address, or 'local')")
     _add_speed(p)
     _add_geometry(p)
     p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
@@ -533,6 +586,7 @@ def build_parser() -> Parser:
     p.add_argument("input", metavar="FILE.inr")
     p.add_argument("-o", "--output", required=True, help="OUT.mp4, OUT_DIR/ (PNG frames), OUT.png, or OUT.wav for audio")
     p.add_argument("--lossless", action="store_true", help="lossless RGB H.264 instead of yuv420p for playback")
+    p.add_argument("--frames", metavar="A:B", help="decode only frames A to B-1 (only the groups of frames holding them)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_decode)
 
@@ -550,6 +604,7 @@ def build_parser() -> Parser:
     p.add_argument("--crf", help="comma-separated CRF sweep for the video codecs (default 18..48 step 5)")
     p.add_argument("--quality", help="comma-separated quality sweep (0..100) for the image codecs (default 5,10,20,...,90,95)")
     p.add_argument("--bits", type=int, default=8)
+    p.add_argument("--frames", metavar="A:B", help="compare on frames A to B-1 of a video only")
     _add_budget(p)
     _add_geometry(p)
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
@@ -605,7 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"inr {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write(f"inr {args.command}: interrupted; finished outputs and the last checkpoint are intact\n")
+        hint = "; --resume continues from the finished groups of frames" if args.command == "encode" else ""
+        sys.stderr.write(f"inr {args.command}: interrupted; finished outputs and the last checkpoint are intact{hint}\n")
         return 130
     except BrokenPipeError:  # `inr info x.inr | head`: the reader left; nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

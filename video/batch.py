@@ -92,7 +92,7 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
     from inr.fit import FitConfig
     from inr.models import parse_param_budget
     from inr.pipeline import FitOptions
-    from video.encode import encode_file
+    from video.gop_encode import GopOptions, encode_video
     from video.media import ReadOptions, parse_size
 
     with torch_threads(job.threads):  # restored after: a library call leaves the caller's setting alone
@@ -105,11 +105,19 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
             opts = FitOptions(model=job.model, params=params, fit=fit)  # each family's own batch default
             read = ReadOptions(max_frames=job.max_frames, resize=parse_size(job.resize, "resize"))
 
+            gop_state = {"done": 0, "total": 1}  # a long video is encoded in groups of frames
+
             def cb(state) -> None:
                 if progress is not None:
-                    progress(state.progress)
+                    progress((gop_state["done"] + state.progress) / gop_state["total"])
 
-            rep = encode_file(job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device(job.device), bpp=job.bpp, callback=cb)
+            def on_gop(done: int, total: int) -> None:
+                gop_state.update(done=done, total=total)
+
+            rep = encode_video(
+                job.input, job.output, opts, ExportOptions(bits=job.bits), read, select_device(job.device), bpp=job.bpp,
+                gops=GopOptions(workers=1), callback=cb, progress=on_gop,  # the batch already runs files in parallel
+            )
             row.update({k: rep[k] for k in ("bytes", "bpp", "psnr", "msssim")}, status="done")
         except InrError as exc:
             row["error"] = str(exc)

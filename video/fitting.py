@@ -31,12 +31,18 @@ def load_signal(path: Path | str, read: ReadOptions):
         frames, _ = read_video(path, read)
         return image_signal(frames[0], source=str(path)), info
     frames, info = read_video(path, read)
-    meta = {"source": str(path), "fps": info.fps}
+    return video_signal(frames, **video_meta(path, info.fps, read)), info
+
+
+def video_meta(path: Path | str, fps: float, read: ReadOptions) -> dict:
+    """A video signal's meta: its source, rate and the geometry applied (a whole clip's or one
+    group of frames')."""
+    meta = {"source": str(path), "fps": fps}
     if read.resize:
         meta["resize"] = list(read.resize)
     if read.crop:
         meta["crop"] = list(read.crop)
-    return video_signal(frames, **meta), info
+    return meta
 
 
 def load_audio_signal(path: Path | str, read: ReadOptions):

@@ -261,22 +261,14 @@ def read_video(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch
     t, h, w = output_geometry(info, opts)
     if info.kind == "image":
         frames = load_image(path)[None]
-        return _apply_geometry_torch(frames, opts), info
+        return apply_geometry(frames, opts), info
     if info.kind == "frames":
         files = info.files[opts.start : opts.start + t]
         frames = torch.stack([load_image(f) for f in files])
         if len({tuple(f.shape) for f in frames}) > 1:
             raise InrError(f"{path}: frames differ in size")
-        return _apply_geometry_torch(frames, opts), info
-    stream = ffmpeg.input(str(path))
-    v = stream.video
-    if opts.start:
-        v = v.filter("select", f"gte(n,{opts.start})").filter("setpts", "N/FRAME_RATE/TB")
-    if opts.resize:
-        v = v.filter("scale", opts.resize[0], opts.resize[1], flags="bicubic")
-    if opts.crop:
-        v = v.filter("crop", opts.crop[0], opts.crop[1])  # centred by default
-    out = ffmpeg.output(v, "pipe:", format="rawvideo", pix_fmt="rgb24", vframes=t, **{"fps_mode": "passthrough"})
+        return apply_geometry(frames, opts), info
+    out = decode_graph(path, opts, t)
     try:
         raw, _ = ffmpeg.run(out, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
     except ffmpeg.Error as exc:
@@ -290,7 +282,20 @@ def read_video(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch
     return torch.from_numpy(arr.copy()), info
 
 
-def _apply_geometry_torch(frames: torch.Tensor, opts: ReadOptions) -> torch.Tensor:
+def decode_graph(path: Path | str, opts: ReadOptions, frames: int):
+    """The ffmpeg graph that decodes `frames` frames of `path` to raw RGB on stdout, with the
+    requested start, resize and centre crop (shared by the whole-clip and chunked readers)."""
+    v = ffmpeg.input(str(path)).video
+    if opts.start:
+        v = v.filter("select", f"gte(n,{opts.start})").filter("setpts", "N/FRAME_RATE/TB")
+    if opts.resize:
+        v = v.filter("scale", opts.resize[0], opts.resize[1], flags="bicubic")
+    if opts.crop:
+        v = v.filter("crop", opts.crop[0], opts.crop[1])  # centred by default
+    return ffmpeg.output(v, "pipe:", format="rawvideo", pix_fmt="rgb24", vframes=frames, **{"fps_mode": "passthrough"})
+
+
+def apply_geometry(frames: torch.Tensor, opts: ReadOptions) -> torch.Tensor:
     if opts.resize:
         x = frames.permute(0, 3, 1, 2).float()
         x = torch.nn.functional.interpolate(x, size=(opts.resize[1], opts.resize[0]), mode="bicubic", align_corners=False)
@@ -311,14 +316,9 @@ def write_video(path: Path | str, frames: torch.Tensor, fps: float = 25.0, lossl
     arr = to_uint8(frames)
     if str(path).endswith(os.sep) or path.is_dir() or path.suffix == "":
         return write_frames_dir(path, arr)
+    arr = pad_even(arr) if not lossless else arr
     t, h, w, _ = arr.shape
-    if lossless:
-        codec = {"vcodec": "libx264rgb", "qp": 0, "pix_fmt": "rgb24", "preset": "veryfast"}
-    else:
-        if h % 2 or w % 2:  # yuv420p needs even sizes: pad by one edge row/column
-            arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            h, w = arr.shape[1:3]
-        codec = {"vcodec": "libx264", "crf": crf, "pix_fmt": "yuv420p", "preset": "medium", "movflags": "+faststart"}
+    codec = codec_args(lossless, crf)
     with atomic_path(path) as tmp:
         proc = (
             ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=fps or 25.0)
@@ -332,6 +332,19 @@ def write_video(path: Path | str, frames: torch.Tensor, fps: float = 25.0, lossl
     return path
 
 
+def pad_even(arr: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sizes: pad (T, H, W, 3) frames by one edge row/column where odd."""
+    h, w = arr.shape[1:3]
+    return np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else arr
+
+
+def codec_args(lossless: bool, crf: int) -> dict:
+    """ffmpeg output options: lossless RGB x264 -qp 0, or yuv420p H.264 at `crf` for playback."""
+    if lossless:
+        return {"vcodec": "libx264rgb", "qp": 0, "pix_fmt": "rgb24", "preset": "veryfast"}
+    return {"vcodec": "libx264", "crf": crf, "pix_fmt": "yuv420p", "preset": "medium", "movflags": "+faststart"}
+
+
 def write_frames_dir(folder: Path, frames: np.ndarray) -> Path:
     folder = Path(folder)
     parent = folder.parent
@@ -340,17 +353,22 @@ def write_frames_dir(folder: Path, frames: np.ndarray) -> Path:
     try:
         for i, f in enumerate(frames):
             iio.imwrite(tmp / f"frame_{i:05d}.png", f)
-        if folder.exists():
-            for old in folder.glob("frame_*.png"):
-                old.unlink()
-            for f in sorted(tmp.iterdir()):
-                os.replace(f, folder / f.name)
-            tmp.rmdir()
-        else:
-            os.replace(tmp, folder)
+        replace_frames_dir(tmp, folder)
     except BaseException:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def replace_frames_dir(tmp: Path, folder: Path) -> None:
+    """Move the finished frames in `tmp` to `folder` (replacing its old frames), then drop `tmp`."""
+    if folder.exists():
+        for old in folder.glob("frame_*.png"):
+            old.unlink()
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, folder / f.name)
+        tmp.rmdir()
+    else:
+        os.replace(tmp, folder)

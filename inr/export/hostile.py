@@ -108,20 +108,25 @@ def _nodes(value: Any, path: tuple = ()) -> list[tuple]:
 def mutate_header(data: bytes, rng: random.Random, count: int = 1) -> bytes | None:
     """Structural edits: a node replaced by a hostile value or deleted; CRCs valid."""
     box = bitstream.read(data)
-    header = copy.deepcopy(box.header)
+    return rewrap(_mutate_tree(box.header, rng, count), box.sections)
+
+
+def _mutate_tree(tree: dict, rng: random.Random, count: int) -> dict:
+    """A copy of a JSON tree with `count` nodes replaced by hostile values or deleted."""
+    tree = copy.deepcopy(tree)
     for _ in range(count):
-        nodes = _nodes(header)
+        nodes = _nodes(tree)
         if not nodes:
             break
         path = rng.choice(nodes)
-        parent = header
+        parent = tree
         for key in path[:-1]:
             parent = parent[key]
         if rng.random() < 0.15:
             del parent[path[-1]]
         else:
             parent[path[-1]] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
-    return rewrap(header, box.sections)
+    return tree
 
 
 MUTATORS = {"raw": mutate_bytes, "crc-fixed": mutate_section, "header-text": mutate_header_text, "header-json": mutate_header}
@@ -259,3 +264,65 @@ def corpus(data: bytes, model: str) -> dict[str, tuple[bytes, str]]:
     sections["QPRM"] = sections["QPRM"][:-2]
     out["qprm-short"] = (bitstream.write(box.header, sections), "payload")
     return out
+
+
+# ------------------------------------------------------------------ GOP files (format version 2)
+GOP_CORPUS: tuple[Case, ...] = (
+    _c("gop-index-missing-gops", "gop", "header", (("gops",), DELETE)),
+    _c("gop-index-gops-dict", "gop", "header", (("gops",), {})),
+    _c("gop-index-model-list", "gop", "header", (("model",), ["hnerv"])),
+    _c("gop-signal-image", "gop", "header", (("signal", "kind"), "image")),
+    _c("gop-signal-side", "gop", "limits", (("signal", "shape", 1), 40000)),
+    _c("gop-entry-int", "gop", "header", (("gops", 0), 7)),
+    _c("gop-start-gap", "gop", "header", (("gops", 1, "start"), 3)),
+    _c("gop-start-string", "gop", "header", (("gops", 1, "start"), "2")),
+    _c("gop-frames-zero", "gop", "limits", (("gops", 0, "frames"), 0)),
+    _c("gop-frames-bool", "gop", "header", (("gops", 0, "frames"), True)),
+    _c("gop-frames-sum", "gop", "header", (("signal", "shape", 0), 5)),
+    _c("gop-bytes-huge", "gop", "limits", (("gops", 0, "bytes"), 2**40)),
+    # frames and sizes consistent in the index but not with the GOPs' own headers
+    _c("gop-payload-height", "gop", "header", (("signal", "shape", 1), 16)),
+    _c("gop-payload-frames", "gop", "header", (("gops", 0, "frames"), 1), (("gops", 1, "start"), 1), (("gops", 1, "frames"), 3)),
+)
+
+
+def split_gop_file(data: bytes) -> tuple[int, dict, bytes]:
+    """(GOP count, index JSON, payload bytes) of a valid version-2 file."""
+    from inr.export.gop import VERSION
+
+    count, index_len, crc, flags = bitstream.read_preamble(data, VERSION)
+    start = bitstream.PREAMBLE.size
+    return count, bitstream.decode_header(data[start : start + index_len], crc, flags), data[start + index_len :]
+
+
+def rewrap_gop(index: dict, count: int, payload: bytes) -> bytes:
+    """A version-2 file with a valid index CRC around whatever index, count and payloads."""
+    import zlib
+
+    from inr.export.gop import VERSION
+
+    hdr = bitstream.encode_header(index)
+    return bitstream.PREAMBLE.pack(bitstream.MAGIC, VERSION, bitstream.FLAG_HEADER_DICT, count, len(hdr), zlib.crc32(hdr)) + hdr + payload
+
+
+def gop_corpus(data: bytes) -> dict[str, tuple[bytes, str]]:
+    """label -> (hostile GOP file, expected part), from a valid 2-GOP file of 2-frame GOPs."""
+    count, index, payload = split_gop_file(data)
+    out = {}
+    for case in GOP_CORPUS:
+        edited = apply(index, case.edits)
+        if edited is not None:
+            out[case.label] = (rewrap_gop(edited, count, payload), case.part)
+    out["gop-count-more"] = (rewrap_gop(index, count + 1, payload), "header")
+    out["gop-count-zero"] = (rewrap_gop(index, 0, payload), "limits")
+    out["gop-payload-truncated"] = (rewrap_gop(index, count, payload[:-3]), "container")
+    out["gop-trailing-byte"] = (rewrap_gop(index, count, payload + b"\0"), "container")
+    shifted = apply(index, ((("gops", 0, "bytes"), index["gops"][0]["bytes"] - 1), (("gops", 1, "bytes"), index["gops"][1]["bytes"] + 1)))
+    out["gop-boundary-shifted"] = (rewrap_gop(shifted, count, payload), "container")
+    return out
+
+
+def mutate_gop_index(data: bytes, rng: random.Random, count: int = 1) -> bytes:
+    """Structural edits of a GOP file's index (as `mutate_header` does to a header); CRC valid."""
+    n, index, payload = split_gop_file(data)
+    return rewrap_gop(_mutate_tree(index, rng, count), n, payload)

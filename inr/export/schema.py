@@ -103,6 +103,9 @@ def _int_list(v: Any, what: str, max_len: int, lo: int, hi: int) -> list[int]:
     return [_int(x, f"{what}[{i}]", lo, hi) for i, x in enumerate(v)]
 
 
+check_int = _int  # public for the GOP index (inr.export.gop), which checks its fields the same way
+
+
 def _dict(v: Any, what: str) -> dict:
     if not isinstance(v, dict):
         raise _fail(f"header {what} must be an object, got {_show(v)}")
@@ -169,6 +172,9 @@ def _check_signal(meta: dict) -> None:
             _int_list(meta[key], f"signal {key}", 2, 1, 1 << 20)
     if "source" in meta:
         _text(meta["source"], "signal source")
+
+
+check_signal = _check_signal  # public for the GOP index (inr.export.gop)
 
 
 # ------------------------------------------------------------------ 3: model config
