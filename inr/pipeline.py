@@ -14,20 +14,11 @@ from torch import nn
 
 from inr import checkpoint as ckpt
 from inr.errors import InrError
-from inr.fit import FitConfig, FitState, Trainer
+from inr.fit import FitState, Trainer
 from inr.models import ModelSpec, count_params, get_spec, size_to_budget
 from inr.models.sizing import stored_params
+from inr.options import FitOptions
 from inr.signals import Signal
-
-
-@dataclass
-class FitOptions:
-    model: str
-    params: int | None = None  # stored-parameter budget; None: the model's defaults
-    overrides: dict | None = None  # config fields set explicitly
-    batch_size: int | None = None  # coords per step (coord models) or frames per step (frame models)
-    loss: str = "l2"
-    fit: FitConfig = dataclasses.field(default_factory=FitConfig)
 
 
 def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, rate_bits: float | None = None):

@@ -71,7 +71,7 @@ def _str_list(out: dict, key: str, allowed: set[str] | None, limit: int) -> None
 
 def validate_params(kind: str, params: dict, limits: Limits | None = None) -> dict:
     """Check and normalise a job's parameters (types, finiteness, ranges); raises InrError with
-    a user-facing message. Every budget ends up bounded: a fit always has a wall-clock cap."""
+    a user-facing message. The budget is completed by `bound_budget` once the input is known."""
     from inr.models import get_spec, parse_param_budget
     from video.codecs import CODECS, PRESETS
 
@@ -130,11 +130,20 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
     _number(out, "seconds", 0.0, limits.max_seconds)
     for key in ("resize", "crop"):
         _size(out, key)
-    if kind in ("fit", "encode", "compare") and not any(k in out for k in ("epochs", "seconds", "steps")):
-        out["seconds"] = 60.0  # a bounded default: a web request must not start an unbounded fit
-    if kind in ("fit", "encode", "compare") and "seconds" not in out:
-        out["seconds"] = limits.max_seconds  # epochs/steps budgets still stop at the server's time cap
     return out
+
+
+def bound_budget(kind: str, params: dict, media: str, limits: Limits) -> None:
+    """Once the upload's kind is known: the default budget every front end shares when none is
+    given (inr.options), and always this server's wall-clock cap, so no web request starts an
+    unbounded fit."""
+    from inr.options import default_budget
+
+    if kind not in ("fit", "encode", "compare"):
+        return
+    budget = default_budget(params.get("steps"), params.get("epochs"), params.get("seconds"), media)
+    params.update({k: v for k, v in budget.items() if v is not None})
+    params.setdefault("seconds", limits.max_seconds)  # epochs/steps budgets still stop at the cap
 
 
 def runtime_limit(kind: str, params: dict, limits: Limits) -> float:
@@ -154,20 +163,20 @@ def read_options(params: dict):
     return ReadOptions(max_frames=params.get("max_frames"), resize=parse_size(params.get("resize"), "resize"), crop=parse_size(params.get("crop"), "crop"))
 
 
-def fit_options(params: dict):
-    """The fitting part of a fit/encode job's (validated) parameters."""
-    from inr.fit import FitConfig
+def fit_options(params: dict, media: str):
+    """The fitting part of a fit/encode job's (validated) parameters, through the shared builder."""
     from inr.models import parse_param_budget
-    from inr.pipeline import FitOptions
+    from inr.options import fit_options as build
 
-    fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
     budget = parse_param_budget(params["params"]) if "params" in params else None
-    return FitOptions(model=params["model"], params=budget, fit=fit)
+    return build(params["model"], media, steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"),
+                 params=budget, seed=params.get("seed", 0), lr=params.get("lr"))
 
 
 def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto") -> list[str]:
     """Run `job`; return its artifact names (files under data_dir/jobs/<id>/)."""
     from inr.device import select_device
+    from video.media import is_image_path, media_kind
 
     job_id, kind, params = job["id"], job["kind"], job["params"]
     out = data_dir / "jobs" / job_id
@@ -217,18 +226,18 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
     if kind == "fit":
         from video.fitting import fit_media
 
-        opts = fit_options(params)
+        opts = fit_options(params, media_kind(src))
         metrics = fit_media(src, opts, read_options(params), out / "fit", device, callback=progress)
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
         from video.encode import decode_file, encode_file
 
-        opts = fit_options(params)
+        opts = fit_options(params, media_kind(src))
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
         report = encode_file(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
                              callback=progress, phase=on_phase)
-        is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+        is_image = report["frames"] == 1 and is_image_path(src)
         decoded = "decoded.png" if is_image else "decoded.mp4"
         on_phase("playback copies")
         decode_file(out / "output.inr", out / decoded, device)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inr.errors import InrError
+from inr.options import LOSSES
 
 EXIT_USAGE = 2
 
@@ -111,38 +112,25 @@ def _speed_options(args) -> dict:
     }
 
 
-def _fit_options(args, is_video: bool, size_kb: float | None = None):
-    from inr.fit import FitConfig
+def _fit_options(args, kind: str):
+    """FitOptions from the fit/encode flags, through the one options builder (defaults, checks)."""
     from inr.models import parse_param_budget
-    from inr.pipeline import FitOptions
+    from inr.options import KIB, fit_options
 
-    steps, epochs, seconds = args.steps, args.epochs, args.seconds
-    if steps is None and epochs is None and seconds is None:
-        if is_video:
-            epochs = 30
-        else:
-            steps = 1000
-    fit = FitConfig(
-        steps=steps,
-        epochs=epochs,
-        seconds=seconds,
-        lr=args.lr,
-        schedule=args.schedule,
-        target_psnr=args.target_psnr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        **_speed_options(args),
-    )
     params = parse_param_budget(args.params) if args.params else None
-    if size_kb:
-        # fit has no quantizer yet: size at 8 bits per stored parameter, the export default
-        params = int(size_kb * 1024)
-    return FitOptions(model=args.model, params=params, batch_size=args.batch_size, loss=args.loss, fit=fit)
+    if getattr(args, "weights_kb", None):
+        params = int(args.weights_kb * KIB)  # fit has no quantizer yet: 8 bits per stored parameter
+    return fit_options(
+        args.model, kind, steps=args.steps, epochs=args.epochs, seconds=args.seconds, params=params,
+        batch_size=args.batch_size, loss=args.loss, lr=args.lr, schedule=args.schedule, target_psnr=args.target_psnr,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, **_speed_options(args),
+    )
 
 
 def cmd_fit(args) -> int:
     from inr.device import select_device
     from inr.models import get_spec
+    from inr.models.auto import check_handles
     from video.fitting import fit_media
     from video.media import probe
 
@@ -150,10 +138,8 @@ def cmd_fit(args) -> int:
     device = select_device(args.device)
     info = probe(args.input)
     is_video = info.kind != "image"
-    kind = "video" if is_video else "image"
-    if kind not in spec.signals:
-        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
-    opts = _fit_options(args, is_video, size_kb=args.size_kb)
+    check_handles(spec.name, "video" if is_video else "image", args.input)
+    opts = _fit_options(args, "video" if is_video else "image")
     total = opts.fit.steps  # with only --epochs, steps per epoch is known once the task exists: bar by epochs
     label = f"fit {spec.name} on {device.type}"
     with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
@@ -216,14 +202,13 @@ def cmd_encode(args) -> int:
     from video.encode import encode_file
     from video.media import output_geometry, probe
 
-    from inr.models.auto import resolve_model
+    from inr.models.auto import check_handles, resolve_model
 
     kind = "image" if probe(args.input).kind == "image" else "video"
     args.model, why = resolve_model(args.model, kind)
     logging.getLogger("inr").info("model %s: %s", args.model, why)
     spec = get_spec(args.model)
-    if kind not in spec.signals:
-        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    check_handles(spec.name, kind, args.input)
     if args.bpp is not None and args.params:
         raise InrError("give either --bpp or --params, not both")
     if not str(args.output).endswith(".inr"):
@@ -234,7 +219,7 @@ def cmd_encode(args) -> int:
         info = probe(args.input)
         t, h, w = output_geometry(info, _read_options(args))
         bpp = args.size_kb * 1024 * 8 / (t * h * w)
-    opts = _fit_options(args, kind == "video")
+    opts = _fit_options(args, kind)
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
@@ -472,12 +457,15 @@ def build_parser() -> Parser:
     p.add_argument("--model", required=True, help="see `inr models`")
     fit_size = p.add_mutually_exclusive_group()
     fit_size.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
-    fit_size.add_argument("--size-kb", type=positive_float, help="size budget in KiB at 8 bits per parameter (1 KiB = 1024 params)")
+    fit_size.add_argument(
+        "--weights-kb", type=positive_float,
+        help="weight budget in KiB at 8 bits per parameter (1 KiB = 1024 params); `encode --size-kb` is a file size",
+    )
     _add_budget(p)
     p.add_argument("--target-psnr", type=positive_float, help="stop early once the PSNR reaches this (dB)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
-    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM)")
+    p.add_argument("--loss", choices=LOSSES, default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM), frame models only")
     p.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
     _add_speed(p)
@@ -507,7 +495,7 @@ def build_parser() -> Parser:
     _add_budget(p)
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
-    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
+    p.add_argument("--loss", choices=LOSSES, default="l2", help="as for fit")
     _add_speed(p)
     _add_geometry(p)
     p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)

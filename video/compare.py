@@ -29,9 +29,8 @@ import torch
 import inr
 from inr.errors import InrError
 from inr.export.compress import ExportOptions, decode_bytes, encode_to_bpp
-from inr.fit import FitConfig
 from inr.models import get_spec
-from inr.pipeline import FitOptions
+from inr.options import default_budget, fit_options
 from inr.models.auto import check_handles, resolve_model
 from video.bd import bd_psnr, bd_rate
 from video import image_codecs
@@ -98,8 +97,8 @@ class CompareOptions:
             self.crfs = list(DEFAULT_CRFS) if self.crfs is None else self.crfs
         if not self.bpps or any(b <= 0 for b in self.bpps):
             raise InrError("--bpp needs positive values, e.g. 0.05,0.1,0.2")
-        if self.epochs is None and self.seconds is None and self.steps is None:
-            self.epochs = 30
+        budget = default_budget(self.steps, self.epochs, self.seconds, kind)
+        self.steps, self.epochs, self.seconds = budget["steps"], budget["epochs"], budget["seconds"]
 
 
 def _key(*parts) -> str:
@@ -203,8 +202,7 @@ def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, ca
             point = cache.get(key)
             if point is None:
                 log(f"{model} @ {bpp} bpp ...")
-                fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
-                fopts = FitOptions(model=model, fit=fit)
+                fopts = fit_options(model, signal.kind, steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
                 t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
                 try:
                     enc, rate = encode_to_bpp(

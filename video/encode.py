@@ -21,7 +21,7 @@ from inr.models.auto import resolve_model
 from inr.metrics import ssim
 from inr.pipeline import FitOptions
 from video.fitting import load_signal, write_json
-from video.media import ReadOptions, atomic_path, save_image, to_uint8, write_video
+from video.media import LOSSLESS_IMAGE_EXTS, ReadOptions, atomic_path, save_image, to_uint8, write_video
 from video.quality import clip_quality
 
 
@@ -100,7 +100,7 @@ def decode_file(path: Path | str, out: Path | str, device: torch.device, lossles
     decoded, header, seconds = decode_bytes(path.read_bytes(), device)
     kind = header["signal"]["kind"]
     if kind == "image":
-        if out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
+        if out.suffix.lower() not in LOSSLESS_IMAGE_EXTS:
             raise InrError("an image decodes to a lossless image file: use a .png output")
         save_image(out, decoded)
     else:
