@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from inr.errors import InrError
 from inr.options import LOSSES
+from video.options import DEFAULT_CRFS, DEFAULT_PRESETS
 
 EXIT_USAGE = 2
 
@@ -112,16 +113,16 @@ def _speed_options(args) -> dict:
     }
 
 
-def _fit_options(args, kind: str):
+def _fit_options(args, is_video: bool):
     """FitOptions from the fit/encode flags, through the one options builder (defaults, checks)."""
     from inr.models import parse_param_budget
     from inr.options import KIB, fit_options
 
     params = parse_param_budget(args.params) if args.params else None
-    if getattr(args, "weights_kb", None):
+    if args.weights_kb:
         params = int(args.weights_kb * KIB)  # fit has no quantizer yet: 8 bits per stored parameter
     return fit_options(
-        args.model, kind, steps=args.steps, epochs=args.epochs, seconds=args.seconds, params=params,
+        args.model, "video" if is_video else "image", steps=args.steps, epochs=args.epochs, seconds=args.seconds, params=params,
         batch_size=args.batch_size, loss=args.loss, lr=args.lr, schedule=args.schedule, target_psnr=args.target_psnr,
         seed=args.seed, checkpoint_every=args.checkpoint_every, **_speed_options(args),
     )
@@ -130,7 +131,6 @@ def _fit_options(args, kind: str):
 def cmd_fit(args) -> int:
     from inr.device import select_device
     from inr.models import get_spec
-    from inr.models.auto import check_handles
     from video.fitting import fit_media
     from video.media import probe
 
@@ -138,8 +138,10 @@ def cmd_fit(args) -> int:
     device = select_device(args.device)
     info = probe(args.input)
     is_video = info.kind != "image"
-    check_handles(spec.name, "video" if is_video else "image", args.input)
-    opts = _fit_options(args, "video" if is_video else "image")
+    kind = "video" if is_video else "image"
+    if kind not in spec.signals:
+        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    opts = _fit_options(args, is_video)
     total = opts.fit.steps  # with only --epochs, steps per epoch is known once the task exists: bar by epochs
     label = f"fit {spec.name} on {device.type}"
     with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
@@ -202,13 +204,14 @@ def cmd_encode(args) -> int:
     from video.encode import encode_file
     from video.media import output_geometry, probe
 
-    from inr.models.auto import check_handles, resolve_model
+    from inr.models.auto import resolve_model
 
     kind = "image" if probe(args.input).kind == "image" else "video"
     args.model, why = resolve_model(args.model, kind)
     logging.getLogger("inr").info("model %s: %s", args.model, why)
     spec = get_spec(args.model)
-    check_handles(spec.name, kind, args.input)
+    if kind not in spec.signals:
+        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
     if args.bpp is not None and args.params:
         raise InrError("give either --bpp or --params, not both")
     if not str(args.output).endswith(".inr"):
@@ -219,7 +222,7 @@ def cmd_encode(args) -> int:
         info = probe(args.input)
         t, h, w = output_geometry(info, _read_options(args))
         bpp = args.size_kb * 1024 * 8 / (t * h * w)
-    opts = _fit_options(args, kind)
+    opts = _fit_options(args, kind == "video")
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
     with FitProgress(f"encode {spec.name} on {device.type}", None, None) as bar:
@@ -498,7 +501,7 @@ def build_parser() -> Parser:
     p.add_argument("--loss", choices=LOSSES, default="l2", help="as for fit")
     _add_speed(p)
     _add_geometry(p)
-    p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
+    p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None, weights_kb=None)
 
     p = sub.add_parser("decode", help="decode an .inr file to video, frames or an image")
     p.add_argument("input", metavar="FILE.inr")
@@ -517,8 +520,8 @@ def build_parser() -> Parser:
     p.add_argument("--models", help="comma-separated INR models (default: auto, the family `inr encode` picks for the input)")
     p.add_argument("--bpp", default="0.05,0.1,0.2", help="comma-separated target bpp for the INRs")
     p.add_argument("--codecs", help="video: h264,h265 (default); image: jpeg,webp,avif (default), x265-intra")
-    p.add_argument("--presets", help="x264/x265 presets (default medium,veryslow)")
-    p.add_argument("--crf", help="comma-separated CRF sweep for the video codecs (default 18..48 step 5)")
+    p.add_argument("--presets", help=f"x264/x265 presets (default {','.join(DEFAULT_PRESETS)})")
+    p.add_argument("--crf", help=f"comma-separated CRF sweep for the video codecs (default {','.join(map(str, DEFAULT_CRFS))})")
     p.add_argument("--quality", help="comma-separated quality sweep (0..100) for the image codecs (default 5,10,20,...,90,95)")
     p.add_argument("--bits", type=int, default=8)
     _add_budget(p)
