@@ -119,3 +119,11 @@ def test_batch_leaves_coordinate_batches_to_the_family(tmp_path, monkeypatch, ti
     _, model = build_model(get_spec("siren"), signal, opts.params, None, 0)
     task = model.make_task(signal, torch.device("cpu"), opts)
     assert task.sampler.batch_size is None or task.sampler.batch_size >= 1024
+
+
+def test_build_model_refuses_a_signal_through_the_one_check(crop64):
+    from inr.models import get_spec
+    from inr.pipeline import build_model
+
+    with pytest.raises(InrError, match="is an image, which model 'nerv' does not handle"):
+        build_model(get_spec("nerv"), _image_signal(crop64), None, None, 0)
