@@ -14,30 +14,18 @@ from torch import nn
 
 from inr import checkpoint as ckpt
 from inr.errors import InrError
-from inr.fit import FitConfig, FitState, Trainer
+from inr.fit import FitState, Trainer
 from inr.models import ModelSpec, count_params, get_spec, size_to_budget
+from inr.models.auto import check_handles
 from inr.models.sizing import stored_params
+from inr.options import FitOptions
 from inr.signals import Signal
-
-
-@dataclass
-class FitOptions:
-    model: str
-    params: int | None = None  # stored-parameter budget; None: the model's defaults
-    overrides: dict | None = None  # config fields set explicitly
-    batch_size: int | None = None  # coords per step (coord models) or frames per step (frame models)
-    loss: str = "l2"
-    fit: FitConfig = dataclasses.field(default_factory=FitConfig)
-    # Stored weights of a fitted neighbour (the previous group of frames) to start from:
-    # entries whose name and shape match the new model are copied (NIRVANA's warm start).
-    warm_start: dict[str, torch.Tensor] | None = None
 
 
 def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, rate_bits: float | None = None):
     """A fresh model for `signal`: sized to `params` stored parameters, or, for a rate-aware
     family, to a file of `rate_bits` (default: `params` 8-bit parameters, see rate_target)."""
-    if signal.kind not in spec.signals:
-        raise InrError(f"model '{spec.name}' does not handle {signal.kind} signals (it handles: {', '.join(spec.signals)})")
+    check_handles(spec.name, signal.kind, "the signal")
     cfg = spec.adapt(spec.config_cls(), signal)
     if spec.rate_aware:
         bits = rate_bits if rate_bits is not None else (8.0 * params if params else None)

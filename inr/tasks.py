@@ -9,14 +9,18 @@ from pytorch_msssim import ssim as _ssim
 from torch import nn
 
 from inr.device import synchronize
+from inr.errors import InrError
 from inr.metrics import audio_snr, ms_ssim_frames, per_frame_psnr, psnr, ssim
 from inr.signals import CoordinateSampler, Signal, coord_grid, render
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """'l2' (HNeRV, SIREN, Instant-NGP) or 'l1_ssim' = 0.7 L1 + 0.3 (1 - SSIM) (NeRV)."""
+    """'l2' (HNeRV, SIREN, Instant-NGP), 'l1', or 'l1_ssim' = 0.7 L1 + 0.3 (1 - SSIM) (NeRV;
+    `pred` and `target` are frames (B, C, H, W))."""
     if kind == "l2":
         return F.mse_loss(pred, target)
+    if kind == "l1":
+        return F.l1_loss(pred, target)
     if kind == "l1_ssim":
         win = min(11, min(pred.shape[-2:]) // 2 * 2 - 1)
         s = _ssim(pred.float().clamp(0, 1), target.float(), data_range=1.0, size_average=True, win_size=max(win, 3))
@@ -28,6 +32,8 @@ class CoordTask:
     """Coordinate MLPs on any signal: random batches of (coords, values), or the full grid."""
 
     def __init__(self, signal: Signal, device: torch.device, batch_size: int | None = None, loss: str = "l2"):
+        if loss not in ("l2", "l1"):  # a batch of scattered coordinates has no frame for SSIM
+            raise InrError(f"coordinate models train with loss l2 or l1, not '{loss}'")
         self.signal, self.device, self.loss_kind = signal, device, loss
         self.sampler = CoordinateSampler(signal, batch_size, device)
         self.steps_per_epoch = self.sampler.steps_per_epoch
@@ -39,7 +45,7 @@ class CoordTask:
         coords, values = self.sampler.sample(generator)
         pred = model(coords).float()
         mse = F.mse_loss(pred, values)
-        return (mse if self.loss_kind == "l2" else F.l1_loss(pred, values)), mse
+        return reconstruction_loss(pred, values, self.loss_kind), mse
 
     def reconstruct(self, model: nn.Module, scale: float = 1.0) -> torch.Tensor:
         shape = list(self.signal.spatial_shape)

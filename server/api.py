@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from inr.errors import InrError
 from server.limits import LimitError, Limits
-from server.retention import Retention, delete_job_files, drop_upload, incoming_dir
+from server.retention import Retention, delete_job_files, drop_upload, incoming_dir, job_dir
 from server.store import KINDS, JobStore
 
 TOKEN_ENV = "INR_TOKEN"
@@ -200,7 +200,7 @@ def create_app(cfg: ServerConfig) -> FastAPI:
         job = _job(job_id)
         if name not in job["artifacts"]:  # only names the worker recorded: no path games
             raise HTTPException(404, f"job {job_id} has no artifact {name}")
-        path = cfg.data_dir / "jobs" / job_id / name
+        path = job_dir(cfg.data_dir, job_id) / name
         if not path.is_file():
             raise HTTPException(404, "artifact missing on disk")
         # What a browser can show is opened inline (report.html, images, video); the rest downloads.

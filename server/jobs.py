@@ -13,6 +13,7 @@ from pathlib import Path
 from inr.errors import InrError
 from inr.models.auto import AUTO
 from server.limits import LimitError, Limits
+from server.retention import job_dir
 from server.store import JobStore
 
 
@@ -22,6 +23,12 @@ class JobCancelled(Exception):
 
 FIT_KEYS = {"model", "params", "epochs", "seconds", "steps", "seed", "max_frames", "resize", "crop", "bpp", "bits", "prune", "lr"}
 COMPARE_KEYS = {"models", "bpps", "codecs", "presets", "crfs", "epochs", "seconds", "seed", "max_frames", "resize", "crop"}
+# A job directory's layout (server.retention.job_dir): what the worker writes and the API and
+# the app read back by name.
+ENCODED = "output.inr"
+ENCODE_REPORT = ENCODED + ".json"  # encode_file writes its report beside the file
+DECODED = {"image": "decoded.png", "video": "decoded.mp4"}
+COMPARE_RESULTS = "report/results.json"
 MAX_SIDE = 16384  # resize/crop: wider than any codec we accept
 
 
@@ -71,7 +78,7 @@ def _str_list(out: dict, key: str, allowed: set[str] | None, limit: int) -> None
 
 def validate_params(kind: str, params: dict, limits: Limits | None = None) -> dict:
     """Check and normalise a job's parameters (types, finiteness, ranges); raises InrError with
-    a user-facing message. Every budget ends up bounded: a fit always has a wall-clock cap."""
+    a user-facing message. The budget is completed by `bound_budget` once the input is known."""
     from inr.models import get_spec, parse_param_budget
     from video.codecs import CODECS, PRESETS
 
@@ -130,11 +137,20 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
     _number(out, "seconds", 0.0, limits.max_seconds)
     for key in ("resize", "crop"):
         _size(out, key)
-    if kind in ("fit", "encode", "compare") and not any(k in out for k in ("epochs", "seconds", "steps")):
-        out["seconds"] = 60.0  # a bounded default: a web request must not start an unbounded fit
-    if kind in ("fit", "encode", "compare") and "seconds" not in out:
-        out["seconds"] = limits.max_seconds  # epochs/steps budgets still stop at the server's time cap
     return out
+
+
+def bound_budget(kind: str, params: dict, media: str, limits: Limits) -> None:
+    """Once the upload's kind is known: the default budget every front end shares when none is
+    given (inr.options), and always this server's wall-clock cap, so no web request starts an
+    unbounded fit."""
+    from inr.options import default_budget
+
+    if kind not in ("fit", "encode", "compare"):
+        return
+    budget = default_budget(params.get("steps"), params.get("epochs"), params.get("seconds"), media)
+    params.update({k: v for k, v in budget.items() if v is not None})
+    params.setdefault("seconds", limits.max_seconds)  # epochs/steps budgets still stop at the cap
 
 
 def runtime_limit(kind: str, params: dict, limits: Limits) -> float:
@@ -154,23 +170,23 @@ def read_options(params: dict):
     return ReadOptions(max_frames=params.get("max_frames"), resize=parse_size(params.get("resize"), "resize"), crop=parse_size(params.get("crop"), "crop"))
 
 
-def fit_options(params: dict):
-    """The fitting part of a fit/encode job's (validated) parameters."""
-    from inr.fit import FitConfig
+def fit_options(params: dict, media: str):
+    """The fitting part of a fit/encode job's (validated) parameters, through the shared builder."""
     from inr.models import parse_param_budget
-    from inr.pipeline import FitOptions
+    from inr.options import fit_options as build
 
-    fit = FitConfig(steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"), seed=params.get("seed", 0), lr=params.get("lr"))
     budget = parse_param_budget(params["params"]) if "params" in params else None
-    return FitOptions(model=params["model"], params=budget, fit=fit)
+    return build(params["model"], media, steps=params.get("steps"), epochs=params.get("epochs"), seconds=params.get("seconds"),
+                 params=budget, seed=params.get("seed", 0), lr=params.get("lr"))
 
 
 def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto") -> list[str]:
     """Run `job`; return its artifact names (files under data_dir/jobs/<id>/)."""
     from inr.device import select_device
+    from video.media import is_image_path, media_kind
 
     job_id, kind, params = job["id"], job["kind"], job["params"]
-    out = data_dir / "jobs" / job_id
+    out = job_dir(data_dir, job_id)
     out.mkdir(parents=True, exist_ok=True)
     src = Path(job["input"])
     device = select_device(device_name)
@@ -218,38 +234,37 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
     if kind == "fit":
         from video.fitting import fit_media
 
-        opts = fit_options(params)
+        opts = fit_options(params, media_kind(src))
         metrics = fit_media(src, opts, read_options(params), out / "fit", device, callback=progress)
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
         from video.gop_encode import GopOptions, decode_video as decode_file, encode_video
+        from video.playback import image_companions, video_companions
 
         def on_gop(done: int, total: int) -> None:
             if total > 1 and done < total:
                 gop_now["label"] = f"GOP {done + 1}/{total} "  # the encoder's next phase() shows it
                 phase_count.clear()
 
-        opts = fit_options(params)
+        opts = fit_options(params, media_kind(src))
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
-        report = encode_video(src, out / "output.inr", opts, exp, read_options(params), device, bpp=params.get("bpp"),
+        report = encode_video(src, out / ENCODED, opts, exp, read_options(params), device, bpp=params.get("bpp"),
                               gops=GopOptions(workers=1), callback=progress, phase=on_phase, progress=on_gop)  # one process a job
         gop_now["label"] = ""
-        is_image = report["frames"] == 1 and src.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-        decoded = "decoded.png" if is_image else "decoded.mp4"
+        is_image = report["frames"] == 1 and is_image_path(src)
+        decoded = DECODED["image" if is_image else "video"]
         on_phase("playback copies")
-        decode_file(out / "output.inr", out / decoded, device)
-        artifacts = ["output.inr", "output.inr.json", decoded]
-        if is_image:
-            artifacts += image_playback_companions(src, params, report, out)
-        else:
-            artifacts += playback_companions(src, params, report, out)
+        decode_file(out / ENCODED, out / decoded, device)
+        artifacts = [ENCODED, ENCODE_REPORT, decoded]
+        companions = image_companions if is_image else video_companions  # beside the .inr, at about its size
+        artifacts += companions(src, read_options(params), report["bytes"], out)
         return artifacts
     if kind == "decode":
         from video.gop_encode import decode_video as decode_file, inspect as inspect_file
 
         info = inspect_file(src)
-        name = "decoded.png" if info["header"]["signal"]["kind"] == "image" else "decoded.mp4"
+        name = DECODED["image" if info["header"]["signal"]["kind"] == "image" else "video"]
         decode_file(src, out / name, device)
         return [name]
     if kind == "compare":
@@ -266,62 +281,5 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         named.unlink(missing_ok=True)
         named.symlink_to(src.resolve())
         run_compare(named, opts, out / "report", device, log=lambda m: None, callback=progress)
-        return ["report/report.html", "report/results.json", "report/results.csv"]
+        return ["report/report.html", COMPARE_RESULTS, "report/results.csv"]
     raise InrError(f"unknown job kind {kind}")
-
-
-def playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
-    """For side-by-side playback: the original (browser-playable, near-lossless) and H.264
-    at about the .inr's size (CRF searched to the closest byte count)."""
-    from video.codecs import encode_baseline
-    from video.fitting import write_json
-    from video.media import read_video, write_video
-    from video.quality import clip_quality
-
-    frames, info = read_video(src, read_options(params))
-    arr = frames.numpy()
-    write_video(out / "original.mp4", frames, fps=info.fps, crf=10)
-    target = report["bytes"]
-    lo, hi, best = 0, 51, None
-    while lo <= hi:  # bytes fall as CRF rises: binary search for the closest size
-        crf = (lo + hi) // 2
-        res = encode_baseline(arr, "h264", "medium", crf, info.fps or 25.0)
-        if best is None or abs(res.bytes - target) < abs(best.bytes - target):
-            best = res
-        if res.bytes > target:
-            lo = crf + 1
-        else:
-            hi = crf - 1
-    q = clip_quality(best.decoded, arr, best.decoded_y)
-    write_video(out / "h264.mp4", best.decoded, fps=info.fps, crf=10)
-    pixels = arr.shape[0] * arr.shape[1] * arr.shape[2]
-    write_json(out / "h264.json", {"crf": best.crf, "bytes": best.bytes, "bpp": best.bytes * 8 / pixels, "psnr": q["psnr"], "msssim": q["msssim"],
-                                   "note": "h264.mp4 shows the decoded H.264 frames re-wrapped at CRF 10 for the browser; bytes are of the original stream"})
-    return ["original.mp4", "h264.mp4", "h264.json"]
-
-
-IMAGE_COMPANIONS = (("jpeg", "jpg"), ("webp", "webp"), ("avif", "avif"))  # (codec, file suffix)
-
-
-def image_playback_companions(src: Path, params: dict, report: dict, out: Path) -> list[str]:
-    """For side-by-side viewing of an image job: the original as PNG and a JPEG, a WebP and
-    an AVIF of about the .inr's size (quality searched to the closest byte count that fits),
-    each with its bytes, bpp and PSNR."""
-    from video.fitting import load_signal, write_json
-    from video.image_codecs import match_size
-    from video.media import atomic_path, save_image, to_uint8
-    from video.quality import clip_quality
-
-    signal, _ = load_signal(src, read_options(params))
-    orig = to_uint8(signal.data)
-    save_image(out / "original.png", signal.data)
-    names = ["original.png"]
-    for codec, suffix in IMAGE_COMPANIONS:
-        match = match_size(orig, codec, report["bytes"])
-        with atomic_path(out / f"{codec}.{suffix}") as tmp:
-            tmp.write_bytes(match.data)
-        qual = clip_quality(match.decoded[None], orig[None])
-        write_json(out / f"{codec}.json", {"codec": codec, "quality": match.quality, "bytes": match.bytes, "bpp": match.bpp(),
-                                           "fits": match.fits, "psnr": qual["psnr"], "msssim": qual["msssim"]})
-        names += [f"{codec}.{suffix}", f"{codec}.json"]
-    return names

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inr.errors import InrError
+from video.media import IMAGE_EXTS
 
 VIDEO_CONTAINERS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".m4v"}
-IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 CODECS = {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "prores", "rawvideo", "ffv1", "mjpeg", "png"}
 GiB = 1 << 30
 
@@ -54,7 +54,7 @@ class Limits:
     probe_timeout_s: float = 30.0  # one ffmpeg call while checking an upload
     job_memory_bytes: int | None = None  # RLIMIT_AS per worker; None: default_job_memory(workers); 0: off
     containers: set[str] = field(default_factory=lambda: set(VIDEO_CONTAINERS))
-    images: set[str] = field(default_factory=lambda: set(IMAGE_TYPES))
+    images: set[str] = field(default_factory=lambda: set(IMAGE_EXTS))
     codecs: set[str] = field(default_factory=lambda: set(CODECS))
 
     def memory_cap(self, workers: int = 1) -> int:

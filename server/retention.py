@@ -36,6 +36,12 @@ def jobs_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "jobs"
 
 
+def job_dir(data_dir: Path, job_id: str) -> Path:
+    """Where one job's artifacts live: the worker writes there, the API and the app serve from
+    there, the sweep removes it."""
+    return jobs_dir(data_dir) / job_id
+
+
 def preview_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "previews"
 
@@ -89,7 +95,7 @@ def drop_upload(data_dir: Path, input_path: str | Path) -> None:
 
 def delete_job_files(data_dir: Path, job: dict) -> None:
     drop_upload(data_dir, job["input"])
-    shutil.rmtree(jobs_dir(data_dir) / job["id"], ignore_errors=True)
+    shutil.rmtree(job_dir(data_dir, job["id"]), ignore_errors=True)
 
 
 def _older_than(path: Path, age: float, now: float) -> bool:

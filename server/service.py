@@ -13,10 +13,10 @@ from pathlib import Path
 
 from inr.errors import InrError
 from inr.models.auto import AUTO, check_handles
-from server.jobs import read_options, runtime_limit, validate_params
+from server.jobs import bound_budget, read_options, runtime_limit, validate_params
 from server.limits import LimitError, Limits, estimate_job
 from server.retention import uploads_dir
-from video.media import is_image_path
+from video.media import media_kind
 from server.store import KINDS, JobStore
 
 
@@ -62,9 +62,10 @@ def accept_upload(src: Path, filename: str, kind: str, params: dict, data_dir: P
             inspect(dest)  # either format version: one GOP or an index of GOPs
         else:
             geometry = limits.check_media(dest, read_options(params))
-            media = "image" if is_image_path(dest) else "video"
+            media = media_kind(dest)
             for model in params.get("models") or [params.get("model", AUTO)]:
                 check_handles(model, media, user_name)
+            bound_budget(kind, params, media, limits)
             estimate_job(kind, params, geometry, limits, workers)
             if "max_frames" not in params:
                 # The check read container metadata; should it understate the frames, the

@@ -110,7 +110,7 @@ def _work(db_path: str, data: Path, threads: int, device: str, conn, parent: int
     import torch
 
     from server.jobs import JobCancelled, run_job
-    from server.retention import drop_upload
+    from server.retention import drop_upload, job_dir
     from server.service import user_message
 
     torch.set_num_threads(max(1, threads))
@@ -121,7 +121,7 @@ def _work(db_path: str, data: Path, threads: int, device: str, conn, parent: int
             time.sleep(poll)
             continue
         state["job"] = job["id"]
-        names = {job["input"]: job["input_name"], str(data / "jobs" / job["id"]) + "/": ""}
+        names = {job["input"]: job["input_name"], str(job_dir(data, job["id"])) + "/": ""}
         try:
             artifacts = run_job(job, store, data, device)
             store.finish(job["id"], "done", artifacts=artifacts)

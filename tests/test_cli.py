@@ -75,7 +75,7 @@ def test_models_lists_descriptions(capsys):
         (["fit", str(SAMPLE_IMAGE), "--model", "nope", "-o", "o"], "unknown model"),
         (["fit", str(SAMPLE_IMAGE), "--model", "siren", "--steps", "-5", "-o", "o"], "positive integer"),
         (["fit", str(SAMPLE_IMAGE), "--model", "siren", "--params", "lots", "-o", "o"], "parameter budget"),
-        (["fit", str(SAMPLE_IMAGE), "--model", "nerv", "-o", "o"], "does not handle image"),
+        (["fit", str(SAMPLE_IMAGE), "--model", "nerv", "-o", "o"], "which model 'nerv' does not handle"),
         (["render", "nowhere", "-o", "x.png"], "not a checkpoint"),
     ],
 )

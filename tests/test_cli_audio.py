@@ -83,7 +83,7 @@ def test_encode_decode_round_trip(clip, tmp_path, capsys):
         (["fit", "{bad}", "--model", "siren", "-o", "o"], "not a readable audio file"),
         (["encode", "{bad}", "-o", "o.inr"], "not a readable audio file"),
         (["fit", "missing.wav", "--model", "siren", "-o", "o"], "no such file"),
-        (["fit", "{clip}", "--model", "grid", "-o", "o"], "does not handle audio"),
+        (["fit", "{clip}", "--model", "grid", "-o", "o"], "which model 'grid' does not handle"),
         (["fit", "{clip}", "--model", "siren", "--resize", "8x8", "-o", "o"], "apply to images and video only"),
     ],
 )

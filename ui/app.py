@@ -22,12 +22,14 @@ import pandas as pd  # noqa: E402
 
 from inr.errors import InrError  # noqa: E402
 from server.api import ServerConfig  # noqa: E402
-from server.jobs import IMAGE_COMPANIONS  # noqa: E402
-from server.retention import blocked_paths, preview_dir, served_paths, stage_upload  # noqa: E402
+from server.jobs import COMPARE_RESULTS, DECODED, ENCODE_REPORT, ENCODED  # noqa: E402
+from server.retention import blocked_paths, job_dir, preview_dir, served_paths, stage_upload  # noqa: E402
 from server.service import submit  # noqa: E402
 from server.store import JobStore  # noqa: E402
 from ui import views  # noqa: E402
 from ui.expect import expect  # noqa: E402
+from video.options import DEFAULT_PRESETS  # noqa: E402
+from video.playback import IMAGE_COMPANIONS  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "inr" / "assets" / "bunny_320x180_32f.mp4"
 FINAL = views.FINAL
@@ -37,7 +39,7 @@ log = logging.getLogger("inr.ui")
 
 
 def _job_dir(cfg: ServerConfig, job_id: str) -> Path:
-    return cfg.data_dir / "jobs" / job_id
+    return job_dir(cfg.data_dir, job_id)
 
 
 def _artifact(cfg: ServerConfig, job: dict, name: str) -> str | None:
@@ -145,10 +147,10 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         preview = _snapshot(cfg, job["id"], p.get("preview"))
         status = status_of(job)
         if job["status"] == "done":
-            rep = _json_artifact(cfg, job, "output.inr.json")
+            rep = _json_artifact(cfg, job, ENCODE_REPORT)
             if rep:
                 status = f"{status}: {views.encode_summary(rep)}. See it on the Playback tab."
-            preview = _artifact(cfg, job, "decoded.png") or preview
+            preview = _artifact(cfg, job, DECODED["image"]) or preview
         return df, preview, status
 
     def follow(job_id, view, missing):
@@ -210,9 +212,9 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         if job is None or job["status"] != "done":
             note = f"job {job_id} is not available any more" if job_id else "Pick a finished job above."
             return (gr.update(visible=True), gr.update(visible=False), *([None] * 8), note, "", "", "", "", None)
-        rep = _json_artifact(cfg, job, "output.inr.json") or {}
+        rep = _json_artifact(cfg, job, ENCODE_REPORT) or {}
         inr_txt = f"**INR ({rep.get('model', '?')})**: {views.encode_summary(rep)}" if rep else "**INR**"
-        if _artifact(cfg, job, "decoded.png"):  # an image job: images, with JPEG / WebP / AVIF of about the same size
+        if _artifact(cfg, job, DECODED["image"]):  # an image job: images, with JPEG / WebP / AVIF of about the same size
             orig = _artifact(cfg, job, "original.png")
             o_txt = f"**original** (PNG, lossless, {Path(orig).stat().st_size:,} bytes)" if orig else "**original**: not kept for this job"
             refs, texts = [], []
@@ -220,14 +222,14 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                 refs.append(_artifact(cfg, job, f"{codec}.{suffix}"))
                 texts.append(views.companion_text(codec, _json_artifact(cfg, job, f"{codec}.json"), rep))
             return (gr.update(visible=False), gr.update(visible=True), None, None, None,
-                    orig, _artifact(cfg, job, "decoded.png"), *refs,
-                    o_txt, inr_txt, *texts, _artifact(cfg, job, "output.inr"))
+                    orig, _artifact(cfg, job, DECODED["image"]), *refs,
+                    o_txt, inr_txt, *texts, _artifact(cfg, job, ENCODED))
         h = _json_artifact(cfg, job, "h264.json")
         h_txt = views.companion_text("h264", h, rep)
         return (gr.update(visible=True), gr.update(visible=False),
-                _artifact(cfg, job, "original.mp4"), _artifact(cfg, job, "decoded.mp4"), _artifact(cfg, job, "h264.mp4"),
+                _artifact(cfg, job, "original.mp4"), _artifact(cfg, job, DECODED["video"]), _artifact(cfg, job, "h264.mp4"),
                 None, None, None, None, None,
-                "**original** (re-encoded at CRF 10 for the browser)", inr_txt, h_txt, "", "", _artifact(cfg, job, "output.inr"))
+                "**original** (re-encoded at CRF 10 for the browser)", inr_txt, h_txt, "", "", _artifact(cfg, job, ENCODED))
 
     def decode_upload(upload):
         if not upload:
@@ -241,8 +243,8 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
             time.sleep(0.3)
         if job["status"] != "done":
             refuse(views.friendly(job["error"], name), name)
-        image = _artifact(cfg, job, "decoded.png")
-        video = _artifact(cfg, job, "decoded.mp4")
+        image = _artifact(cfg, job, DECODED["image"])
+        video = _artifact(cfg, job, DECODED["video"])
         what = f"{name}: decoded to {'an image' if image else 'a video'} (job {job['id']})"
         return gr.update(value=video, visible=video is not None), gr.update(value=image, visible=image is not None), what
 
@@ -260,7 +262,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
                 raise InrError(f"target bpp must be numbers separated by commas, such as 0.1,0.2, not '{bpps}'") from None
             if not models_sel:
                 raise InrError("tick at least one INR model")
-            params = {"models": list(models_sel), "bpps": bpp_list, "seconds": _positive(seconds, "seconds per point"), "presets": ["medium", "veryslow"]}
+            params = {"models": list(models_sel), "bpps": bpp_list, "seconds": _positive(seconds, "seconds per point"), "presets": list(DEFAULT_PRESETS)}
             job = submit(store, stage_upload(cfg.data_dir, Path(path)), name, "compare", params, cfg.data_dir, cfg.limits)
         except InrError as exc:
             refuse(views.friendly(str(exc), name), name)
@@ -278,7 +280,7 @@ def build_ui(cfg: ServerConfig) -> gr.Blocks:
         url = f"/api/jobs/{job['id']}/artifacts/report/report.html"
         frame = (f'<p><a href="{url}" target="_blank">open the report in a new tab</a></p>'
                  f'<iframe id="cmp-frame" src="{url}" style="width:100%;height:80vh;border:1px solid #ddd;resize:vertical"></iframe>')
-        points = _json_artifact(cfg, job, "report/results.json") or {}
+        points = _json_artifact(cfg, job, COMPARE_RESULTS) or {}
         return f"{status}: {n} INR points and the codec curves measured", frame, views.results_table(points.get("points", []))
 
     def follow_compare(job_id):

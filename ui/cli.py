@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inr.errors import InrError
+from inr.options import LOSSES
+from video.options import DEFAULT_CRFS, DEFAULT_PRESETS
 
 EXIT_USAGE = 2
 
@@ -106,47 +108,33 @@ def _speed_options(args) -> dict:
     }
 
 
-def _fit_options(args, is_video: bool, size_kb: float | None = None):
-    from inr.fit import FitConfig
+def _fit_options(args, kind: str):
+    """FitOptions for a `kind` signal from the fit/encode flags, through the one options
+    builder (defaults, checks)."""
     from inr.models import parse_param_budget
-    from inr.pipeline import FitOptions
+    from inr.options import KIB, fit_options
 
-    steps, epochs, seconds = args.steps, args.epochs, args.seconds
-    if steps is None and epochs is None and seconds is None:
-        if is_video:
-            epochs = 30
-        else:
-            steps = 1000
-    fit = FitConfig(
-        steps=steps,
-        epochs=epochs,
-        seconds=seconds,
-        lr=args.lr,
-        schedule=args.schedule,
-        target_psnr=args.target_psnr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        **_speed_options(args),
-    )
     params = parse_param_budget(args.params) if args.params else None
-    if size_kb:
-        # fit has no quantizer yet: size at 8 bits per stored parameter, the export default
-        params = int(size_kb * 1024)
-    return FitOptions(model=args.model, params=params, batch_size=args.batch_size, loss=args.loss, fit=fit)
+    if args.weights_kb:
+        params = int(args.weights_kb * KIB)  # fit has no quantizer yet: 8 bits per stored parameter
+    return fit_options(
+        args.model, kind, steps=args.steps, epochs=args.epochs, seconds=args.seconds, params=params,
+        batch_size=args.batch_size, loss=args.loss, lr=args.lr, schedule=args.schedule, target_psnr=args.target_psnr,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, **_speed_options(args),
+    )
 
 
 def _model_for(args, kind: str):
     """The family that `--model` names for a `kind` signal (`auto` resolved, `-v` says why),
     refused with one line when it does not handle that kind."""
     from inr.models import get_spec
-    from inr.models.auto import AUTO, resolve_model
+    from inr.models.auto import AUTO, check_handles, resolve_model
 
     asked = args.model
     args.model, why = resolve_model(asked, kind)
     logging.getLogger("inr").log(logging.INFO if asked == AUTO else logging.DEBUG, "model %s: %s", args.model, why)
     spec = get_spec(args.model)
-    if kind not in spec.signals:
-        raise InrError(f"model '{spec.name}' does not handle {kind} signals (it handles: {', '.join(spec.signals)})")
+    check_handles(spec.name, kind, Path(args.input).name)
     return spec
 
 
@@ -157,7 +145,7 @@ def cmd_fit(args) -> int:
     kind = signal_kind(args.input)
     spec = _model_for(args, kind)
     device = select_device(args.device)
-    opts = _fit_options(args, kind == "video", size_kb=args.size_kb)
+    opts = _fit_options(args, kind)
     total = opts.fit.steps  # with only --epochs, steps per epoch is known once the task exists: bar by epochs
     label = f"fit {spec.name} on {device.type}"
     with FitProgress(label, total, opts.fit.seconds if total is None else None) as bar:
@@ -235,7 +223,7 @@ def cmd_encode(args) -> int:
     bpp = args.bpp
     if args.size_kb:  # a file-size target is a bpp target over this input's pixels (audio: samples)
         bpp = args.size_kb * 1024 * 8 / _bpp_units(args, kind)
-    opts = _fit_options(args, kind == "video")
+    opts = _fit_options(args, kind)
     exp = ExportOptions(bits=args.bits, embed_bits=args.embed_bits, prune=args.prune, lam=args.lam)
     exp.validate()
     gops = _gop_options(args)
@@ -534,12 +522,15 @@ def build_parser() -> Parser:
     p.add_argument("--model", required=True, help="see `inr models`")
     fit_size = p.add_mutually_exclusive_group()
     fit_size.add_argument("--params", help="parameter budget, e.g. 0.75M or 300k (sizes the model's width)")
-    fit_size.add_argument("--size-kb", type=positive_float, help="size budget in KiB at 8 bits per parameter (1 KiB = 1024 params)")
+    fit_size.add_argument(
+        "--weights-kb", type=positive_float,
+        help="weight budget in KiB at 8 bits per parameter (1 KiB = 1024 params); `encode --size-kb` is a file size",
+    )
     _add_budget(p)
     p.add_argument("--target-psnr", type=positive_float, help="stop early once the PSNR reaches this (dB)")
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
-    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM)")
+    p.add_argument("--loss", choices=LOSSES, default="l2", help="l1_ssim is NeRV's 0.7 L1 + 0.3 (1-SSIM), frame models only")
     p.add_argument("--checkpoint-every", type=positive_int, help="also checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint")
     _add_speed(p)
@@ -569,7 +560,7 @@ def build_parser() -> Parser:
     _add_budget(p)
     p.add_argument("--lr", type=positive_float, help="learning rate (default: the model paper's)")
     p.add_argument("--batch-size", type=positive_int, help="coordinates (MLPs) or frames (NeRV family) per step")
-    p.add_argument("--loss", choices=["l2", "l1_ssim"], default="l2")
+    p.add_argument("--loss", choices=LOSSES, default="l2", help="as for fit")
     g = p.add_argument_group("long videos (groups of frames, one seekable file)")
     g.add_argument("--gop", type=positive_int, help="frames per group of frames (default: from resolution and memory; a clip that fits is one group)")
     g.add_argument("--scene-cut", action="store_true", help="start a new group at each hard scene cut (one extra pass over the video)")
@@ -580,7 +571,7 @@ def build_parser() -> Parser:
     g.add_argument("--ray", metavar="ADDRESS", help="with --no-warm-start: fit the groups as Ray tasks ('auto', an address, or 'local')")
     _add_speed(p)
     _add_geometry(p)
-    p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None)
+    p.set_defaults(func=cmd_encode, target_psnr=None, checkpoint_every=None, weights_kb=None)
 
     p = sub.add_parser("decode", help="decode an .inr file to video, frames, an image or audio")
     p.add_argument("input", metavar="FILE.inr")
@@ -600,8 +591,8 @@ def build_parser() -> Parser:
     p.add_argument("--models", help="comma-separated INR models (default: auto, the family `inr encode` picks for the input)")
     p.add_argument("--bpp", default="0.05,0.1,0.2", help="comma-separated target bpp for the INRs")
     p.add_argument("--codecs", help="video: h264,h265 (default); image: jpeg,webp,avif (default), x265-intra")
-    p.add_argument("--presets", help="x264/x265 presets (default medium,veryslow)")
-    p.add_argument("--crf", help="comma-separated CRF sweep for the video codecs (default 18..48 step 5)")
+    p.add_argument("--presets", help=f"x264/x265 presets (default {','.join(DEFAULT_PRESETS)})")
+    p.add_argument("--crf", help=f"comma-separated CRF sweep for the video codecs (default {','.join(map(str, DEFAULT_CRFS))})")
     p.add_argument("--quality", help="comma-separated quality sweep (0..100) for the image codecs (default 5,10,20,...,90,95)")
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--frames", metavar="A:B", help="compare on frames A to B-1 of a video only")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from inr.errors import InrError
+from server.jobs import ENCODE_REPORT
 
 FINAL = {"done", "failed", "cancelled"}
 ACTIVE = {"queued", "running"}
@@ -229,7 +230,7 @@ def jobs_table_html(jobs: list[dict]) -> str:
     rows = []
     for j in jobs:
         links = " ".join(f'<a href="/api/jobs/{e(j["id"])}/artifacts/{e(a)}" target="_blank">{e(Path(a).name)}</a>'
-                         for a in j["artifacts"] if not a.endswith(".json") or a == "output.inr.json")
+                         for a in j["artifacts"] if not a.endswith(".json") or a == ENCODE_REPORT)
         err = friendly(j.get("error", ""), j.get("input_name", ""))
         rows.append(
             f"<tr><td>{e(j['id'])}</td><td>{e(_when(j['created']))}</td><td>{e(_duration(j))}</td><td>{e(j['kind'])}</td>"

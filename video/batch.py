@@ -89,20 +89,18 @@ def encode_job(job: BatchJob, progress: Callable[[float], None] | None = None) -
     """Run one file; never raises for a bad input: the error goes into the manifest row."""
     from inr.device import select_device, torch_threads
     from inr.export.compress import ExportOptions
-    from inr.fit import FitConfig
     from inr.models import parse_param_budget
-    from inr.pipeline import FitOptions
+    from inr.options import fit_options
     from video.gop_encode import GopOptions, encode_video
-    from video.media import ReadOptions, parse_size
+    from video.media import ReadOptions, media_kind, parse_size
 
     with torch_threads(job.threads):  # restored after: a library call leaves the caller's setting alone
         t0 = time.perf_counter()
         row = {"input": job.input, "output": job.output, "status": "failed", "error": ""}
         try:
-            epochs = job.epochs if job.epochs or job.seconds else 30
-            fit = FitConfig(epochs=epochs, seconds=job.seconds, seed=job.seed)
             params = parse_param_budget(job.params) if job.params else None
-            opts = FitOptions(model=job.model, params=params, fit=fit)  # each family's own batch default
+            # no batch_size: each family's own default (a coordinate model's is thousands of coordinates)
+            opts = fit_options(job.model, media_kind(Path(job.input)), epochs=job.epochs, seconds=job.seconds, params=params, seed=job.seed)
             read = ReadOptions(max_frames=job.max_frames, resize=parse_size(job.resize, "resize"))
 
             gop_state = {"done": 0, "total": 1}  # a long video is encoded in groups of frames

@@ -29,18 +29,17 @@ import torch
 import inr
 from inr.errors import InrError
 from inr.export.compress import ExportOptions, decode_bytes, encode_to_bpp
-from inr.fit import FitConfig
 from inr.models import get_spec
-from inr.pipeline import FitOptions
+from inr.options import default_budget, fit_options
 from inr.models.auto import check_handles, resolve_model
 from video.bd import bd_psnr, bd_rate
 from video import image_codecs
 from video.codecs import CODECS, encode_baseline
 from video.fitting import load_signal, write_json
 from video.media import ReadOptions, atomic_path, to_uint8
+from video.options import DEFAULT_CRFS, DEFAULT_PRESETS, DEFAULT_VIDEO_CODECS
 from video.quality import clip_quality
 
-DEFAULT_CRFS = (18, 23, 28, 33, 38, 43, 48)
 DEFAULT_MODELS = ("auto",)  # inr.models.auto picks the family for the input's kind
 
 
@@ -88,18 +87,18 @@ class CompareOptions:
                 if any(not lo <= q <= hi for q in self.qualities):
                     raise InrError(f"--quality for {c} must be in {lo}..{hi}")
         else:
-            self.codecs = ["h264", "h265"] if self.codecs is None else self.codecs
+            self.codecs = list(DEFAULT_VIDEO_CODECS) if self.codecs is None else self.codecs
             for c in self.codecs:
                 if c in image_codecs.IMAGE_CODECS:
                     raise InrError(f"'{c}' is an image codec; for a video choose from {', '.join(CODECS)}")
                 if c not in CODECS:
                     raise InrError(f"unknown codec '{c}' (choose from {', '.join(CODECS)})")
-            self.presets = ["medium", "veryslow"] if self.presets is None else self.presets
+            self.presets = list(DEFAULT_PRESETS) if self.presets is None else self.presets
             self.crfs = list(DEFAULT_CRFS) if self.crfs is None else self.crfs
         if not self.bpps or any(b <= 0 for b in self.bpps):
             raise InrError("--bpp needs positive values, e.g. 0.05,0.1,0.2")
-        if self.epochs is None and self.seconds is None and self.steps is None:
-            self.epochs = 30
+        budget = default_budget(self.steps, self.epochs, self.seconds, kind)
+        self.steps, self.epochs, self.seconds = budget["steps"], budget["epochs"], budget["seconds"]
 
 
 def _key(*parts) -> str:
@@ -203,8 +202,7 @@ def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, ca
             point = cache.get(key)
             if point is None:
                 log(f"{model} @ {bpp} bpp ...")
-                fit = FitConfig(steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
-                fopts = FitOptions(model=model, fit=fit)
+                fopts = fit_options(model, signal.kind, steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
                 t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
                 try:
                     enc, rate = encode_to_bpp(

@@ -23,7 +23,7 @@ from inr.pipeline import FitOptions
 from inr.signals import audio_pcm
 from video.audio import AUDIO_EXTS, is_audio_path, write_audio
 from video.fitting import load_signal, signal_extent, write_json
-from video.media import ReadOptions, atomic_path, save_image, to_uint8, write_video
+from video.media import LOSSLESS_IMAGE_EXTS, ReadOptions, atomic_path, save_image, to_uint8, write_video
 from video.quality import clip_quality
 
 
@@ -108,7 +108,7 @@ def decode_file(path: Path | str, out: Path | str, device: torch.device, lossles
             raise InrError(f"an audio file decodes to audio: use an output ending in one of {', '.join(sorted(AUDIO_EXTS))}")
         write_audio(out, audio_pcm(decoded), header["signal"]["sample_rate"])
     elif kind == "image":
-        if out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
+        if out.suffix.lower() not in LOSSLESS_IMAGE_EXTS:
             raise InrError("an image decodes to a lossless image file: use a .png output")
         save_image(out, decoded)
     else:

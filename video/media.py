@@ -24,7 +24,8 @@ import torch
 from inr.errors import InrError
 from video.ffmpeg_bin import ffmpeg_exe
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}  # every image reader and the server's uploads
+LOSSLESS_IMAGE_EXTS = {".png", ".bmp", ".tif", ".tiff", ".webp"}  # what a decoded image may be written as
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts"}
 DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of uint8 frames we are willing to hold
 
@@ -87,6 +88,11 @@ class MediaInfo:
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTS
+
+
+def media_kind(path: Path) -> str:
+    """"image" or "video" by the file name alone (no probe): what a job's defaults depend on."""
+    return "image" if is_image_path(path) else "video"
 
 
 # ------------------------------------------------------------------ images

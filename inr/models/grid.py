@@ -173,6 +173,8 @@ def laplace_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -
 class LatentGrid(FrameRepresentation):
     """Latents -> frames. `forward(idx)` renders frames `idx` (B,) as (B, C, H, W)."""
 
+    losses = ("l2",)  # its task minimises MSE + lambda x rate: the distortion term is MSE
+
     def __init__(self, cfg: GridConfig):
         super().__init__()
         cfg.validate()

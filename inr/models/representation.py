@@ -46,6 +46,8 @@ class Representation(nn.Module):
     side_tensors: ClassVar[tuple[str, ...]] = ()
     # Whether `render` accepts any spatial resolution (coordinate models) or only the fitted one.
     any_resolution: ClassVar[bool] = False
+    # The reconstruction losses the family's task trains with (checked by inr.options).
+    losses: ClassVar[tuple[str, ...]] = ("l2",)
 
     config: Any
 
@@ -152,6 +154,7 @@ class CoordinateRepresentation(Representation):
     """f(coords in [-1, 1]^d) -> values: images, video and audio at any resolution."""
 
     any_resolution = True
+    losses = ("l2", "l1")  # per-coordinate batches: no SSIM, which needs whole frames
 
     def make_task(self, signal, device, opts):
         from inr.tasks import CoordTask
@@ -182,6 +185,7 @@ class FrameRepresentation(Representation):
     fitted resolution only."""
 
     RENDER_BATCH: ClassVar[int] = 4  # frames per render call
+    losses = ("l2", "l1", "l1_ssim")
 
     def make_task(self, signal, device, opts):
         from inr.tasks import FrameTask

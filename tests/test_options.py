@@ -1,0 +1,129 @@
+"""One options module (inr.options): every front end gets the same defaults and the same checks,
+and the bugs that came from four separate builders stay fixed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from inr.errors import InrError
+from inr.options import DEFAULT_IMAGE_STEPS, DEFAULT_VIDEO_EPOCHS, KIB, check_loss, default_budget, fit_options
+from inr.signals import Signal
+from inr.tasks import CoordTask
+
+
+@pytest.fixture(scope="module")
+def small_png(tmp_path_factory, crop64) -> Path:
+    path = tmp_path_factory.mktemp("img") / "crop.png"
+    Image.fromarray(crop64.numpy()).save(path)
+    return path
+
+
+def _image_signal(crop64) -> Signal:
+    return Signal(crop64.float() / 255, "image")
+
+
+def test_default_budget_is_one_rule_for_every_kind():
+    assert fit_options("siren", "image").fit.steps == DEFAULT_IMAGE_STEPS
+    video = fit_options("nerv", "video").fit
+    assert (video.epochs, video.steps, video.seconds) == (DEFAULT_VIDEO_EPOCHS, None, None)
+    assert default_budget(None, None, 5.0, "video") == {"steps": None, "epochs": None, "seconds": 5.0}  # a given budget is kept
+    assert fit_options("auto", "image").model != "auto"  # resolved in the one place
+
+
+def test_compare_and_server_take_the_shared_default():
+    from server.jobs import bound_budget
+    from server.limits import Limits
+    from video.compare import CompareOptions
+
+    opts = CompareOptions(models=None, bpps=[0.1])
+    opts.validate("image")
+    assert (opts.steps, opts.epochs) == (DEFAULT_IMAGE_STEPS, None)
+    limits = Limits()
+    params: dict = {}
+    bound_budget("fit", params, "video", limits)
+    assert params == {"epochs": DEFAULT_VIDEO_EPOCHS, "seconds": limits.max_seconds}  # the default, capped in time
+    params = {"steps": 5}
+    bound_budget("encode", params, "image", limits)
+    assert params == {"steps": 5, "seconds": limits.max_seconds}
+
+
+def test_loss_is_checked_against_the_family():
+    check_loss("nerv", "l1_ssim")  # frame models train with NeRV's loss
+    check_loss("siren", "l1")
+    for model, loss in (("siren", "l1_ssim"), ("hashgrid", "l1_ssim"), ("grid", "l1")):
+        with pytest.raises(InrError, match=f"does not train with loss '{loss}'"):
+            check_loss(model, loss)
+    with pytest.raises(InrError, match="unknown loss"):
+        fit_options("nerv", "video", loss="ssim")
+
+
+def test_coordinate_task_trains_the_loss_it_is_given(crop64):
+    """Regression: any loss other than l2 used to become plain L1 silently."""
+    signal = _image_signal(crop64)
+    with pytest.raises(InrError, match="l2 or l1"):
+        CoordTask(signal, torch.device("cpu"), loss="l1_ssim")
+    task = CoordTask(signal, torch.device("cpu"), batch_size=256, loss="l1")
+    model = torch.nn.Linear(2, 3)
+    gen = torch.Generator().manual_seed(0)
+    loss, mse = task.batch_loss(model, gen, 0)
+    coords, values = task.sampler.sample(torch.Generator().manual_seed(0))
+    pred = model(coords)
+    assert torch.allclose(loss, F.l1_loss(pred, values)) and torch.allclose(mse, F.mse_loss(pred, values))
+
+
+def test_cli_refuses_l1_ssim_for_a_coordinate_model_in_one_line(small_png, tmp_path, capsys):
+    from ui.cli import main
+
+    assert main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--loss", "l1_ssim", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "loss 'l1_ssim'" in err and not (tmp_path / "o").exists()
+
+
+def test_fit_sizes_by_weights_kb_and_keeps_size_kb_for_files(small_png, tmp_path, capsys):
+    """`--size-kb` is a file size (encode); fit's weight budget has its own name."""
+    from ui.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--size-kb", "2", "-o", str(tmp_path / "a")])
+    assert exc.value.code == 2
+    out = tmp_path / "b"
+    assert main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--weights-kb", "2", "-o", str(out)]) == 0
+    params = json.loads((out / "metrics.json").read_text())["params"]
+    assert abs(params - 2 * KIB) <= 0.1 * 2 * KIB  # sized to 2 KiB of 8-bit weights, as --params 2048 would be
+
+
+def test_batch_leaves_coordinate_batches_to_the_family(tmp_path, monkeypatch, tiny_clip):
+    """Regression: `inr batch` trained coordinate models on video with batch_size=2."""
+    import video.encode
+    from inr.pipeline import build_model
+    from inr.models import get_spec
+    from video.batch import BatchJob, encode_job
+
+    seen = {}
+
+    def fake_encode(src, dst, opts, *args, **kwargs):
+        seen["opts"] = opts
+        return {"bytes": 1, "bpp": 0.1, "psnr": 20.0, "msssim": 0.9}
+
+    monkeypatch.setattr(video.encode, "encode_file", fake_encode)
+    row = encode_job(BatchJob("clip.mp4", str(tmp_path / "c.inr"), "siren", None, "2k", None, None, device="cpu"))
+    assert row["status"] == "done", row
+    opts = seen["opts"]
+    assert opts.batch_size is None and opts.fit.epochs == DEFAULT_VIDEO_EPOCHS
+    signal = Signal(tiny_clip.float() / 255, "video")
+    _, model = build_model(get_spec("siren"), signal, opts.params, None, 0)
+    task = model.make_task(signal, torch.device("cpu"), opts)
+    assert task.sampler.batch_size is None or task.sampler.batch_size >= 1024
+
+
+def test_build_model_refuses_a_signal_through_the_one_check(crop64):
+    from inr.models import get_spec
+    from inr.pipeline import build_model
+
+    with pytest.raises(InrError, match="is an image, which model 'nerv' does not handle"):
+        build_model(get_spec("nerv"), _image_signal(crop64), None, None, 0)
