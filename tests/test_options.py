@@ -2,25 +2,15 @@
 and the bugs that came from four separate builders stay fixed."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from inr.errors import InrError
-from inr.options import DEFAULT_IMAGE_STEPS, DEFAULT_VIDEO_EPOCHS, KIB, check_loss, default_budget, fit_options
+from inr.options import DEFAULT_IMAGE_STEPS, DEFAULT_VIDEO_EPOCHS, check_loss, default_budget, fit_options
 from inr.signals import Signal
 from inr.tasks import CoordTask
-
-
-@pytest.fixture(scope="module")
-def small_png(tmp_path_factory, crop64) -> Path:
-    path = tmp_path_factory.mktemp("img") / "crop.png"
-    Image.fromarray(crop64.numpy()).save(path)
-    return path
 
 
 def _image_signal(crop64) -> Signal:
@@ -76,30 +66,9 @@ def test_coordinate_task_trains_the_loss_it_is_given(crop64):
     assert torch.allclose(loss, F.l1_loss(pred, values)) and torch.allclose(mse, F.mse_loss(pred, values))
 
 
-def test_cli_refuses_l1_ssim_for_a_coordinate_model_in_one_line(small_png, tmp_path, capsys):
-    from ui.cli import main
-
-    assert main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--loss", "l1_ssim", "-o", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "loss 'l1_ssim'" in err and not (tmp_path / "o").exists()
-
-
-def test_fit_sizes_by_weights_kb_and_keeps_size_kb_for_files(small_png, tmp_path, capsys):
-    """`--size-kb` is a file size (encode); fit's weight budget has its own name."""
-    from ui.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--size-kb", "2", "-o", str(tmp_path / "a")])
-    assert exc.value.code == 2
-    out = tmp_path / "b"
-    assert main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--weights-kb", "2", "-o", str(out)]) == 0
-    params = json.loads((out / "metrics.json").read_text())["params"]
-    assert abs(params - 2 * KIB) <= 0.1 * 2 * KIB  # sized to 2 KiB of 8-bit weights, as --params 2048 would be
-
-
 def test_batch_leaves_coordinate_batches_to_the_family(tmp_path, monkeypatch, tiny_clip):
     """Regression: `inr batch` trained coordinate models on video with batch_size=2."""
-    import video.encode
+    import video.gop_encode
     from inr.pipeline import build_model
     from inr.models import get_spec
     from video.batch import BatchJob, encode_job
@@ -110,7 +79,7 @@ def test_batch_leaves_coordinate_batches_to_the_family(tmp_path, monkeypatch, ti
         seen["opts"] = opts
         return {"bytes": 1, "bpp": 0.1, "psnr": 20.0, "msssim": 0.9}
 
-    monkeypatch.setattr(video.encode, "encode_file", fake_encode)
+    monkeypatch.setattr(video.gop_encode, "encode_video", fake_encode)
     row = encode_job(BatchJob("clip.mp4", str(tmp_path / "c.inr"), "siren", None, "2k", None, None, device="cpu"))
     assert row["status"] == "done", row
     opts = seen["opts"]
