@@ -21,7 +21,7 @@ from inr.fit import FitConfig
 from inr.models import parse_param_budget
 from inr.pipeline import FitOptions
 from inr.signals import video_signal
-from video.media import read_video
+from video.media import read_media
 
 CLIP = ROOT / "inr" / "assets" / "bunny_320x180_32f.mp4"
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = select_device(args.device)
-    frames, _ = read_video(CLIP)
+    frames, _ = read_media(CLIP)
     sig = video_signal(frames)
     t = frames.shape[0]
     rows = []

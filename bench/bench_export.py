@@ -23,7 +23,7 @@ from inr.metrics import ms_ssim_frames, psnr
 from inr.models import parse_param_budget
 from inr.pipeline import FitOptions, fit_signal
 from inr.signals import video_signal
-from video.media import ReadOptions, read_video
+from video.media import ReadOptions, read_media
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = select_device(args.device)
-    frames, _ = read_video(BUNNY, ReadOptions(max_frames=args.frames, resize=(320, 180), crop=(320, 160)))
+    frames, _ = read_media(BUNNY, ReadOptions(max_frames=args.frames, resize=(320, 180), crop=(320, 160)))
     sig = video_signal(frames)
     fit = FitConfig(epochs=args.epochs, seed=0)
     main_fit, ft = split_budget(fit, 0.1, 2)

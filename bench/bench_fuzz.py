@@ -26,7 +26,7 @@ from inr.bitstream import BitstreamError
 from inr.export.compress import decode_bytes
 from inr.export.hostile import MUTATORS, seed_file
 from inr.signals import image_signal, video_signal
-from video.media import ReadOptions, load_image, read_video
+from video.media import ReadOptions, load_image, read_media
 
 CPU = torch.device("cpu")
 
@@ -34,7 +34,7 @@ CPU = torch.device("cpu")
 def seeds() -> dict[str, bytes]:
     """A video file with every section (HNeRV: masks, embeddings), a coordinate-model image
     file, and a rate-aware grid file (latents in LATS)."""
-    frames, _ = read_video(ROOT / "inr" / "assets" / "bunny_320x180_32f.mp4", ReadOptions(max_frames=2, resize=(96, 64)))
+    frames, _ = read_media(ROOT / "inr" / "assets" / "bunny_320x180_32f.mp4", ReadOptions(max_frames=2, resize=(96, 64)))
     image = load_image(ROOT / "inr" / "assets" / "bunny_256.png")[96:128, 96:128]
     return {
         "hnerv": seed_file(video_signal(frames[:, :32, :32]), "hnerv", 6_000, prune=0.2),

@@ -14,7 +14,7 @@ from inr.fit import FitConfig
 from inr.models import parse_param_budget
 from inr.pipeline import FitOptions, fit_signal
 from inr.signals import video_signal
-from video.media import ReadOptions, read_video
+from video.media import ReadOptions, read_media
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     device = select_device(args.device)
-    frames, _ = read_video(BUNNY, ReadOptions(max_frames=32, resize=(320, 180), crop=(320, 160)))
+    frames, _ = read_media(BUNNY, ReadOptions(max_frames=32, resize=(320, 180), crop=(320, 160)))
     sig = video_signal(frames)
     rows = []
     for lr in (float(x) for x in args.lrs.split(",")):

@@ -28,7 +28,7 @@ from inr.models import get_spec, parse_param_budget
 from inr.models.registry import Schedule
 from inr.pipeline import FitOptions, build_model
 from inr.signals import image_signal, video_signal
-from video.media import ReadOptions, read_video
+from video.media import ReadOptions, read_media
 
 CARPHONE = ROOT.parent / "shared" / "media" / "carphone_pristine.mp4"
 
@@ -101,7 +101,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    frames, _ = read_video(Path(args.video), ReadOptions(max_frames=args.frames))
+    frames, _ = read_media(Path(args.video), ReadOptions(max_frames=args.frames))
     signals = {"video": video_signal(frames), "image": image_signal(frames[0])}
     rows = []
     for n in args.models.split(","):

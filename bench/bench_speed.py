@@ -30,7 +30,7 @@ from inr.models import get_spec, parse_param_budget
 from inr.models.sizing import stored_params
 from inr.pipeline import FitOptions, build_model
 from inr.signals import image_signal, video_signal
-from video.media import ReadOptions, load_image, parse_size, read_video
+from video.media import ReadOptions, load_image, parse_size, read_media
 
 ASSETS = ROOT / "inr" / "assets"
 OFF = {"amp": False, "channels_last": False, "fused_adam": False, "compile": False}
@@ -115,7 +115,7 @@ def main() -> None:
     signals = {}
     video_only = {n: "image" not in get_spec(n).signals for n in names}  # the NeRV family: a clip; others: an image
     if any(video_only.values()):
-        frames, _ = read_video(Path(args.video), ReadOptions(max_frames=args.frames, crop=parse_size(args.crop, "crop")))
+        frames, _ = read_media(Path(args.video), ReadOptions(max_frames=args.frames, crop=parse_size(args.crop, "crop")))
         signals["frame"] = video_signal(frames)
     if not all(video_only.values()):
         signals["coord"] = image_signal(load_image(Path(args.image)))

@@ -26,7 +26,7 @@ from inr.models import get_spec, parse_param_budget
 from inr.models.sizing import stored_params
 from inr.pipeline import FitOptions, build_model
 from inr.signals import video_signal
-from video.media import ReadOptions, parse_size, read_video
+from video.media import ReadOptions, parse_size, read_media
 
 BUNNY = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"
 
@@ -97,7 +97,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    frames, info = read_video(Path(args.video), ReadOptions(max_frames=args.frames, resize=parse_size(args.resize, "resize"), crop=parse_size(args.crop, "crop")))
+    frames, info = read_media(Path(args.video), ReadOptions(max_frames=args.frames, resize=parse_size(args.resize, "resize"), crop=parse_size(args.crop, "crop")))
     signal = video_signal(frames)
     budget = parse_param_budget(args.params)
     rows = [

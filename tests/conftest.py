@@ -31,9 +31,9 @@ def crop64(sample_image) -> torch.Tensor:
 @pytest.fixture(scope="session")
 def tiny_clip() -> torch.Tensor:
     """8 real frames at 96x64 (uint8, T x H x W x 3)."""
-    from video.media import ReadOptions, read_video
+    from video.media import ReadOptions, read_media
 
-    frames, _ = read_video(SAMPLE_CLIP, ReadOptions(max_frames=8, resize=(96, 64)))
+    frames, _ = read_media(SAMPLE_CLIP, ReadOptions(max_frames=8, resize=(96, 64)))
     return frames
 
 

@@ -17,7 +17,7 @@ from inr.models import FrameRepresentation, ModelSpec, OptimDefaults, register
 from inr.models.registry import Schedule, unregister
 from inr.metrics import psnr
 from ui.cli import main
-from video.media import ReadOptions, read_video
+from video.media import ReadOptions, read_media
 
 
 @dataclass
@@ -82,5 +82,5 @@ def test_a_family_defined_in_a_test_file_runs_through_the_cli(toy_family, tiny_c
     assert [t["name"] for t in info["header"]["tensors"]] == ["thumbs"]
     decoded = tmp_path / "decoded.mkv"
     assert main(["decode", str(inr_file), "-o", str(decoded)]) == 0
-    frames, _ = read_video(decoded, ReadOptions())
+    frames, _ = read_media(decoded, ReadOptions())
     assert frames.shape == tiny_clip.shape and psnr(frames.float() / 255, tiny_clip.float() / 255) > 14

@@ -18,7 +18,7 @@ from inr.pipeline import FitOptions, fit_signal
 from inr.errors import InrError
 from inr.signals import Signal, audio_pcm, audio_signal, image_signal, video_signal
 from video.audio import is_audio_path, probe_audio, read_audio, write_audio
-from video.media import ReadOptions, atomic_path, probe, read_video, save_image, write_video
+from video.media import ReadOptions, atomic_path, probe, read_media, save_image, write_video
 
 
 def load_signal(path: Path | str, read: ReadOptions):
@@ -28,9 +28,9 @@ def load_signal(path: Path | str, read: ReadOptions):
         return load_audio_signal(path, read)
     info = probe(path)
     if info.kind == "image":
-        frames, _ = read_video(path, read)
+        frames, _ = read_media(path, read)
         return image_signal(frames[0], source=str(path)), info
-    frames, info = read_video(path, read)
+    frames, info = read_media(path, read)
     return video_signal(frames, **video_meta(path, info.fps, read)), info
 
 

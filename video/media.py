@@ -260,8 +260,9 @@ def output_geometry(info: MediaInfo, opts: ReadOptions) -> tuple[int, int, int]:
     return t, h, w
 
 
-def read_video(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch.Tensor, MediaInfo]:
-    """Decode to (T, H, W, 3) uint8 with the requested range, resize and centre crop."""
+def read_media(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch.Tensor, MediaInfo]:
+    """The one reader of pictures: a video, a folder of frames or an image, decoded to
+    (T, H, W, 3) uint8 (T = 1 for an image) with the requested range, resize and centre crop."""
     opts = opts or ReadOptions()
     info = probe(path)
     t, h, w = output_geometry(info, opts)

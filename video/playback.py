@@ -17,11 +17,11 @@ def video_companions(src: Path, read: ReadOptions, target_bytes: int, out: Path)
     closest byte count); returns the file names written under `out`."""
     from video.codecs import encode_baseline
     from video.fitting import write_json
-    from video.media import read_video, write_video
+    from video.media import read_media, write_video
     from video.options import PLAYBACK_CODEC, PLAYBACK_PRESET, VIEWING_CRF
     from video.quality import clip_quality
 
-    frames, info = read_video(src, read)
+    frames, info = read_media(src, read)
     arr = frames.numpy()
     write_video(out / "original.mp4", frames, fps=info.fps, crf=VIEWING_CRF)
     lo, hi, best = 0, 51, None
