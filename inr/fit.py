@@ -108,7 +108,8 @@ Callback = Callable[[FitState], None]
 def is_convolutional(model: nn.Module) -> bool:
     """Whether channels-last pays: conv families, unless the model says otherwise (the latent
     grid's few 3x3 convs are dwarfed by its per-pixel matmuls and latent slicing)."""
-    return getattr(model, "channels_last_friendly", any(isinstance(m, nn.Conv2d) for m in model.modules()))
+    declared = getattr(model, "channels_last_friendly", None)  # Representation's claim; plain modules have none
+    return any(isinstance(m, nn.Conv2d) for m in model.modules()) if declared is None else declared
 
 
 def plan_for(model: nn.Module, cfg: FitConfig, device: torch.device) -> SpeedPlan:
