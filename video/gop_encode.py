@@ -40,7 +40,7 @@ from inr.models import get_spec
 from inr.models.auto import resolve_model
 from inr.pipeline import FitOptions
 from inr.signals import video_signal
-from video.encode import decode_file, encode_file, inspect_file, quality
+from video.encode import decode_file, encode_file, inspect_file, measure_decoded
 from video.fitting import video_meta, write_json
 from video.gop_plan import GopPlan, default_memory_budget, plan_gops, scene_cuts
 from video.media import MediaInfo, ReadOptions, atomic_path, to_uint8
@@ -92,7 +92,7 @@ def encode_video(
     workers = _workers(gops)
     budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
     cuts = scene_cuts(read_chunks(path, read, [SCAN_CHUNK] * -(-t // SCAN_CHUNK), info)) if gops.scene_cut else []
-    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget, cuts)
+    plan = plan_gops(t, h, w, gops.gop, opts.params, bpp, budget, cuts, opts.model)
     gops = dataclasses.replace(gops, workers=min(workers, len(plan.lengths)))
     if len(plan.lengths) == 1:  # the clip fits one GOP: the single-clip path and file format
         progress(0, 1)
@@ -287,11 +287,7 @@ def _encode_one(chunk: torch.Tensor, meta: dict, opts: FitOptions, warm, exp, bp
 
 def _measure(blob: bytes, original: torch.Tensor, device: torch.device) -> dict:
     """Quality of what this GOP decodes to, as the single-clip report measures it."""
-    t0 = time.perf_counter()
-    _, _, model, header = decode_model(blob)
-    decoded = model.render(header["signal"]["shape"], device)
-    seconds = time.perf_counter() - t0
-    q = quality(decoded, original, "video")
+    q, _, seconds = measure_decoded(blob, original, "video", device)
     return {"frames": int(original.shape[0]), "bytes": len(blob), "decode_seconds": seconds, **q}
 
 

@@ -1,9 +1,9 @@
 """How a video is cut into groups of frames (GOPs), and whether it can be encoded at all.
 
 A GOP is fitted with the whole per-clip encoder, so its peak memory is that of encoding a
-clip of its length: its frames as uint8 plus the float copies training makes (target, a
-reconstruction, the evaluation's copy), live activations of a frame batch, and the model with
-its gradients and two Adam moments. `peak_bytes` estimates it (generously); the default GOP
+clip of its length: its frames as uint8 plus what the family's fit holds (its
+`fit_memory`: float copies of the signal, live activations, the model or latents with
+gradients and Adam moments). `peak_bytes` estimates it (generously); the default GOP
 length is the longest that fits the memory budget, capped so that long clips get several
 models (NIRVANA-style) rather than one huge one. Input is refused only when a single frame
 cannot fit: anything else is encoded in GOPs.
@@ -17,27 +17,32 @@ from inr.errors import InrError
 
 GiB = 1 << 30
 BASE_BYTES = 1 * GiB  # Python, torch and the codecs loaded
-BYTES_PER_VALUE = 1 + 4 * 3  # uint8 frame + float32 target, reconstruction and evaluation copy
-ACTIVATION_BYTES_PER_PIXEL = 512  # live activations per pixel of one frame, backward included (as server.limits)
-BYTES_PER_PARAM = 16  # weight, gradient, two Adam moments (float32)
 DEFAULT_PARAMS = 3_000_000  # when no size is given: above every family's default size
 MAX_DEFAULT_GOP = 300  # frames: beyond this a default plan splits the clip
+DEFAULT_BUDGET_CAP = 3 * GiB  # a default encode's memory, whatever the clip (--memory-gb changes it)
 
 
 def default_memory_budget() -> int:
-    """Half of the machine's memory: the encode shares the machine."""
+    """3 GiB, or half of the machine's memory where that is less: the encode shares the
+    machine (with the decoder, a browser, other jobs), and with groups of frames a long or
+    large clip needs no more than one group's worth."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 * GiB
-    return total // 2
+    return min(total // 2, DEFAULT_BUDGET_CAP)
 
 
-def peak_bytes(frames: int, height: int, width: int, params: int) -> int:
+def peak_bytes(frames: int, height: int, width: int, params: int, model: str | None = None) -> int:
     """Estimated peak memory of encoding `frames` frames of height x width with a model of
-    `params` stored parameters (one GOP; the chunk reader holds nothing more)."""
-    pixels = height * width
-    return BASE_BYTES + frames * pixels * 3 * BYTES_PER_VALUE + pixels * ACTIVATION_BYTES_PER_PIXEL + params * BYTES_PER_PARAM
+    `params` stored parameters (one GOP; the chunk reader holds nothing more): the
+    interpreter, the uint8 frames and the family's `fit_memory` (the generic estimate when
+    `model` is None)."""
+    from inr.models import get_spec
+    from inr.models.representation import Representation
+
+    family = get_spec(model).model_cls if model else Representation
+    return BASE_BYTES + frames * height * width * 3 + family.fit_memory(frames, height, width, params)
 
 
 def model_params(frames: int, height: int, width: int, params: int | None, bpp: float | None, bits: int = 8) -> int:
@@ -70,17 +75,19 @@ def plan_gops(
     bpp: float | None = None,
     budget: int | None = None,
     cuts: list[int] | tuple[int, ...] = (),
+    model: str | None = None,
 ) -> GopPlan:
     """GOP lengths for a clip. `gop` forces the length (the last GOP of a stretch takes the
     rest); by default the longest length within `budget` and MAX_DEFAULT_GOP, balanced so the
     GOPs of a stretch differ by at most one frame. `cuts` (frame numbers, e.g. scene cuts)
-    each start a new GOP. `params` is the whole clip's budget. Raises InrError (one line) when
+    each start a new GOP. `params` is the whole clip's budget; `model` the family (its memory
+    estimate). Raises InrError (one line) when
     even one frame at a time would not fit, or a forced length does not."""
     budget = budget or default_memory_budget()
 
     def peak(n: int) -> int:
         share = None if params is None else max(1, params * n // frames)
-        return peak_bytes(n, height, width, model_params(n, height, width, share, bpp))
+        return peak_bytes(n, height, width, model_params(n, height, width, share, bpp), model)
 
     if peak(1) > budget:
         raise InrError(

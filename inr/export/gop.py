@@ -178,7 +178,7 @@ def open_index(source: Path | str | bytes) -> GopIndex:
 def decode_range(source: Path | str | bytes, start: int, stop: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Frames start .. stop - 1 of a video file (a path, or the file's bytes), one GOP's worth
     at a time ((n, H, W, C) float in [0, 1] on the CPU): only the GOPs holding them are read
-    and decoded, and only one GOP's frames are held at once."""
+    and decoded, only the frames asked for are rendered, and only a render batch is held."""
     with _open(source) as (f, size):
         index = read_index(f, size)
         if index.header["signal"]["kind"] != "video":
@@ -187,8 +187,7 @@ def decode_range(source: Path | str | bytes, start: int, stop: int, device: torc
             gop = index.gops[i]
             _, _, model, header = codec.decode_model(read_payload(f, gop))
             check_payload_header(index, i, header)
-            out = model.render(header["signal"]["shape"], device)
-            yield out[max(start - gop.start, 0) : min(stop, gop.stop) - gop.start]
+            yield from model.render_frames(header["signal"]["shape"], device, max(start - gop.start, 0), min(stop, gop.stop) - gop.start)
 
 
 @contextlib.contextmanager

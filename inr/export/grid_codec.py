@@ -55,16 +55,32 @@ class RateTarget:
             raise InrError("--bpp must be positive")
 
 
+TRAIN_PIXELS = 1 << 18  # pixels a training step renders: larger frames are trained on windows
+EVAL_FRAMES = 4  # frames that score each candidate weight bit depth
+
+
 class GridTask:
-    """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp."""
+    """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp.
+
+    Memory follows a step, not the clip: the target frames are the signal's own tensor (no
+    copy), a step renders at most TRAIN_PIXELS (frames bigger than that are trained on a
+    random window each step; the rate term then scores the latents that window reads), and
+    evaluations stream frame batches."""
 
     def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
-        self.frames = frames_of(signal).contiguous().to(device)  # (T, C, H, W)
+        self.frames = frames_of(signal).to(device)  # (T, C, H, W), a view of the signal's data
         self.device, self.target = device, target
-        self.num_frames = self.frames.shape[0]
-        self.pixels = self.num_frames * self.frames.shape[-2] * self.frames.shape[-1]
+        self.num_frames, _, self.height, self.width = self.frames.shape
+        self.pixels = self.num_frames * self.height * self.width
         self.batch = max(1, min(target.frames_per_step, self.num_frames))
         self.steps_per_epoch = -(-self.num_frames // self.batch)
+        side = math.isqrt(max(1, TRAIN_PIXELS // self.batch))
+        wh = min(self.height, side)
+        self.window = (wh, min(self.width, max(side, TRAIN_PIXELS // (self.batch * wh))))
+        if self.window == (self.height, self.width):
+            self.window = None
+        else:  # a window covers a fraction of a frame: an epoch is as many steps as it takes to cover it
+            self.steps_per_epoch *= -(-self.height * self.width // (self.window[0] * self.window[1]))
         # lambda in MSE per bpp. The latent rate moves only as about lambda^-1/4 (measured on
         # Bunny 8 frames: 0.45 bpp at 3e-3, 0.16 bpp at 0.2), so a bpp target starts from that
         # curve and is steered from there. encode_grid replaces this start with the slope of
@@ -82,14 +98,32 @@ class GridTask:
     def attach(self, state: FitState) -> None:
         self.state = state
 
+    def _random_window(self, generator: torch.Generator) -> tuple[int, int, int, int] | None:
+        if self.window is None:
+            return None
+        wh, ww = self.window
+        y = int(torch.randint(0, self.height - wh + 1, (1,), generator=generator))
+        x = int(torch.randint(0, self.width - ww + 1, (1,), generator=generator))
+        return y, y + wh, x, x + ww
+
     def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
         progress = self.state.progress if self.state is not None else 0.0
         model.quant_mode = "noise" if progress < self.target.noise_fraction else "ste"
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
+        window = self._random_window(generator)
         latents = [model.quantized(k) for k in range(model.config.levels)]
-        pred = model.synthesize(model.upsampled(idx, latents)).float()
-        mse = F.mse_loss(pred, self.frames[idx])
-        bpp = model.rate_bits(latents, idx) / self.pixels
+        if window is None:
+            pred, target = model.synthesize(model.upsampled(idx, latents)).float(), self.frames[idx]
+        else:
+            # the 3x3 refinement reads a pixel's neighbours: render a margin and score inside it
+            y0, y1, x0, x1 = window
+            m = model.config.refine
+            outer = (max(y0 - m, 0), min(y1 + m, self.height), max(x0 - m, 0), min(x1 + m, self.width))
+            pred = model.synthesize(model.upsampled(idx, latents, outer)).float()
+            pred = pred[:, :, y0 - outer[0] : y1 - outer[0], x0 - outer[2] : x1 - outer[2]]
+            target = self.frames[idx][:, :, y0:y1, x0:x1]
+        mse = F.mse_loss(pred, target)
+        bpp = model.rate_bits(latents, idx, window) / self.pixels
         if step % STEER_EVERY == 0 and self.target.bpp is not None:
             # Steer on the rate of all the rounded latents: the file's rate, not the noise
             # proxy's, and not the batch's slice estimate, whose noise the damping term would
@@ -116,40 +150,59 @@ class GridTask:
         self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
 
     @torch.no_grad()
-    def reconstruct(self, model: LatentGrid, batch: int = 4) -> torch.Tensor:
+    def reconstructed(self, model: LatentGrid, frames: list[int] | None = None):
+        """(frame indices, (n, C, H, W) reconstruction) a render batch at a time, as decoded
+        (rounded latents); all frames, or those listed."""
         was = model.quant_mode
         model.quant_mode = "round"
         model.eval()
-        outs = []
-        for i in range(0, self.num_frames, batch):
-            idx = torch.arange(i, min(i + batch, self.num_frames), device=self.device)
-            outs.append(model(idx).float().clamp(0, 1))
-        model.quant_mode = was
-        return torch.cat(outs).permute(0, 2, 3, 1)  # (T, H, W, C)
+        order = list(range(self.num_frames)) if frames is None else frames
+        batch = model.render_batch(self.num_frames, self.height, self.width)
+        try:
+            for i in range(0, len(order), batch):
+                idx = torch.tensor(order[i : i + batch], device=self.device)
+                yield idx, model(idx).float().clamp(0, 1)
+        finally:
+            model.quant_mode = was
+
+    @torch.no_grad()
+    def mse(self, model: LatentGrid, frames: list[int] | None = None) -> float:
+        """Mean squared error of the decoded frames (all, or those listed), streamed."""
+        sse, count = 0.0, 0
+        for idx, out in self.reconstructed(model, frames):
+            sse += float(((out - self.frames[idx]) ** 2).sum(dtype=torch.float64))
+            count += out.numel()
+        return sse / count
+
+    @torch.no_grad()
+    def reconstruct(self, model: LatentGrid) -> torch.Tensor:
+        return torch.cat([out for _, out in self.reconstructed(model)]).permute(0, 2, 3, 1)  # (T, H, W, C)
 
     @torch.no_grad()
     def preview(self, model: LatentGrid) -> torch.Tensor:
-        was, mode = model.training, model.quant_mode
-        model.quant_mode = "round"
-        idx = torch.tensor([self.num_frames // 2], device=self.device)
-        out = model(idx).float().clamp(0, 1)[0].permute(1, 2, 0).cpu()
-        model.quant_mode = mode
+        was = model.training
+        _, out = next(self.reconstructed(model, [self.num_frames // 2]))
         model.train(was)
-        return out
+        return out[0].permute(1, 2, 0).cpu()
 
-    def evaluate(self, model: LatentGrid) -> dict:
+    def evaluate(self, model: LatentGrid, reconstruction: bool = True) -> dict:
+        """Metrics of the model as it would decode; `reconstruction=False` streams the frames
+        (a long 1080p GOP's reconstruction would be as large as its float target)."""
         t0 = time.perf_counter()
-        recon = self.reconstruct(model)
+        if reconstruction:
+            recon = self.reconstruct(model)
+            mse = float(F.mse_loss(recon, self.frames.permute(0, 2, 3, 1)))
+        else:
+            mse = self.mse(model)
         synchronize(self.device)
         seconds = time.perf_counter() - t0
-        target = self.frames.permute(0, 2, 3, 1)
-        mse = float(F.mse_loss(recon, target))
         with torch.no_grad():
             was = model.quant_mode
             model.quant_mode = "round"
             bits = float(model.rate_bits())
             model.quant_mode = was
-        return {"psnr": mse_to_psnr(mse), "reconstruction": recon, "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
+        out = {"psnr": mse_to_psnr(mse), "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
+        return {**out, "reconstruction": recon} if reconstruction else out
 
 
 # ------------------------------------------------------------------ latent coding
@@ -161,54 +214,64 @@ def _coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarr
     return m.numpy().ravel(), np.exp(s.numpy().ravel())
 
 
-def _passes(model: LatentGrid, latents: list[torch.Tensor] | None):
-    """Yield (level, pass, selector, mean, scale) in decoding order. With `latents` None the
-    caller fills `model.latents` as it decodes (the generator reads them lazily).
+def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(level, time slices, checkerboard half) of every coding pass, in decoding order.
 
-    A temporal model decodes a level one time slice at a time (anchors, then the rest), so
-    each slice's context can read the whole previous slice; otherwise both passes cover
-    every grid of the level at once."""
-    cfg = model.config
-    coarser = None
-    for k in reversed(range(cfg.levels)):
-        c, t, h, w = model.latents[k].shape
-        up = model._coarser_for(k, coarser)
-        up = None if up is None else up.reshape(c, t, h, w)
+    Levels coarsest first. A temporal model decodes a level one time slice at a time
+    (anchors, then the rest), so each slice's context can read the whole previous slice;
+    otherwise both passes cover every grid of the level at once."""
+    plan = []
+    for k in reversed(range(model.config.levels)):
+        _, t, h, w = model.latents[k].shape
         anchors = checkerboard(h, w)
-        groups = [torch.arange(i, i + 1) for i in range(t)] if cfg.temporal else [torch.arange(t)]
-        for slices in groups:
-            for p, local in enumerate((anchors, ~anchors)):
-                z = latents[k] if latents is not None else model.latents[k].data
-                grids = z[:, slices].reshape(-1, h, w)
-                with torch.no_grad():
-                    mean, log_scale = model.context.params(
-                        k, grids, None if up is None else up[:, slices].reshape(-1, h, w), previous_slices(z, slices)
-                    )
-                mask = local.expand_as(grids)
-                sel = torch.zeros(c, t, h, w, dtype=torch.bool)
-                sel[:, slices] = local
-                m, s = _coder_params(mean[mask], log_scale[mask])
-                yield k, p, sel.reshape(-1, h, w), m, s
-        coarser = latents[k] if latents is not None else model.latents[k].data
+        groups = [torch.arange(i, i + 1) for i in range(t)] if model.config.temporal else [torch.arange(t)]
+        plan += [(k, slices, local) for slices in groups for local in (anchors, ~anchors)]
+    return plan
+
+
+def _pass_params(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(selector over level k's (C * T, H, W) sites, coder means, coder scales) of one pass.
+    `levels` holds every level's values; only those decoded before this pass are read.
+    Large levels go through the context network a few grids at a time (memory)."""
+    z = levels[k]
+    c, t, h, w = z.shape
+    grids = z[:, slices].reshape(-1, h, w)
+    up = model.coarser_at(k, levels[k + 1] if k + 1 < len(levels) else None, slices)
+    values, has = previous_slices(z, slices)
+    step = max(1, model.RATE_CHUNK // (h * w))
+    means, scales = [], []
+    with torch.no_grad():
+        for i in range(0, grids.shape[0], step):
+            part = slice(i, i + step)
+            mean, log_scale = model.context.params(k, grids[part], None if up is None else up[part], (values[part], has[part]))
+            mask = local.expand_as(mean)
+            m, s = _coder_params(mean[mask], log_scale[mask])
+            means.append(m)
+            scales.append(s)
+    sel = torch.zeros(c, t, h, w, dtype=torch.bool)
+    sel[:, slices] = local
+    return sel.reshape(-1, h, w), np.concatenate(means), np.concatenate(scales)
 
 
 def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
-    """The LATS payload and the per-level header records (range of the integers)."""
+    """The LATS payload and the per-level header records (range of the integers). ANS is a
+    stack: passes are coded last to first, each computed when it is coded, so only one
+    pass's parameters are held."""
     model.eval()
     latents = [torch.round(z.detach()).cpu() for z in model.latents]
-    chunks = []
     records = []
     for k, z in enumerate(latents):
         lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
         if max(abs(lo), abs(hi)) > MAX_LATENT:
             raise InrError(f"latent level {k} exceeds +-{MAX_LATENT}")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
-    for k, p, sel, m, s in _passes(model, latents):
-        symbols = latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32)
-        chunks.append((k, symbols, m, s))
     coder = constriction.stream.stack.AnsCoder()
-    for k, symbols, m, s in reversed(chunks):
-        if symbols.size and records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
+    for k, slices, local in reversed(_pass_plan(model)):
+        if records[k]["min"] == records[k]["max"]:  # a constant level costs no bits
+            continue
+        sel, m, s = _pass_params(model, latents, k, slices, local)
+        symbols = latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32)
+        if symbols.size:
             family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
             coder.encode_reverse(symbols, family, m, s)
     words = coder.get_compressed()
@@ -233,11 +296,13 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
     with torch.no_grad():
         for z in model.latents:
             z.zero_()
-        for k, p, sel, m, s in _passes(model, None):
-            flat = model.latents[k].data.reshape(sel.shape)
+        levels = [z.data for z in model.latents]  # filled pass by pass: a pass reads only what came before
+        for k, slices, local in _pass_plan(model):
             if records[k]["min"] == records[k]["max"]:
-                flat[sel] = float(records[k]["min"])
+                levels[k][:, slices] = torch.where(local, float(records[k]["min"]), levels[k][:, slices])
                 continue
+            sel, m, s = _pass_params(model, levels, k, slices, local)
+            flat = levels[k].reshape(sel.shape)
             family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
             try:
                 vals = np.asarray(coder.decode(family, m, s), dtype=np.float32)
@@ -277,13 +342,16 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().clone() for n in names}
     best: tuple[float, int] | None = None
-    target = task.frames.permute(0, 2, 3, 1)
+    # a few frames spread over the clip score each depth: a long 1080p GOP rendered five
+    # times over would cost more than its training
+    n = task.num_frames
+    frames = sorted({round(i * (n - 1) / max(EVAL_FRAMES - 1, 1)) for i in range(min(EVAL_FRAMES, n))})
     for bits in WEIGHT_BITS:
         with torch.no_grad():
             for n in names:
                 q = quantize(originals[n].cpu(), bits)
                 params[n].copy_(dequantize(q.q, q.offset, q.scale).to(params[n].device))
-            mse = float(F.mse_loss(task.reconstruct(model), target))
+            mse = task.mse(model, frames)
             rate_bpp = len(encode_weights(bits)) * 8 / task.pixels
             cost = mse + task.lam * (rate_bpp + float(model.rate_bits()) / task.pixels)
         if best is None or cost < best[0]:
@@ -300,7 +368,7 @@ def _evaluated(model: LatentGrid, task: GridTask) -> tuple[dict, dict]:
     as it would be coded now."""
     model.quant_mode = "round"
     model.eval()
-    metrics = {k: v for k, v in task.evaluate(model).items() if k != "reconstruction"}
+    metrics = task.evaluate(model, reconstruction=False)
     return metrics, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

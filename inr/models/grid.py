@@ -83,6 +83,40 @@ def time_factor(cfg: GridConfig, k: int) -> int:
     return min(cfg.frames, cfg.time_base * 2**k)
 
 
+# ------------------------------------------------------------------ windows
+# A window is (y0, y1, x0, x1) in output pixels. Frames larger than a training step can
+# afford (1080p: a step over whole frames held 3 GB of activations and half a level-0 slice
+# of context features) are trained on windows: only the latents a window reads are
+# gathered, upsampled and scored, so a step's memory and time follow the window, not the
+# frame. Rendering without gradients goes band by band for the same reason.
+def bilinear_taps(n_out: int, n_in: int, lo: int, hi: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and the weight of i1 for outputs lo..hi-1 of an n_in -> n_out
+    bilinear resize with align_corners=False: the taps `F.interpolate` uses, so a window
+    matches the whole-frame resize (up to float rounding)."""
+    dst = torch.arange(lo, hi, device=device, dtype=torch.float32)
+    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    return i0, i1, src - i0
+
+
+def nearest_index(n_out: int, n_in: int, dst: torch.Tensor) -> torch.Tensor:
+    """Source index of outputs `dst` of an n_in -> n_out nearest resize (F.interpolate's rule)."""
+    if n_out == n_in:
+        return dst
+    scale = torch.tensor(n_in, dtype=torch.float32, device="cpu") / torch.tensor(n_out, dtype=torch.float32, device="cpu")  # float32, as torch's
+    return torch.floor(dst.float() * scale.to(dst.device)).long().clamp_max(n_in - 1)
+
+
+def _resize_window(z: torch.Tensor, taps_y, taps_x, r0: int, c0: int) -> torch.Tensor:
+    """Separable bilinear resize of z (..., h', w'), a crop starting at latent (r0, c0), onto
+    the window the taps describe."""
+    (y0, y1, ay), (x0, x1, ax) = taps_y, taps_x
+    ay, ax = ay.to(z.dtype)[:, None], ax.to(z.dtype)
+    rows = z[..., y0 - r0, :] * (1 - ay) + z[..., y1 - r0, :] * ay
+    return rows[..., x0 - c0] * (1 - ax) + rows[..., x1 - c0] * ax
+
+
 # ------------------------------------------------------------------ context model
 def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
     """True on the 'anchor' half ((y + x) even), decoded first without spatial context."""
@@ -211,6 +245,19 @@ class LatentGrid(FrameRepresentation):
             return dataclasses.replace(cfg, hidden=min(cfg.hidden, 12), hidden_layers=min(cfg.hidden_layers, 1))
         return cfg
 
+    @classmethod
+    def fit_memory(cls, frames, height, width, params):
+        """The float signal (the task reads it in place), every latent about 20 bytes (the
+        value, its gradient, two Adam moments and a rounded copy for rate control), and what
+        a training step or a render band holds (their pixels are capped, so a constant)."""
+        from inr.export.grid_codec import TRAIN_PIXELS
+
+        cfg = GridConfig(frames=frames, height=height, width=width, time_base=1 if frames == 1 else min(4, frames))
+        cfg = dataclasses.replace(cfg, levels=max(1, min(cfg.levels, int(math.log2(max(2, min(height, width)))) - 1)))
+        latents = sum(math.prod(shape) for shape in level_shapes(cfg))
+        step = (TRAIN_PIXELS + cls.RENDER_PIXELS) * (cfg.levels * cfg.latent_channels + 4 * cfg.hidden) * 4 * 2
+        return frames * height * width * 3 * 4 + 20 * latents + step
+
     def make_task(self, signal, device, opts):
         from inr.export.grid_codec import GridTask
         from inr.pipeline import rate_target
@@ -235,7 +282,9 @@ class LatentGrid(FrameRepresentation):
             return z + (r - z).detach()
         return r
 
-    def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
+    RATE_CHUNK: ClassVar[int] = 1 << 21  # latents scored per context-network call
+
+    def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Bits of all latents under the context model: what the file will pay.
 
         With `idx` (the frames of a training batch) only the latent time slices those frames
@@ -243,34 +292,71 @@ class LatentGrid(FrameRepresentation):
         gradient on the latents the distortion gradient moves, at a fraction of the cost.
         (Scoring a random quarter of each large slice as well, scaled 4x, was tried: unbiased
         in value, but Adam then moved the unscored latents for distortion alone and the rate
-        ran away from its target, 0.076 bpp for a 0.1 target on Bunny.)"""
+        ran away from its target, 0.076 bpp for a 0.1 target on Bunny.) With `window` too,
+        only the latents that window reads are scored, for the same reason.
+        Large levels are scored a few grids at a time, so memory does not follow the level."""
         latents = latents if latents is not None else [self.quantized(k) for k in range(self.config.levels)]
         total = latents[0].new_zeros(())
         coarser = None
         for k in reversed(range(self.config.levels)):
             z = latents[k]
-            up = self._coarser_for(k, coarser)
-            coarser = z
             c, t, h, w = z.shape
             scale, slices = 1.0, None
             if idx is not None and t > 1:
                 slices = torch.unique(self.slices_for(k, idx))
                 scale = t / slices.numel()
-                up = None if up is None else up.reshape(c, t, h, w)[:, slices]
-            grids = (z if slices is None else z[:, slices]).reshape(-1, h, w)
-            up = None if up is None else up.reshape(-1, h, w)
-            mean, log_scale = self.context.params(k, grids, up, previous_slices(z, slices))
-            total = total + laplace_bits(grids, mean, log_scale) * scale
+            if window is not None:
+                total = total + self._window_bits(k, z, coarser, slices, window) * scale
+            else:
+                up = self.coarser_at(k, coarser, slices)
+                grids = (z if slices is None else z[:, slices]).reshape(-1, h, w)
+                values, has = previous_slices(z, slices)
+                step = max(1, self.RATE_CHUNK // (h * w))
+                for i in range(0, grids.shape[0], step):
+                    part = slice(i, i + step)
+                    mean, log_scale = self.context.params(k, grids[part], None if up is None else up[part], (values[part], has[part]))
+                    total = total + laplace_bits(grids[part], mean, log_scale) * scale
+            coarser = z
         return total
 
-    def _coarser_for(self, k: int, coarser: torch.Tensor | None) -> torch.Tensor | None:
-        """Level k+1 resampled onto level k's grid (nearest: exact, no float maths to drift
-        between encoder and decoder)."""
+    def _window_bits(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, window) -> torch.Tensor:
+        """Bits of the level-k latents that `window` reads (the cells its bilinear taps touch),
+        scaled to the level's area. Their context is computed on a crop one cell wider (the
+        neighbours), starting at even coordinates so the checkerboard keeps its parity."""
+        cfg = self.config
+        c, t, h, w = z.shape
+        y0, y1, x0, x1 = window
+        ty, tx = bilinear_taps(cfg.height, h, y0, y1), bilinear_taps(cfg.width, w, x0, x1)
+        r0, r1, c0, c1 = int(ty[0].min()), int(ty[1].max()) + 1, int(tx[0].min()), int(tx[1].max()) + 1
+        R0, C0 = max(r0 - 1, 0) & ~1, max(c0 - 1, 0) & ~1
+        R1, C1 = min(r1 + 1, h), min(c1 + 1, w)
+        sl = (torch.arange(t) if slices is None else slices).to(z.device)
+        grids = z[:, sl, R0:R1, C0:C1]
+        up = self.coarser_at(k, coarser, sl, (R0, R1), (C0, C1))
+        before = (sl - 1).clamp_min(0)
+        has = (sl > 0).to(z.dtype)
+        prev = (z[:, before, R0:R1, C0:C1] * has[None, :, None, None]).reshape(-1, R1 - R0, C1 - C0), has.repeat(c)
+        grids = grids.reshape(-1, R1 - R0, C1 - C0)
+        mean, log_scale = self.context.params(k, grids, up, prev)
+        inner = (slice(None), slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0))
+        return laplace_bits(grids[inner], mean[inner], log_scale[inner]) * (h * w / ((r1 - r0) * (c1 - c0)))
+
+    def coarser_at(self, k: int, coarser: torch.Tensor | None, slices: torch.Tensor | None = None, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> torch.Tensor | None:
+        """Level k+1's latents at level k's sites, (C * S, rows, cols), for time slices
+        `slices` (all if None) and a row/column range (all if None). Nearest neighbour by
+        integer indexing (F.interpolate's 'nearest' rule): exact, no float maths to drift
+        between encoder and decoder, and only the sites asked for are gathered."""
         if coarser is None:
             return None
         c, t, h, w = self.latents[k].shape
-        up = F.interpolate(coarser[None], size=(t, h, w), mode="nearest")[0]
-        return up.reshape(-1, h, w)
+        _, tc, hc, wc = coarser.shape
+        dev = coarser.device
+        sl = torch.arange(t, device=dev) if slices is None else slices.to(dev)
+        (r0, r1), (c0, c1) = rows or (0, h), cols or (0, w)
+        it = nearest_index(t, tc, sl)
+        iy = nearest_index(h, hc, torch.arange(r0, r1, device=dev))
+        ix = nearest_index(w, wc, torch.arange(c0, c1, device=dev))
+        return coarser[:, it][:, :, iy][:, :, :, ix].reshape(-1, r1 - r0, c1 - c0)
 
     def slices_for(self, k: int, idx: torch.Tensor) -> torch.Tensor:
         """The (lower, upper) latent time slices frames `idx` interpolate between, (2, B)."""
@@ -281,30 +367,59 @@ class LatentGrid(FrameRepresentation):
         return torch.stack([lo, (lo + 1).clamp_max(tk - 1)])
 
     # ---------------------------------------------------------------- synthesis
-    def upsampled(self, idx: torch.Tensor, latents: list[torch.Tensor]) -> torch.Tensor:
-        """(B,) frame indices -> (B, levels*C, H, W) features."""
+    def upsampled(self, idx: torch.Tensor, latents: list[torch.Tensor], window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """(B,) frame indices -> (B, levels*C, H, W) features, or (B, levels*C, y1-y0, x1-x0)
+        of a `window` (y0, y1, x0, x1): then only the latents the window reads are touched."""
+        return torch.cat([self.level_features(k, z, idx, window) for k, z in enumerate(latents)], dim=1)
+
+    def level_features(self, k: int, z: torch.Tensor, idx: torch.Tensor, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Level k's latents `z` (C, T_k, h, w) at frames `idx`, interpolated in time and
+        upsampled to the frame (or `window`): (B, C, H, W)."""
         cfg = self.config
-        feats = []
-        for k, z in enumerate(latents):
-            f = time_factor(cfg, k)
-            lo, hi = self.slices_for(k, idx)
-            a = (((idx.float() + 0.5) / f - 0.5).clamp(0, z.shape[1] - 1) - lo.float())[:, None, None, None]
-            zt = z[:, lo] * (1 - a.transpose(0, 1)) + z[:, hi] * a.transpose(0, 1)  # (C, B, h, w)
-            zt = zt.transpose(0, 1)
-            if zt.shape[-2:] != (cfg.height, cfg.width):
-                zt = F.interpolate(zt, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
-            feats.append(zt)
-        return torch.cat(feats, dim=1)
+        H, W = cfg.height, cfg.width
+        y0, y1, x0, x1 = window if window is not None else (0, H, 0, W)
+        f = time_factor(cfg, k)
+        lo, hi = self.slices_for(k, idx)
+        a = (((idx.float() + 0.5) / f - 0.5).clamp(0, z.shape[1] - 1) - lo.float())[None, :, None, None]
+        h, w = z.shape[-2:]
+        if (h, w) == (H, W):
+            zc = z[:, :, y0:y1, x0:x1]
+            return (zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1)
+        if window is None:
+            zt = (z[:, lo] * (1 - a) + z[:, hi] * a).transpose(0, 1)  # (B, C, h, w)
+            return F.interpolate(zt, size=(H, W), mode="bilinear", align_corners=False)
+        ty, tx = bilinear_taps(H, h, y0, y1), bilinear_taps(W, w, x0, x1)  # on the CPU (even under a meta default device): read as ints
+        r0, r1, c0, c1 = int(ty[0].min()), int(ty[1].max()) + 1, int(tx[0].min()), int(tx[1].max()) + 1
+        ty, tx = tuple(v.to(z.device) for v in ty), tuple(v.to(z.device) for v in tx)
+        zc = z[:, :, r0:r1, c0:c1]
+        return _resize_window((zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1), ty, tx, r0, c0)
 
     def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
-        x = self.synthesis(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.refined(self.synthesis(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+    def refined(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.refine:
             x = x + conv(torch.relu(x))
         return x
 
+    RENDER_PIXELS: ClassVar[int] = 1 << 19  # pixels a no-grad render band holds features for
+
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         latents = [self.quantized(k) for k in range(self.config.levels)]
-        return self.synthesize(self.upsampled(idx, latents))
+        cfg = self.config
+        rows = max(1, self.RENDER_PIXELS // (idx.numel() * cfg.width))
+        if torch.is_grad_enabled() or rows >= cfg.height:
+            return self.synthesize(self.upsampled(idx, latents))
+        # Large frames without gradients: the per-pixel MLP band by band (its features are
+        # 21 floats a pixel), the 3-channel output whole for the 3x3 refinement.
+        x = torch.empty(idx.numel(), cfg.out_dim, cfg.height, cfg.width, device=idx.device)
+        for y in range(0, cfg.height, rows):
+            band = self.upsampled(idx, latents, (y, min(y + rows, cfg.height), 0, cfg.width))
+            x[:, :, y : y + rows] = self.synthesis(band.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.refined(x)
+
+    def render_batch(self, frames: int, height: int, width: int) -> int:
+        return max(1, min(self.RENDER_BATCH, self.RENDER_PIXELS // (height * width)))
 
     # ---------------------------------------------------------------- analysis start
     @torch.no_grad()
@@ -321,23 +436,39 @@ class LatentGrid(FrameRepresentation):
         cfg = self.config
         if cfg.latent_channels != 3 or cfg.out_dim != 3 or cfg.hidden_layers < 1 or cfg.hidden < 6:
             return
-        ycc = torch.einsum("ij,tjhw->tihw", _RGB_TO_YCC.to(frames), frames.float())
-        ycc[:, 0] -= 0.5
-        recon = torch.zeros_like(ycc)
-        idx = torch.arange(cfg.frames, device=frames.device)
+        # Streamed over frames, so memory follows a level's latents, not the clip: every
+        # level's time-slice sums of the pooled signal first, then, coarsest level first, its
+        # latents (those sums minus what the coarser levels already reconstruct, pooled the
+        # same way: pooling and time averaging are linear) and its reconstruction's share of
+        # every finer level's sums. The last slice of a level counts the last frame again for
+        # each frame it lacks (its residual repeated), as a whole-clip pyramid would.
+        shapes = [z.shape for z in self.latents]
+        sums = [torch.zeros(sh, device=frames.device) for sh in shapes]  # (3, T_k, h_k, w_k)
+        recon = [torch.zeros(sh, device=frames.device) for sh in shapes]
+
+        def spread(image: torch.Tensor, idx: torch.Tensor, into: list[torch.Tensor], levels) -> None:
+            """Add (B, 3, H, W) frames `idx`, pooled, to the time slices of `levels` in `into`."""
+            for j in levels:
+                f, (_, t, h, w) = time_factor(cfg, j), shapes[j]
+                pooled = F.adaptive_avg_pool2d(image, (h, w)).transpose(0, 1)  # (3, B, h, w)
+                weight = torch.ones(idx.numel(), device=image.device)
+                weight[idx == cfg.frames - 1] += t * f - cfg.frames
+                into[j].index_add_(1, idx // f, pooled * weight[None, :, None, None])
+
+        batch = self.render_batch(cfg.frames, cfg.height, cfg.width)
+        chunks = [torch.arange(i, min(i + batch, cfg.frames), device=frames.device) for i in range(0, cfg.frames, batch)]
+        to_ycc = _RGB_TO_YCC.to(frames.device)
+        for idx in chunks:
+            ycc = torch.einsum("ij,tjhw->tihw", to_ycc, frames[idx].float())
+            ycc[:, 0] -= 0.5
+            spread(ycc, idx, sums, range(cfg.levels))
         for k in reversed(range(cfg.levels)):
-            c, t, h, w = self.latents[k].shape
             f = time_factor(cfg, k)
-            resid = (ycc - recon).transpose(0, 1)  # (3, T, H, W)
-            pad = t * f - cfg.frames
-            if pad:
-                resid = torch.cat([resid, resid[:, -1:].expand(-1, pad, -1, -1)], dim=1)
-            resid = resid.reshape(3, t, f, cfg.height, cfg.width).mean(dim=2)
-            z = F.adaptive_avg_pool2d(resid, (h, w)) / step
+            z = (sums[k] - recon[k]) / f / step
             self.latents[k].copy_(z)
-            only = [torch.zeros_like(x) for x in self.latents]
-            only[k] = z
-            recon += self.upsampled(idx, only)[:, 3 * k : 3 * k + 3] * step
+            if k:
+                for idx in chunks:
+                    spread(self.level_features(k, z * step, idx), idx, recon, range(k))
         # synthesis: rows 0-2 = RGB of the summed levels, rows 3-5 = its negative; ReLU keeps
         # both halves; the last layer subtracts them back. Other units start silent.
         first, last = self.synthesis[0], self.synthesis[-1]

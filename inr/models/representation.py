@@ -23,7 +23,7 @@ resolution) and `FrameRepresentation` (f(frame index) -> frame, at the fitted re
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -85,6 +85,24 @@ class Representation(nn.Module):
         """The decoded signal, (*spatial, C) in [0, 1] on the CPU, for the signal shape `shape`
         (channels last)."""
         raise NotImplementedError
+
+    @classmethod
+    def fit_memory(cls, frames: int, height: int, width: int, params: int) -> int:
+        """Bytes a fit of a `frames` x height x width video with `params` stored parameters
+        holds beyond the interpreter and the uint8 frames: the GOP planner sizes groups of
+        frames by it. Here, for the fit-then-compress families: three float copies of the
+        signal (target, reconstruction, evaluation), a frame batch's live activations with
+        their backward (512 bytes a pixel, generous), and the weights with their gradients and
+        two Adam moments."""
+        pixels = height * width
+        return frames * pixels * 3 * 12 + pixels * 512 + params * 16
+
+    def render_frames(self, shape: list[int], device: torch.device, start: int = 0, stop: int | None = None) -> Iterator[torch.Tensor]:
+        """Frames start .. stop - 1 of a decoded video of shape `shape`, a few at a time
+        ((n, H, W, C) in [0, 1] on the CPU): what streaming decoders and metrics read, so
+        their memory follows a render batch, not the clip. This base renders the whole
+        signal once; families that render frame by frame do better."""
+        yield self.render(shape, device)[start:stop]
 
     def decode_probe(self, shape: list[int]) -> "Probe":
         """One render batch for the signal shape `shape`, built on meta tensors: the decoder
@@ -201,18 +219,29 @@ class FrameRepresentation(Representation):
         cfg = self.config
         return cfg.frames, cfg.height, cfg.width
 
-    @torch.no_grad()
-    def render(self, shape, device):
+    def render_batch(self, frames: int, height: int, width: int) -> int:
+        """Frames per render call at this size (a family whose frames are costly bounds it)."""
+        return self.RENDER_BATCH
+
+    def _check_shape(self, shape) -> None:
         fitted = self._fitted_shape()
-        frames = shape[0] if len(shape) == 4 else 1
         if tuple(fitted[1:]) != tuple(shape[-3:-1]):
             raise InrError(f"{type(self).__name__} renders at its fitted resolution {fitted[2]}x{fitted[1]} only")
+
+    @torch.no_grad()
+    def render_frames(self, shape, device, start=0, stop=None):
+        self._check_shape(shape)
+        frames = shape[0] if len(shape) == 4 else 1
+        stop = frames if stop is None else min(stop, frames)
         model = self.to(device).eval()
-        outs = [
-            model(torch.arange(i, min(i + self.RENDER_BATCH, frames), device=device)).float().clamp(0, 1).cpu()
-            for i in range(0, frames, self.RENDER_BATCH)
-        ]
-        out = torch.cat(outs).permute(0, 2, 3, 1)
+        batch = self.render_batch(frames, *shape[-3:-1])
+        for i in range(start, stop, batch):
+            out = model(torch.arange(i, min(i + batch, stop), device=device)).float().clamp(0, 1).cpu()
+            yield out.permute(0, 2, 3, 1)
+
+    @torch.no_grad()
+    def render(self, shape, device):
+        out = torch.cat(list(self.render_frames(shape, device)))
         return out if len(shape) == 4 else out[0]
 
     def decode_probe(self, shape):
@@ -223,5 +252,5 @@ class FrameRepresentation(Representation):
         height, width, channels = shape[-3:]
         if tuple(self._fitted_shape()) != (frames, height, width):
             raise BitstreamError(f"header signal {shape} does not match the model config", part="header")
-        batch = min(self.RENDER_BATCH, frames)
+        batch = min(self.render_batch(frames, height, width), frames)
         return Probe((torch.arange(batch),), (batch, channels, height, width), -(-frames // batch))
