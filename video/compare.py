@@ -5,7 +5,7 @@ AVIF (and optionally x265 intra; a quality sweep, see video.image_codecs). Every
 INR at a target bpp, or a codec at a setting) is cached as JSON under REPORT_DIR/points/,
 keyed by everything that determines it, so re-running with the same arguments only
 computes what is missing. Image points also keep their coded file and the PNG it decodes to
-there.
+there; a video's INR points keep their `.inr`.
 
 A video is never held whole: every point reads the source again in chunks (`video.stream`),
 an INR point is encoded by `inr encode`'s own path (groups of frames when the range is long,
