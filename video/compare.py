@@ -217,12 +217,11 @@ class VideoRange:
         """Frames per chunk: CHUNK_BYTES of uint8 at most, at least one frame."""
         return max(1, min(self.frames, CHUNK_BYTES // (self.height * self.width * 3)))
 
-    def chunks(self, sizes: list[int] | None = None) -> Iterator[np.ndarray]:
-        """The range's frames, `sizes` at a time (default: `chunk` at a time)."""
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The range's frames, `chunk` at a time, from one ffmpeg process."""
         from video.stream import read_chunks
 
-        sizes = sizes or [self.chunk] * -(-self.frames // self.chunk)
-        for c in read_chunks(self.path, self.read, sizes, self.info):
+        for c in read_chunks(self.path, self.read, [self.chunk] * -(-self.frames // self.chunk), self.info):
             yield c.numpy()
 
     def frame(self, i: int) -> np.ndarray:
@@ -233,7 +232,7 @@ class VideoRange:
         return next(read_chunks(self.path, one, [1], self.info)).numpy()[0]
 
 
-def in_step(decoded: Iterator[tuple[np.ndarray, np.ndarray | None]], clip: VideoRange, what: str, show: int, keep: dict) -> Iterator[tuple]:
+def _in_step(decoded: Iterator[tuple[np.ndarray, np.ndarray | None]], clip: VideoRange, what: str, show: int, keep: dict) -> Iterator[tuple]:
     """(decoded chunk, the same frames of the reference, decoded Y or None) for
     `stream_quality`, from `decoded`'s (frames, Y) chunks of `clip.chunk` frames; keeps decoded
     frame `show` in keep["frame"] and refuses a decode with another number of frames."""
@@ -353,7 +352,7 @@ def _video_codec_points(clip: VideoRange, fps: float, source: dict, opts: Compar
                         stream = Path(tmp) / f"out.{CODECS[codec][1]}"
                         size, encode_seconds = encode_stream(clip.chunks(), (h, w), codec, preset, crf, stream, fps)
                         seconds = decode_seconds(stream)
-                        q = stream_quality(in_step(decoded_chunks(stream, (h, w), clip.chunk), clip, codec, t // 2, keep))
+                        q = stream_quality(_in_step(decoded_chunks(stream, (h, w), clip.chunk), clip, codec, t // 2, keep))
                     point = {
                         "method": codec, "preset": preset, "setting": crf, "bytes": size, "bpp": size * 8 / (t * h * w),
                         "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
