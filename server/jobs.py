@@ -22,6 +22,8 @@ class JobCancelled(Exception):
 
 
 FIT_KEYS = {"model", "params", "epochs", "seconds", "steps", "seed", "max_frames", "resize", "crop", "bpp", "bits", "prune", "lr"}
+GOP_KEYS = {"gop", "scene_cut", "warm_start"}  # an encode's groups of frames (video.gop_encode.GopOptions)
+ENCODE_KEYS = FIT_KEYS | GOP_KEYS
 COMPARE_KEYS = {"models", "bpps", "codecs", "presets", "crfs", "epochs", "seconds", "seed", "max_frames", "resize", "crop"}
 # A job directory's layout (server.retention.job_dir): what the worker writes and the API and
 # the app read back by name.
@@ -55,6 +57,13 @@ def _integer(out: dict, key: str, lo: int, hi: int) -> None:
         raise InrError(f"{key} must be between {lo} and {hi}, got {v}")
 
 
+def _flag(out: dict, key: str) -> None:
+    """A JSON boolean (not 0/1, not "yes"): a typo must not silently mean false."""
+    v = out.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise InrError(f"{key} must be true or false, got {json.dumps(v)[:40]}")
+
+
 def _size(out: dict, key: str) -> None:
     from video.media import parse_size
 
@@ -85,7 +94,7 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
     limits = limits or Limits()
     if not isinstance(params, dict):
         raise InrError("params must be a JSON object")
-    allowed = {"fit": FIT_KEYS, "encode": FIT_KEYS, "decode": set(), "compare": COMPARE_KEYS}[kind]
+    allowed = {"fit": FIT_KEYS, "encode": ENCODE_KEYS, "decode": set(), "compare": COMPARE_KEYS}[kind]
     unknown = set(params) - allowed
     if unknown:
         raise InrError(f"unknown parameter(s) for {kind}: {', '.join(sorted(map(str, unknown)))[:200]}")
@@ -107,6 +116,10 @@ def validate_params(kind: str, params: dict, limits: Limits | None = None) -> di
         _integer(out, "bits", 2, 16)
         _number(out, "prune", 0.0, 0.99, lo_open=False)
         _number(out, "lr", 0.0, 1.0)
+    if kind == "encode":
+        _integer(out, "gop", 1, 1_000_000)
+        _flag(out, "scene_cut")
+        _flag(out, "warm_start")
     if kind == "compare":
         out.setdefault("models", [AUTO])
         _str_list(out, "models", None, limits.max_list)
@@ -168,6 +181,15 @@ def read_options(params: dict):
     from video.media import ReadOptions, parse_size
 
     return ReadOptions(max_frames=params.get("max_frames"), resize=parse_size(params.get("resize"), "resize"), crop=parse_size(params.get("crop"), "crop"))
+
+
+def gop_options(params: dict):
+    """How an encode job splits a long video into groups of frames: `gop` frames each (default:
+    from the resolution and memory, as the CLI), `scene_cut`, `warm_start` (default on); the
+    GOPs of one job run one after another in its worker process."""
+    from video.gop_encode import GopOptions
+
+    return GopOptions(gop=params.get("gop"), warm_start=params.get("warm_start", True), scene_cut=params.get("scene_cut", False), workers=1)
 
 
 def fit_options(params: dict, media: str):
@@ -239,7 +261,7 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         return [str(Path(metrics["output"]).relative_to(out)), "fit/metrics.json"]
     if kind == "encode":
         from inr.export.compress import ExportOptions
-        from video.gop_encode import GopOptions, decode_video as decode_file, encode_video
+        from video.gop_encode import decode_video as decode_file, encode_video
         from video.playback import image_companions, video_companions
 
         def on_gop(done: int, total: int) -> None:
@@ -250,7 +272,7 @@ def run_job(job: dict, store: JobStore, data_dir: Path, device_name: str = "auto
         opts = fit_options(params, media_kind(src))
         exp = ExportOptions(bits=params.get("bits", 8), prune=params.get("prune", 0.0))
         report = encode_video(src, out / ENCODED, opts, exp, read_options(params), device, bpp=params.get("bpp"),
-                              gops=GopOptions(workers=1), callback=progress, phase=on_phase, progress=on_gop)  # one process a job
+                              gops=gop_options(params), callback=progress, phase=on_phase, progress=on_gop)
         gop_now["label"] = ""
         is_image = report["frames"] == 1 and is_image_path(src)
         decoded = DECODED["image" if is_image else "video"]

@@ -95,16 +95,19 @@ def estimate_job(kind: str, params: dict, geometry: tuple[int, int, int], limits
     The memory figure is deliberately simple and generous: frames as uint8 plus float32 target
     and reconstruction (9 bytes a pixel and channel), ~512 bytes of live activations per pixel
     of one frame (conv decoders with backward), and 16 bytes a parameter (weights, gradients,
-    two Adam moments).
+    two Adam moments). An encode with a `gop` holds one group of frames and its model at a
+    time (video.gop_encode shares `params` among the groups by frames), so both are counted
+    for one group.
     """
     from inr.models import parse_param_budget
 
     t, h, w = geometry
-    pixels = t * h * w
+    share = min(t, params["gop"]) / t if kind == "encode" and params.get("gop") else 1.0
+    pixels = round(t * share) * h * w
     if kind == "compare":
         model_params = max(int(b * pixels / 8) for b in params["bpps"])
     elif "params" in params:
-        model_params = parse_param_budget(str(params["params"]))
+        model_params = int(parse_param_budget(str(params["params"])) * share)
     elif "bpp" in params:
         model_params = int(params["bpp"] * pixels / params.get("bits", 8))
     else:

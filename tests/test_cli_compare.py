@@ -137,3 +137,51 @@ def test_compare_refuses_codecs_of_the_other_kind(tmp_path, sample_image, tiny_c
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("gops", [1, 2])
+def test_compare_on_a_frame_range_streams_to_the_whole_clip_numbers(tmp_path, tiny_clip_file, monkeypatch, capsys, gops):
+    """`--frames 2:8`, measured chunk by chunk (two frames a chunk here) and, for the INR, GOP
+    by GOP: the report's numbers are those of the range held whole and measured at once."""
+    import torch
+
+    from inr.export import gop as gopfile
+    from inr.export.compress import ExportOptions, decode_bytes, encode_to_bpp
+    from inr.options import fit_options
+    from video import compare, gop_plan
+    from video.codecs import encode_baseline
+    from video.fitting import load_signal
+    from video.media import ReadOptions, read_media, to_uint8
+    from video.quality import clip_quality
+
+    monkeypatch.setattr(compare, "CHUNK_BYTES", 2 * 64 * 96 * 3)
+    if gops == 2:
+        monkeypatch.setattr(gop_plan, "MAX_DEFAULT_GOP", 3)  # 6 frames -> 2 GOPs without a long clip
+    out = tmp_path / "report"
+    args = ["compare", str(tiny_clip_file), "--frames", "2:8", "--models", "siren", "--bpp", "0.5", "--codecs", "h264", "--presets", "medium",
+            "--crf", "20,30", "--steps", "5", "-o", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    res = json.loads((out / "results.json").read_text())
+    assert res["frames"] == 6 and [p["status"] for p in res["points"]] == ["ok"] * 3
+    read = ReadOptions(start=2, max_frames=6)
+    signal, _ = load_signal(tiny_clip_file, read)
+    whole = read_media(tiny_clip_file, read)[0].numpy()
+    for p in (p for p in res["points"] if p["method"] == "h264"):
+        held = encode_baseline(whole, "h264", "medium", p["setting"])
+        q = clip_quality(held.decoded, whole, held.decoded_y)
+        assert (p["bytes"], p["psnr"], p["psnr_y"], p["msssim"], p["per_frame_psnr"]) == (held.bytes, q["psnr"], q["psnr_y"], q["msssim"], q["per_frame_psnr"])
+    inr = next(p for p in res["points"] if p["method"] == "siren")
+    file = out / inr["file"]
+    index = gopfile.open_index(file)
+    assert len(index.gops) == gops and inr.get("gops", 1) == gops
+    decoded = torch.cat(list(gopfile.decode_range(file, 0, 6, torch.device("cpu"))))
+    q = clip_quality(to_uint8(decoded), whole)
+    assert (inr["psnr"], inr["psnr_y"], inr["per_frame_psnr"]) == (q["psnr"], q["psnr_y"], q["per_frame_psnr"])
+    assert inr["msssim"] == pytest.approx(q["msssim"], rel=1e-12)  # GOP means weighted by frames
+    assert inr["bpp"] == pytest.approx(file.stat().st_size * 8 / (6 * 64 * 96))
+    if gops == 1:  # the same file the range held whole gives today (rate control and all)
+        opts = fit_options("siren", "video", steps=5, seed=0, schedule="fast")
+        enc, _ = encode_to_bpp(signal, opts, ExportOptions(bits=8), 0.5, torch.device("cpu"))
+        assert enc.data == file.read_bytes()
+        assert torch.equal(decode_bytes(enc.data, torch.device("cpu"))[0], decoded)

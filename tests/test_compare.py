@@ -105,3 +105,34 @@ def test_psnr_agrees_with_ffmpeg_psnr_filter(tmp_path, clip_u8):
     direct = _ffmpeg_psnr_stats(stream, ref, "yuv420p", tmp_path)
     for mine, theirs in zip(codec["per_frame_psnr_y"], direct):
         assert abs(mine - theirs["psnr_y"]) < 0.05
+
+
+def test_a_codec_point_streams_in_memory_that_does_not_grow_with_the_clip(tmp_path, synthetic_clip):
+    """What `inr compare` does for a codec point on a video: the source fed to the encoder and
+    the stream decoded back in chunks of 4 frames, measured chunk by chunk."""
+    import tracemalloc
+
+    from video.codecs import decoded_chunks, encode_stream
+    from video.media import ReadOptions
+    from video.quality import stream_quality
+    from video.stream import read_chunks
+
+    def point(frames: int) -> int:
+        path = synthetic_clip(tmp_path / f"c{frames}.mkv", frames, "64x48")
+        stream = tmp_path / f"c{frames}.h264"
+
+        def source():
+            return (c.numpy() for c in read_chunks(path, ReadOptions(), [4] * (frames // 4)))
+
+        tracemalloc.start()
+        try:
+            encode_stream(source(), (48, 64), "h264", "medium", 30, stream)
+            q = stream_quality((d, r, y) for (d, y), r in zip(decoded_chunks(stream, (48, 64), 4), source()))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(q["per_frame_psnr"]) == frames
+        return peak
+
+    a, b = point(16), point(96)
+    assert b < 1.5 * a + (256 << 10), (a, b)  # 6x the frames, not 6x the memory

@@ -101,6 +101,55 @@ def test_chunked_reading_memory_does_not_grow_with_the_clip(tmp_path, synthetic_
     assert b < 1.5 * a + (256 << 10), (a, b)  # 6x the frames, not 6x the memory
 
 
+def _ntsc_clip(path: Path, frames: int = 24) -> Path:
+    """A 30000/1001 clip with B-frames and a keyframe every 8 frames; noise makes every frame
+    differ from its neighbours, so a read that is one frame off cannot pass."""
+    encode = ["-c:v", "libx264", "-g", "8", "-bf", "2", "-pix_fmt", "yuv420p"]
+    if path.suffix == ".y4m":
+        encode = ["-pix_fmt", "yuv420p"]
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=48x32:rate=30000/1001,noise=alls=40:allf=t",
+         "-frames:v", str(frames), *encode, "-y", str(path)],
+        check=True,
+    )
+    return path
+
+
+@pytest.mark.parametrize("suffix, seeks", [(".mp4", True), (".mkv", True), (".y4m", True), (".avi", False), (".ts", False)])
+def test_a_read_from_frame_n_returns_the_full_reads_frames(tmp_path, suffix, seeks):
+    """A GOP task reads only its own range: input seeking where the container lands on the
+    exact frame (mp4, mkv, y4m at 30000/1001 here), decoding from the start where it does not
+    (MPEG-TS, AVI), and in both cases the frames are those of a full read."""
+    from fractions import Fraction
+
+    from video.media import decode_graph, probe, read_media
+    from video.stream import read_chunks
+
+    path = _ntsc_clip(tmp_path / f"ntsc{suffix}")
+    info = probe(path)
+    assert info.rate == (Fraction(30000, 1001) if seeks else None)
+    full, _ = read_media(path)
+    assert len(full) == 24 and all(not torch.equal(full[i], full[i + 1]) for i in range(23))
+    for start in range(1, 24):
+        read = ReadOptions(start=start)
+        assert ("-ss" in decode_graph(path, read, 5, info).compile()) == seeks
+        got = torch.cat(list(read_chunks(path, read, [3, 2], info)))
+        assert torch.equal(got, full[start : start + 5]), start
+    resized = ReadOptions(start=13, resize=(24, 16), crop=(16, 16))
+    assert torch.equal(read_media(path, resized)[0], read_media(path, dataclasses.replace(resized, start=0))[0][13:])
+
+
+def test_a_frame_folder_read_from_frame_n_opens_only_its_frames(tmp_path, clip12):
+    from video.media import read_media, write_video
+    from video.stream import read_chunks
+
+    full, _ = read_media(clip12)
+    folder = write_video(tmp_path / "frames", full)
+    for start in (1, 5, 11):
+        got = torch.cat(list(read_chunks(folder, ReadOptions(start=start), [4, 4])))
+        assert torch.equal(got, full[start : start + 8])
+
+
 def test_streaming_decode_memory_does_not_grow_with_the_clip(hnerv_file, tmp_path):
     from video.gop_encode import decode_video
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inr.errors import InrError
+from inr.export import gop as gopfile
 from server.api import ServerConfig, check_bind, create_app
 from server.limits import Limits
 from server.store import JobStore
@@ -73,6 +74,24 @@ def test_encode_job_end_to_end(client, workers, tiny_clip_file):
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 409
 
 
+def test_encode_job_with_gop_makes_that_many_groups_of_frames(client, workers, clip12):
+    for bad, says in [({"gop": 0}, "gop must be between 1"), ({"gop": "4"}, "gop must be an integer"), ({"gop": 2.5}, "gop must be an integer"),
+                      ({"warm_start": "no"}, "warm_start must be true or false"), ({"scene_cut": 1}, "scene_cut must be true or false")]:
+        r = _upload(client, clip12, "encode", {"model": "siren", **bad})
+        assert r.status_code == 422 and says in r.json()["detail"] and "\n" not in r.json()["detail"], r.text
+    r = _upload(client, clip12, "fit", {"model": "siren", "gop": 4})
+    assert r.status_code == 422 and "unknown parameter(s) for fit: gop" in r.json()["detail"]
+    r = _upload(client, clip12, "encode", {"model": "siren", "params": "6k", "steps": 2, "gop": 4, "warm_start": False, "scene_cut": True})
+    assert r.status_code == 201, r.text
+    done = _wait(client, r.json()["id"], {"done", "failed"})
+    assert done["status"] == "done", done["error"]
+    index = gopfile.open_index(client.get(f"/api/jobs/{done['id']}/artifacts/output.inr").content)
+    assert index.version == 2 and [(g.start, g.frames) for g in index.gops] == [(0, 4), (4, 4), (8, 4)]
+    assert index.header["warm_start"] is False
+    report = client.get(f"/api/jobs/{done['id']}/artifacts/output.inr.json").json()
+    assert [g["frames"] for g in report["gops"]] == [4, 4, 4]
+
+
 def test_cancel_running_fit(client, cfg, tiny_clip_file):
     """The fit itself sees the cancel flag and stops: the supervisor's forced stop (after
     `cancel_grace_s`) is pushed out of reach, so only the cooperative path can cancel it."""
@@ -130,6 +149,14 @@ def test_limits_on_pixels_and_frames(tmp_path, tiny_clip_file):
     r = _upload(client, tiny_clip_file, "encode", {"model": "nerv"})
     assert r.status_code == 413 and "max_frames" in r.json()["detail"]
     assert _upload(client, tiny_clip_file, "encode", {"model": "nerv", "max_frames": 4}).status_code == 201
+
+
+def test_an_encode_with_gop_is_sized_by_one_group_of_frames(tmp_path, clip12):
+    """12 frames of 48x32: about 1.3 MB of estimated memory whole, under 1 MB in groups of 4."""
+    client = TestClient(create_app(ServerConfig(data_dir=tmp_path / "d", limits=Limits(job_memory_bytes=1_100_000))))
+    r = _upload(client, clip12, "encode", {"model": "siren", "params": "6k"})
+    assert r.status_code == 413 and "memory" in r.json()["detail"]
+    assert _upload(client, clip12, "encode", {"model": "siren", "params": "6k", "gop": 4}).status_code == 201
 
 
 def test_token_required_everywhere(tmp_path, tiny_clip_file):

@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -68,44 +69,110 @@ def _run(cmd: list[str], data: bytes | None = None) -> bytes:
     return proc.stdout
 
 
-def encode_baseline(
-    frames: np.ndarray, codec: str, preset: str, crf: int, fps: float = 25.0, keep_stream: Path | None = None
-) -> BaselineResult:
-    """Encode and decode back; `keep_stream` saves the elementary stream (for inspection or cross-checks)."""
+def _check(codec: str, preset: str) -> tuple[str, str]:
     if codec not in CODECS:
         raise InrError(f"unknown codec '{codec}' (choose from {', '.join(CODECS)})")
     if preset not in PRESETS:
         raise InrError(f"unknown preset '{preset}'")
     lib, fmt = CODECS[codec]
     require_encoder(lib)
-    t, h, w, _ = frames.shape
-    ph, pw = h + h % 2, w + w % 2
-    src = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge") if (ph, pw) != (h, w) else frames
-    exe = ffmpeg_exe()
+    return lib, fmt
+
+
+def _padded(frames: np.ndarray) -> np.ndarray:
+    """Odd sides padded by one edge row/column for 4:2:0."""
+    h, w = frames.shape[1:3]
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else frames
+
+
+def encode_stream(chunks: Iterable[np.ndarray], size: tuple[int, int], codec: str, preset: str, crf: int, stream: Path, fps: float = 25.0) -> tuple[int, float]:
+    """Encode (n, H, W, 3) uint8 chunks of one clip of `size` (height, width) to the elementary
+    stream `stream`, fed to ffmpeg as they come; returns (bytes without SEI, encode seconds)."""
+    lib, fmt = _check(codec, preset)
+    h, w = size
     quiet = ["-x265-params", "log-level=error"] if codec == "h265" else []
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w + w % 2}x{h + h % 2}", "-r", str(fps),
+           "-i", "pipe:", "-c:v", lib, "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *quiet, "-f", fmt, "-y", str(stream)]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            for chunk in chunks:
+                proc.stdin.write(np.ascontiguousarray(_padded(chunk)).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg stopped: its error is read below
+        finally:
+            proc.stdin.close()
+            rc = proc.wait()
+        if rc != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+            raise InrError(f"ffmpeg failed: {tail[0]}")
+    encode_seconds = time.perf_counter() - t0
+    stream.write_bytes(strip_sei(stream.read_bytes(), codec))  # charge pictures, not the encoder's log
+    return stream.stat().st_size, encode_seconds
+
+
+def decode_seconds(stream: Path) -> float:
+    """Seconds ffmpeg takes to decode `stream` to RGB (what a player does), output discarded."""
+    t0 = time.perf_counter()
+    _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(stream), "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"])
+    return time.perf_counter() - t0
+
+
+def decoded_chunks(stream: Path, size: tuple[int, int], chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(RGB (n, H, W, 3), Y planes (n, H, W) or None for odd sizes) of `stream`, `chunk` frames
+    at a time, cropped back to `size` (height, width): two ffmpeg decoders read in step."""
+    h, w = size
+    ph, pw = h + h % 2, w + w % 2
+    exe = ffmpeg_exe()
+    base = [exe, "-hide_banner", "-loglevel", "error", "-i", str(stream), "-f", "rawvideo"]
+    with tempfile.TemporaryFile() as err:
+        rgb = subprocess.Popen([*base, "-pix_fmt", "rgb24", "pipe:"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        yuv = subprocess.Popen([*base, "-pix_fmt", "yuv420p", "pipe:"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                raw = rgb.stdout.read(chunk * ph * pw * 3)
+                n = len(raw) // (ph * pw * 3)
+                if not n:
+                    break
+                planes = yuv.stdout.read(n * ph * pw * 3 // 2)
+                frames = np.frombuffer(raw[: n * ph * pw * 3], dtype=np.uint8).reshape(n, ph, pw, 3)[:, :h, :w]
+                y = None
+                if (ph, pw) == (h, w) and len(planes) == n * h * w * 3 // 2:
+                    y = np.frombuffer(planes, dtype=np.uint8).reshape(n, -1)[:, : h * w].reshape(n, h, w)
+                yield np.ascontiguousarray(frames), y
+        finally:
+            for proc in (rgb, yuv):
+                proc.stdout.close()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        if rgb.returncode not in (0, -9):
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+            raise InrError(f"ffmpeg failed: {tail[0]}")
+
+
+def encode_baseline(
+    frames: np.ndarray, codec: str, preset: str, crf: int, fps: float = 25.0, keep_stream: Path | None = None
+) -> BaselineResult:
+    """Encode and decode back a clip held whole; `keep_stream` saves the elementary stream (for
+    inspection or cross-checks). A clip too long to hold goes through `encode_stream` and
+    `decoded_chunks` (as `inr compare` does)."""
+    _, fmt = _check(codec, preset)
+    t, h, w, _ = frames.shape
     with tempfile.TemporaryDirectory(prefix="inr-baseline-") as tmp:
         stream = Path(tmp) / f"out.{fmt}"
-        t0 = time.perf_counter()
-        _run(
-            [exe, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pw}x{ph}", "-r", str(fps),
-             "-i", "pipe:", "-c:v", lib, "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", *quiet, "-f", fmt, str(stream)],
-            np.ascontiguousarray(src).tobytes(),
-        )
-        encode_seconds = time.perf_counter() - t0
-        stream.write_bytes(strip_sei(stream.read_bytes(), codec))  # charge pictures, not the encoder's log
-        size = stream.stat().st_size
+        size, encode_seconds = encode_stream([frames], (h, w), codec, preset, crf, stream, fps)
         if keep_stream is not None:
             import shutil
 
             shutil.copyfile(stream, keep_stream)
-        t0 = time.perf_counter()
-        rgb = _run([exe, "-hide_banner", "-loglevel", "error", "-i", str(stream), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"])
-        decode_seconds = time.perf_counter() - t0
-        yuv = _run([exe, "-hide_banner", "-loglevel", "error", "-i", str(stream), "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:"])
-    decoded = np.frombuffer(rgb, dtype=np.uint8).reshape(-1, ph, pw, 3)[:, :h, :w]
+        seconds = decode_seconds(stream)
+        parts = list(decoded_chunks(stream, (h, w), max(t, 1)))
+    decoded = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, h, w, 3), np.uint8)
     if decoded.shape[0] != t:
         raise InrError(f"{codec} decoded {decoded.shape[0]} frames, expected {t}")
-    y = None
-    if (ph, pw) == (h, w):
-        y = np.frombuffer(yuv, dtype=np.uint8).reshape(t, -1)[:, : h * w].reshape(t, h, w)
-    return BaselineResult(codec, preset, crf, size, np.ascontiguousarray(decoded), y, encode_seconds, decode_seconds)
+    y = np.concatenate([p[1] for p in parts]) if parts and all(p[1] is not None for p in parts) else None
+    return BaselineResult(codec, preset, crf, size, decoded, y, encode_seconds, seconds)

@@ -5,7 +5,13 @@ AVIF (and optionally x265 intra; a quality sweep, see video.image_codecs). Every
 INR at a target bpp, or a codec at a setting) is cached as JSON under REPORT_DIR/points/,
 keyed by everything that determines it, so re-running with the same arguments only
 computes what is missing. Image points also keep their coded file and the PNG it decodes to
-there.
+there; a video's INR points keep their `.inr`.
+
+A video is never held whole: every point reads the source again in chunks (`video.stream`),
+an INR point is encoded by `inr encode`'s own path (groups of frames when the range is long,
+the file kept under points/) and its quality measured GOP by GOP, a codec is fed and decoded
+chunk by chunk, and the per-frame metrics are averaged at the end (`video.quality.stream_quality`),
+so memory follows a chunk or a group of frames, not the length of `--frames A:B`.
 
 An INR point that cannot be made (InrError: e.g. a target bpp below the smallest model
 the family can build) is recorded with status "failed" and its reason, and the rest of the
@@ -14,14 +20,16 @@ report goes on; failed points are not cached, so a later run tries them again.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,13 +42,14 @@ from inr.options import default_budget, fit_options
 from inr.models.auto import check_handles, resolve_model
 from video.bd import bd_psnr, bd_rate
 from video import image_codecs
-from video.codecs import CODECS, encode_baseline
-from video.fitting import load_signal, write_json
-from video.media import ReadOptions, atomic_path, to_uint8
+from video.codecs import CODECS, decode_seconds, decoded_chunks, encode_stream
+from video.fitting import load_signal, signal_kind, write_json
+from video.media import MediaInfo, ReadOptions, atomic_path, to_uint8
 from video.options import DEFAULT_CRFS, DEFAULT_PRESETS, DEFAULT_VIDEO_CODECS
-from video.quality import clip_quality
+from video.quality import clip_quality, stream_quality
 
 DEFAULT_MODELS = ("auto",)  # inr.models.auto picks the family for the input's kind
+CHUNK_BYTES = 64 << 20  # uint8 frames of the reference (and as many decoded) held at once
 
 
 @dataclass
@@ -140,32 +149,34 @@ def run_compare(
     callback=None,
 ) -> dict:
     path, out_dir = Path(path), Path(out_dir)
-    signal, info = load_signal(path, opts.read)
-    opts.validate(signal.kind)
-    original = to_uint8(signal.data)
-    clip = original if signal.kind == "video" else original[None]  # (T, H, W, 3) either way
-    t, h, w, _ = clip.shape
-    fps = (info.fps or 25.0) if signal.kind == "video" else None
+    kind = signal_kind(path)
+    opts.validate(kind)
     cache = PointCache(out_dir / "points")
     source = _source_id(path, opts.read)
-    show = t // 2
-    points = _inr_points(signal, clip, source, opts, cache, device, log, callback)
-    if signal.kind == "video":
+    if kind == "video":
+        clip = VideoRange.open(path, opts.read)
+        t, h, w, fps = clip.frames, clip.height, clip.width, clip.info.fps or 25.0
+        shown = clip.frame(t // 2)
+        points = _inr_video_points(clip, source, opts, cache, device, log, callback)
         points += _video_codec_points(clip, fps, source, opts, cache, log)
     else:
-        points += _image_codec_points(original, source, opts, cache, log)
+        signal, _ = load_signal(path, opts.read)
+        image = to_uint8(signal.data)
+        (h, w, _), t, fps, shown = image.shape, 1, None, image
+        points = _inr_image_points(signal, image, source, opts, cache, device, log, callback)
+        points += _image_codec_points(image, source, opts, cache, log)
 
     failed = [p for p in points if not ok(p)]
     results = {
         "input": str(path),
-        "kind": signal.kind,
+        "kind": kind,
         "frames": t,
         "width": w,
         "height": h,
         "fps": fps,
         "size_note": (
             "INR: .inr file bytes; codecs: raw Annex-B elementary stream bytes (no container)"
-            if signal.kind == "video"
+            if kind == "video"
             else "INR: .inr file bytes; JPEG/WebP/AVIF: whole files as written (headers included); x265 intra: raw Annex-B stream, SEI dropped"
         ),
         "points": points,
@@ -179,8 +190,66 @@ def run_compare(
     from video.report import render_html
 
     with atomic_path(out_dir / "report.html") as tmp:
-        tmp.write_text(render_html(results, clip[show], cache.folder))
+        tmp.write_text(render_html(results, shown, cache.folder))
     return results
+
+
+@dataclass
+class VideoRange:
+    """The frames a video comparison is on, read again in chunks for each point, never whole."""
+
+    path: Path
+    read: ReadOptions
+    info: MediaInfo
+    frames: int
+    height: int
+    width: int
+
+    @classmethod
+    def open(cls, path: Path, read: ReadOptions) -> "VideoRange":
+        from video.stream import geometry
+
+        info, t, h, w = geometry(path, read)
+        return cls(path, read, info, t, h, w)
+
+    @property
+    def chunk(self) -> int:
+        """Frames per chunk: CHUNK_BYTES of uint8 at most, at least one frame."""
+        return max(1, min(self.frames, CHUNK_BYTES // (self.height * self.width * 3)))
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The range's frames, `chunk` at a time, from one ffmpeg process."""
+        from video.stream import read_chunks
+
+        for c in read_chunks(self.path, self.read, [self.chunk] * -(-self.frames // self.chunk), self.info):
+            yield c.numpy()
+
+    def frame(self, i: int) -> np.ndarray:
+        """Frame i of the range (the one the report shows), read on its own."""
+        from video.stream import read_chunks
+
+        one = dataclasses.replace(self.read, start=self.read.start + i, max_frames=1)
+        return next(read_chunks(self.path, one, [1], self.info)).numpy()[0]
+
+
+def _in_step(decoded: Iterator[tuple[np.ndarray, np.ndarray | None]], clip: VideoRange, what: str, show: int, keep: dict) -> Iterator[tuple]:
+    """(decoded chunk, the same frames of the reference, decoded Y or None) for
+    `stream_quality`, from `decoded`'s (frames, Y) chunks of `clip.chunk` frames; keeps decoded
+    frame `show` in keep["frame"] and refuses a decode with another number of frames."""
+    reference, seen = clip.chunks(), 0
+    try:
+        for frames, y in decoded:
+            original = next(reference, None)
+            if original is None or len(original) != len(frames):
+                raise InrError(f"{what} decoded frames that do not line up with the {clip.frames} compared")
+            if seen <= show < seen + len(frames):
+                keep["frame"] = frames[show - seen]
+            seen += len(frames)
+            yield frames, original, y
+    finally:
+        reference.close()
+    if seen != clip.frames:
+        raise InrError(f"{what} decoded {seen} frames, expected {clip.frames}")
 
 
 def ok(point: dict) -> bool:
@@ -188,12 +257,10 @@ def ok(point: dict) -> bool:
     return point.get("status", "ok") == "ok"
 
 
-def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, cache: PointCache, device, log, callback) -> list[dict]:
-    """One point per (model, target bpp), through the same encoder as `inr encode`
-    (encode_to_bpp), so every registered family, present or future, is compared the same way."""
-    t, h, w, _ = clip.shape
-    pixels = t * h * w
-    show = t // 2
+def _inr_points(kind: str, source: dict, opts: CompareOptions, cache: PointCache, log, make) -> list[dict]:
+    """One point per (model, target bpp), through the same encoder as `inr encode`, so every
+    registered family, present or future, is compared the same way. `make(key, fit options,
+    bpp, bits_per_param)` encodes and measures one point: (point, the decoded frame to show)."""
     points: list[dict] = []
     for model in opts.models:
         bits_per_param = None  # learnt from this model's first file, reused for its next targets
@@ -202,34 +269,63 @@ def _inr_points(signal, clip: np.ndarray, source: dict, opts: CompareOptions, ca
             point = cache.get(key)
             if point is None:
                 log(f"{model} @ {bpp} bpp ...")
-                fopts = fit_options(model, signal.kind, steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
-                t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
+                fopts = fit_options(model, kind, steps=opts.steps, epochs=opts.epochs, seconds=opts.seconds, seed=opts.seed, schedule=opts.schedule)
                 try:
-                    enc, rate = encode_to_bpp(
-                        signal, fopts, ExportOptions(bits=opts.bits), bpp, device, callback=callback, bits_per_param=bits_per_param
-                    )
+                    point, shown = make(key, fopts, bpp, bits_per_param)
                 except InrError as exc:  # this point cannot be made; the others can
                     log(f"{model} @ {bpp} bpp failed: {exc}")
                     points.append({"method": model, "preset": "", "setting": bpp, "kind": "inr", "status": "failed", "error": str(exc), "key": key})
                     continue
-                encode_seconds = time.perf_counter() - t0
-                decoded, _, dsec = decode_bytes(enc.data, device)
-                dec = to_uint8(decoded)
-                dec = dec if signal.kind == "video" else dec[None]
-                q = clip_quality(dec, clip)
-                point = {
-                    "method": model, "preset": "", "setting": bpp, "bytes": len(enc.data), "bpp": len(enc.data) * 8 / pixels,
-                    "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
-                    "encode_seconds": encode_seconds, "rate_control": rate,
-                    "decode_fps": t / dsec, "per_frame_psnr": q["per_frame_psnr"], "kind": "inr", "status": "ok",
-                }
-                if signal.kind == "image":
-                    point.update(_keep_files(cache, key, enc.data, ".inr"))
-                cache.put(key, point, dec[show])
+                point = {"method": model, "preset": "", "setting": bpp, **point, "kind": "inr", "status": "ok"}
+                cache.put(key, point, shown)
             bits_per_param = point.get("rate_control", {}).get("attempts", [{}])[-1].get("bits_per_param", bits_per_param)
             point["key"] = key
             points.append(point)
     return points
+
+
+def _inr_image_points(signal, image: np.ndarray, source: dict, opts: CompareOptions, cache: PointCache, device, log, callback) -> list[dict]:
+    h, w, _ = image.shape
+
+    def make(key: str, fopts, bpp: float, bits_per_param: float | None) -> tuple[dict, np.ndarray]:
+        t0 = time.perf_counter()  # every rate-control attempt counts: a user waits for all of them
+        enc, rate = encode_to_bpp(signal, fopts, ExportOptions(bits=opts.bits), bpp, device, callback=callback, bits_per_param=bits_per_param)
+        encode_seconds = time.perf_counter() - t0
+        decoded, _, dsec = decode_bytes(enc.data, device)
+        dec = to_uint8(decoded)[None]
+        q = clip_quality(dec, image[None])
+        point = {
+            "bytes": len(enc.data), "bpp": len(enc.data) * 8 / (h * w), "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
+            "encode_seconds": encode_seconds, "rate_control": rate, "decode_fps": 1 / dsec, "per_frame_psnr": q["per_frame_psnr"],
+            **_keep_files(cache, key, enc.data, ".inr"),
+        }
+        return point, dec[0]
+
+    return _inr_points("image", source, opts, cache, log, make)
+
+
+def _inr_video_points(clip: VideoRange, source: dict, opts: CompareOptions, cache: PointCache, device, log, callback) -> list[dict]:
+    """Each point is `inr encode` of the range (video.gop_encode: one fit when it fits memory,
+    else groups of frames fitted one at a time), its file kept under points/; the quality is
+    the encoder's own report, measured on what the file decodes to, GOP by GOP."""
+    from inr.export import gop as gopfile
+    from video.gop_encode import encode_video
+
+    show = clip.frames // 2
+
+    def make(key: str, fopts, bpp: float, bits_per_param: float | None) -> tuple[dict, np.ndarray]:
+        file = cache.folder / f"{key}.inr"
+        report = encode_video(clip.path, file, fopts, ExportOptions(bits=opts.bits), clip.read, device, bpp=bpp, callback=callback, bits_per_param=bits_per_param)
+        Path(str(file) + ".json").unlink(missing_ok=True)  # the point's JSON is the cache entry
+        shown = to_uint8(next(gopfile.decode_range(file, show, show + 1, device)))[0]
+        point = {k: report[k] for k in ("bytes", "bpp", "psnr", "psnr_y", "msssim", "encode_seconds")}
+        point |= {"rate_control": report["rate_control"]} if "rate_control" in report else {}
+        point |= {"decode_fps": report["decode_fps"], "per_frame_psnr": report["per_frame_psnr"], "file": f"{cache.folder.name}/{file.name}"}
+        if len(report.get("gops", [])) > 1:
+            point["gops"] = len(report["gops"])
+        return point, shown
+
+    return _inr_points("video", source, opts, cache, log, make)
 
 
 def _keep_files(cache: PointCache, key: str, data: bytes, suffix: str) -> dict:
@@ -239,9 +335,10 @@ def _keep_files(cache: PointCache, key: str, data: bytes, suffix: str) -> dict:
     return {"file": f"{cache.folder.name}/{key}{suffix}", "decoded_png": f"{cache.folder.name}/{key}.png"}
 
 
-def _video_codec_points(clip: np.ndarray, fps: float, source: dict, opts: CompareOptions, cache: PointCache, log) -> list[dict]:
-    t, h, w, _ = clip.shape
-    pixels, show = t * h * w, t // 2
+def _video_codec_points(clip: VideoRange, fps: float, source: dict, opts: CompareOptions, cache: PointCache, log) -> list[dict]:
+    """A CRF sweep per codec and preset: the range is fed to the encoder and the stream decoded
+    back chunk by chunk, each chunk measured against the same frames of the source."""
+    t, h, w = clip.frames, clip.height, clip.width
     points: list[dict] = []
     for codec in opts.codecs:
         for preset in opts.presets:
@@ -250,15 +347,19 @@ def _video_codec_points(clip: np.ndarray, fps: float, source: dict, opts: Compar
                 point = cache.get(key)
                 if point is None:
                     log(f"{codec} {preset} crf {crf} ...")
-                    res = encode_baseline(clip, codec, preset, crf, fps)
-                    q = clip_quality(res.decoded, clip, res.decoded_y)
+                    keep: dict = {}
+                    with tempfile.TemporaryDirectory(prefix="inr-baseline-") as tmp:
+                        stream = Path(tmp) / f"out.{CODECS[codec][1]}"
+                        size, encode_seconds = encode_stream(clip.chunks(), (h, w), codec, preset, crf, stream, fps)
+                        seconds = decode_seconds(stream)
+                        q = stream_quality(_in_step(decoded_chunks(stream, (h, w), clip.chunk), clip, codec, t // 2, keep))
                     point = {
-                        "method": codec, "preset": preset, "setting": crf, "bytes": res.bytes, "bpp": res.bytes * 8 / pixels,
+                        "method": codec, "preset": preset, "setting": crf, "bytes": size, "bpp": size * 8 / (t * h * w),
                         "psnr": q["psnr"], "psnr_y": q["psnr_y"], "msssim": q["msssim"],
-                        "encode_seconds": res.encode_seconds, "decode_fps": t / max(res.decode_seconds, 1e-9),
+                        "encode_seconds": encode_seconds, "decode_fps": t / max(seconds, 1e-9),
                         "per_frame_psnr": q["per_frame_psnr"], "kind": "codec", "status": "ok",
                     }
-                    cache.put(key, point, res.decoded[show])
+                    cache.put(key, point, keep["frame"])
                 point["key"] = key
                 points.append(point)
     return points

@@ -85,14 +85,18 @@ def encode_file(
     bpp: float | None = None,
     callback: Callable[[FitState], None] | None = None,
     phase: Callable[[str], None] | None = None,
+    bits_per_param: float | None = None,
 ) -> dict:
+    """Encode `path` to `out` (at `bpp` when given; `bits_per_param`: the rate control's first
+    guess, measured on an earlier file of the same model); returns the report also written to
+    OUT.json."""
     out = Path(out)
     signal, info = load_signal(path, read)
     opts = dataclasses.replace(opts, model=resolve_model(opts.model, signal.kind)[0])
     t0 = time.perf_counter()
     rate = None
     if bpp is not None:
-        enc, rate = encode_to_bpp(signal, opts, exp, bpp, device, callback=callback, phase=phase)
+        enc, rate = encode_to_bpp(signal, opts, exp, bpp, device, callback=callback, phase=phase, bits_per_param=bits_per_param)
     else:
         enc = encode_signal(signal, opts, exp, device, callback=callback, phase=phase)
     encode_seconds = time.perf_counter() - t0

@@ -74,14 +74,17 @@ def encode_video(
     callback: Callable[[FitState], None] | None = None,
     phase: Callable[[str], None] | None = None,
     progress: Progress | None = None,
+    bits_per_param: float | None = None,
 ) -> dict:
-    """Encode a video (or an image) to `out`; returns the report also written to OUT.json."""
+    """Encode a video (or an image) to `out`; returns the report also written to OUT.json.
+    `bits_per_param`: the `bpp` rate control's first guess (`inr compare` learns it from a
+    model's first target)."""
     gops = gops or GopOptions()
     out = Path(out)
     info, t, h, w = geometry(path, read)
     progress = progress or (lambda done, total: None)
     if info.kind == "image":
-        return encode_file(path, out, opts, exp, read, device, bpp, callback, phase)
+        return encode_file(path, out, opts, exp, read, device, bpp, callback, phase, bits_per_param)
     opts = dataclasses.replace(opts, model=resolve_model(opts.model, "video")[0])
     if gops.warm_start and get_spec(opts.model).rate_aware:
         # A rate-aware family starts from the signal itself (grid: a Laplacian pyramid and a
@@ -97,10 +100,10 @@ def encode_video(
     if len(plan.lengths) == 1:  # the clip fits one GOP: the single-clip path and file format
         progress(0, 1)
         whole = dataclasses.replace(read, memory_limit=max(read.memory_limit, plan.budget))
-        report = encode_file(path, out, opts, exp, whole, device, bpp, callback, phase)
+        report = encode_file(path, out, opts, exp, whole, device, bpp, callback, phase, bits_per_param)
         progress(1, 1)
         return report
-    return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info, (h, w), callback, phase, progress)
+    return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info, (h, w), callback, phase, progress, bits_per_param)
 
 
 def _workers(gops: GopOptions) -> int:
@@ -179,6 +182,7 @@ class GopTask:
     device: str
     probed: MediaInfo | None = None  # the source's probe, so a task does not count its frames again
     threads: int | None = None
+    bits_per_param: float | None = None  # the bpp rate control's first guess
 
 
 def run_gop(task: GopTask) -> tuple[int, bytes, dict]:
@@ -188,7 +192,7 @@ def run_gop(task: GopTask) -> tuple[int, bytes, dict]:
     with torch_threads(task.threads):
         device = select_device(task.device)
         chunk = next(read_chunks(task.path, task.read, [task.read.max_frames], task.probed))
-        blob = _encode_one(chunk, task.meta, task.opts, None, task.exp, task.bpp, device, None, None)
+        blob = _encode_one(chunk, task.meta, task.opts, None, task.exp, task.bpp, device, None, None, task.bits_per_param)
         return task.index, blob, _measure(blob, chunk, device)
 
 
@@ -203,7 +207,7 @@ def _finished(work: Path, i: int) -> bool:
     return (work / f"gop_{i:05d}.inr").is_file() and (work / f"gop_{i:05d}.json").is_file()
 
 
-def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions, plan: GopPlan, info: MediaInfo, size, callback, phase, progress) -> dict:
+def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions, plan: GopPlan, info: MediaInfo, size, callback, phase, progress, rate_hint=None) -> dict:
     work = _prepare_work(out, _settings(path, opts, exp, read, bpp, gops, plan), gops.resume)
     total, n = sum(plan.lengths), len(plan.lengths)
     meta = video_meta(path, info.fps, read)
@@ -211,7 +215,7 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
     progress(0, n)
     if (gops.workers or 1) > 1 or gops.ray:
         tasks = [
-            GopTask(i, str(path), dataclasses.replace(read, start=read.start + s, max_frames=f), meta, gop_share(opts, f, total), exp, bpp, str(device), info)
+            GopTask(i, str(path), dataclasses.replace(read, start=read.start + s, max_frames=f), meta, gop_share(opts, f, total), exp, bpp, str(device), info, None, rate_hint)
             for i, (s, f) in enumerate(zip(plan.starts, plan.lengths))
             if not _finished(work, i)
         ]
@@ -226,7 +230,7 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
             if _finished(work, i):  # finished before an interruption
                 blob = (work / f"gop_{i:05d}.inr").read_bytes()
             else:
-                blob = _encode_one(chunk, meta, gop_share(opts, len(chunk), total), warm, exp, bpp, device, callback, phase)
+                blob = _encode_one(chunk, meta, gop_share(opts, len(chunk), total), warm, exp, bpp, device, callback, phase, rate_hint)
                 _store(work, i, blob, _measure(blob, chunk, device))
             if gops.warm_start:
                 warm = decode_model(blob)[2].stored_weights()
@@ -277,11 +281,11 @@ def _run_parallel(tasks: list[GopTask], gops: GopOptions) -> Iterator[tuple[int,
             raise
 
 
-def _encode_one(chunk: torch.Tensor, meta: dict, opts: FitOptions, warm, exp, bpp, device, callback, phase) -> bytes:
+def _encode_one(chunk: torch.Tensor, meta: dict, opts: FitOptions, warm, exp, bpp, device, callback, phase, rate_hint=None) -> bytes:
     signal = video_signal(chunk, **meta)
     opts = dataclasses.replace(opts, warm_start=warm)
     if bpp is not None:
-        return encode_to_bpp(signal, opts, exp, bpp, device, callback=callback, phase=phase)[0].data
+        return encode_to_bpp(signal, opts, exp, bpp, device, callback=callback, phase=phase, bits_per_param=rate_hint)[0].data
     return encode_signal(signal, opts, exp, device, callback=callback, phase=phase).data
 
 

@@ -13,6 +13,7 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +29,11 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}  # ever
 LOSSLESS_IMAGE_EXTS = {".png", ".bmp", ".tif", ".tiff", ".webp"}  # what a decoded image may be written as
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts"}
 DEFAULT_MEMORY_LIMIT = 4 << 30  # bytes of uint8 frames we are willing to hold
+# Demuxers whose input seeking (`-ss` before `-i`) lands on exactly the frame asked for, checked
+# frame by frame on a 30000/1001 H.264 clip with B-frames (tests/test_gop.py). Not MPEG-TS (it
+# seeks by byte position and can land past the keyframe the frame needs) nor AVI (it stores
+# decode times: with B-frames a seek returned no frames at all); those decode from the start.
+SEEKABLE_DEMUXERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "yuv4mpegpipe"})
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -84,6 +90,11 @@ class MediaInfo:
     codec: str = ""
     files: list[str] = field(default_factory=list)  # for a folder of frames
     duration: float = 0.0  # seconds, from the container (0: unknown)
+    demuxer: str = ""  # ffmpeg's input format name, e.g. 'mov,mp4,m4a,3gp,3g2,mj2'
+    # Frame n is at origin + n / rate seconds and the container seeks to the frame (`seek_time`);
+    # rate None: readers reach a start frame by decoding from the first (exact=False probes too).
+    rate: Fraction | None = None
+    origin: Fraction = Fraction(0)
 
 
 def is_image_path(path: Path) -> bool:
@@ -163,7 +174,9 @@ def probe(path: Path | str, exact: bool = True, timeout: float | None = None) ->
     err = _ffmpeg_stderr(["-i", str(path)], path, timeout)
     info = parse_stream_info(err, path)
     if exact or info.frames <= 0:
-        info.frames = _count_frames(path, timeout)
+        info.frames, rate, origin = _scan_frames(path, timeout)
+        if info.demuxer in SEEKABLE_DEMUXERS:
+            info.rate, info.origin = rate, origin
     if info.frames == 0:
         raise InrError(f"{path}: video has zero decodable frames")
     return info
@@ -206,7 +219,8 @@ def parse_stream_info(err: str, path: Path) -> MediaInfo:
     dur = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", err)
     duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
     frames = int(round(duration * fps)) if duration > 0 and fps > 0 else 0
-    return MediaInfo(str(path), "video", width, height, frames, fps, codec, duration=duration)
+    demuxer = re.search(r"Input #0, (.+?), from ", err)
+    return MediaInfo(str(path), "video", width, height, frames, fps, codec, duration=duration, demuxer=demuxer.group(1) if demuxer else "")
 
 
 def _ffmpeg_stderr(args: list[str], path: Path, timeout: float | None) -> str:
@@ -218,11 +232,34 @@ def _ffmpeg_stderr(args: list[str], path: Path, timeout: float | None) -> str:
     return proc.stderr
 
 
-def _count_frames(path: Path, timeout: float | None = None) -> int:
-    """Exact count by decoding to null (container frame counts are often missing or wrong)."""
-    err = _ffmpeg_stderr(["-i", str(path), "-map", "0:v:0", "-f", "null", "-"], path, timeout)
+def _scan_frames(path: Path, timeout: float | None = None) -> tuple[int, Fraction | None, Fraction]:
+    """(frames, rate, origin) by decoding to null: the exact count (container frame counts are
+    often missing or wrong) and, from every frame's timestamp (showinfo, no checksums), the
+    exact frame rate and first frame's time when frame n is at origin + n / rate to within an
+    eighth of a frame (rate None otherwise: variable frame rate, broken timestamps)."""
+    err = _ffmpeg_stderr(["-i", str(path), "-map", "0:v:0", "-vf", "showinfo=checksum=0", "-f", "null", "-"], path, timeout)
     counts = re.findall(r"frame=\s*(\d+)", err)
-    return int(counts[-1]) if counts else 0
+    frames = int(counts[-1]) if counts else 0
+    config = re.search(r"config in time_base: (\d+)/(\d+), frame_rate: (\d+)/(\d+)", err)
+    pts = [int(p) for p in re.findall(r"\bn:\s*\d+ pts:\s*(-?\d+) ", err)]
+    if not config or len(pts) != frames or not frames or 0 in (int(config.group(2)), int(config.group(3)), int(config.group(4))):
+        return frames, None, Fraction(0)
+    tb, rate = Fraction(int(config.group(1)), int(config.group(2))), Fraction(int(config.group(3)), int(config.group(4)))
+    origin = pts[0] * tb
+    if origin < 0 or any(abs(p * tb - origin - n / rate) >= 1 / (8 * rate) for n, p in enumerate(pts)):
+        return frames, None, origin
+    return frames, rate, origin
+
+
+def seek_time(info: MediaInfo | None, frame: int) -> float | None:
+    """Seconds to give ffmpeg's input seek (`-ss` before `-i`) so decoding starts at exactly
+    `frame`: a quarter frame before its timestamp, so that neither timestamp rounding in the
+    container (mkv keeps milliseconds) nor the seek's own rounding to the stream's time base
+    lets the previous frame in or this one out. None where seeking is not frame-exact (see
+    `MediaInfo.rate`): the reader then decodes from the start and drops frames before `frame`."""
+    if info is None or info.rate is None or frame <= 0:
+        return None
+    return float(info.origin + (frame - Fraction(1, 4)) / info.rate)
 
 
 # ------------------------------------------------------------------ reading
@@ -275,7 +312,7 @@ def read_media(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch
         if len({tuple(f.shape) for f in frames}) > 1:
             raise InrError(f"{path}: frames differ in size")
         return apply_geometry(frames, opts), info
-    out = decode_graph(path, opts, t)
+    out = decode_graph(path, opts, t, info)
     try:
         raw, _ = ffmpeg.run(out, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, quiet=True)
     except ffmpeg.Error as exc:
@@ -289,11 +326,15 @@ def read_media(path: Path | str, opts: ReadOptions | None = None) -> tuple[torch
     return torch.from_numpy(arr.copy()), info
 
 
-def decode_graph(path: Path | str, opts: ReadOptions, frames: int):
+def decode_graph(path: Path | str, opts: ReadOptions, frames: int, info: MediaInfo | None = None):
     """The ffmpeg graph that decodes `frames` frames of `path` to raw RGB on stdout, with the
-    requested start, resize and centre crop (shared by the whole-clip and chunked readers)."""
-    v = ffmpeg.input(str(path)).video
-    if opts.start:
+    requested start, resize and centre crop (shared by the whole-clip and chunked readers).
+    A start frame is reached by input seeking where `info` says that is frame-exact
+    (`seek_time`), so a GOP late in a long clip costs its own frames, not all before it;
+    otherwise every frame before it is decoded and dropped."""
+    seek = seek_time(info, opts.start)
+    v = ffmpeg.input(str(path), **({"ss": f"{seek:.6f}"} if seek is not None else {})).video
+    if opts.start and seek is None:
         v = v.filter("select", f"gte(n,{opts.start})").filter("setpts", "N/FRAME_RATE/TB")
     if opts.resize:
         v = v.filter("scale", opts.resize[0], opts.resize[1], flags="bicubic")

@@ -49,8 +49,11 @@ def geometry(path: Path | str, read: ReadOptions) -> tuple[MediaInfo, int, int, 
 
 def read_chunks(path: Path | str, read: ReadOptions, sizes: Iterable[int], probed: MediaInfo | None = None) -> Iterator[torch.Tensor]:
     """Consecutive chunks of `sizes` frames each (uint8, (n, H, W, 3)) from `read.start` on;
-    stops early if the source ends. One ffmpeg process streams the whole range. `probed`: the
-    source's `probe()` when the caller has it (probing counts frames by decoding them all)."""
+    stops early if the source ends. One ffmpeg process streams the whole range, starting at
+    `read.start` by input seeking where the container allows it frame-exactly (mp4/mov, mkv/webm,
+    y4m with evenly spaced frames: `video.media.seek_time`), else by decoding from the
+    first frame; a frame folder opens only the files asked for. `probed`: the source's
+    `probe()` when the caller has it (probing counts frames by decoding them all)."""
     if probed is None:
         info, t, h, w = geometry(path, read)
     else:
@@ -63,7 +66,7 @@ def read_chunks(path: Path | str, read: ReadOptions, sizes: Iterable[int], probe
         yield from _folder_chunks(info, read, sizes)
         return
     frame_bytes = h * w * 3
-    cmd = decode_graph(path, read, min(t, sum(sizes))).compile(cmd=ffmpeg_exe())
+    cmd = decode_graph(path, read, min(t, sum(sizes)), info).compile(cmd=ffmpeg_exe())
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         try:
