@@ -26,7 +26,7 @@ from inr.signals import audio_pcm
 from video.audio import AUDIO_EXTS, is_audio_path, write_audio
 from video.fitting import load_signal, signal_extent, write_json
 from video.media import LOSSLESS_IMAGE_EXTS, ReadOptions, atomic_path, save_image, to_uint8, write_video
-from video.quality import clip_quality
+from video.quality import clip_quality, stream_quality
 
 
 def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
@@ -45,34 +45,28 @@ def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
 def measure_decoded(data: bytes, original: torch.Tensor, kind: str, device: torch.device) -> tuple[dict, dict, float]:
     """(quality of what `data` decodes to against `original`, the file's header, seconds spent
     decoding: parsing and rendering, not the metrics). A video is rendered and scored a render
-    batch at a time, so memory follows the batch, not the clip (a 1080p GOP decoded whole is
-    as large as its float original); its per-frame metrics merge to the whole clip's."""
+    batch at a time (`stream_quality`), so memory follows the batch, not the clip (a 1080p GOP
+    decoded whole is as large as its float original)."""
     if kind != "video":
         decoded, header, seconds = decode_bytes(data, device)
         return quality(decoded, original, kind), header, seconds
     t0 = time.perf_counter()
     _, _, model, header = decode_model(data)
-    seconds, start, parts = time.perf_counter() - t0, 0, []
-    frames = model.render_frames(header["signal"]["shape"], device)
-    while True:
-        t0 = time.perf_counter()
-        chunk = next(frames, None)
-        synchronize(device)
-        seconds += time.perf_counter() - t0
-        if chunk is None:
-            break
-        parts.append(quality(chunk, original[start : start + len(chunk)], "video"))
-        start += len(chunk)
-    return merge_quality(parts), header, seconds
+    timer = {"seconds": time.perf_counter() - t0}
 
+    def pairs():
+        start, frames = 0, model.render_frames(header["signal"]["shape"], device)
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(frames, None)
+            synchronize(device)
+            timer["seconds"] += time.perf_counter() - t0
+            if chunk is None:
+                return
+            yield to_uint8(chunk), to_uint8(original[start : start + len(chunk)]), None
+            start += len(chunk)
 
-def merge_quality(parts: list[dict]) -> dict:
-    """One clip's metrics from those of its consecutive pieces (`clip_quality` dicts): per-frame
-    lists concatenate, means are over all frames."""
-    psnr_f = [v for p in parts for v in p["per_frame_psnr"]]
-    psnr_y = [v for p in parts for v in p["per_frame_psnr_y"]]
-    ms = sum(p["msssim"] * len(p["per_frame_psnr"]) for p in parts) / len(psnr_f)
-    return {"psnr": sum(psnr_f) / len(psnr_f), "psnr_y": sum(psnr_y) / len(psnr_y), "msssim": ms, "per_frame_psnr": psnr_f, "per_frame_psnr_y": psnr_y}
+    return stream_quality(pairs()), header, timer["seconds"]
 
 
 def encode_file(
