@@ -56,7 +56,7 @@ class RateTarget:
 
 
 TRAIN_PIXELS = 1 << 18  # pixels a training step renders: larger frames are trained on windows
-EVAL_FRAMES = 4  # frames that score each candidate weight bit depth
+EVAL_PIXELS = 1 << 23  # pixels the encoder's own evaluations render (all frames of a small clip)
 
 
 class GridTask:
@@ -97,6 +97,18 @@ class GridTask:
 
     def attach(self, state: FitState) -> None:
         self.state = state
+
+    def eval_frames(self) -> list[int] | None:
+        """Frames the encoder's own evaluations (the start-vs-end check, the weight depth
+        choice) render: all (None) up to EVAL_PIXELS, else as many as fit, spread over the
+        clip. At 1080p a frame takes about half a second to render on two cores, and these
+        evaluations are run seven times; the report's quality is measured on the whole file."""
+        per_frame = self.height * self.width
+        n = self.num_frames
+        if n * per_frame <= EVAL_PIXELS:
+            return None
+        count = max(1, EVAL_PIXELS // per_frame)
+        return sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)})
 
     def _random_window(self, generator: torch.Generator) -> tuple[int, int, int, int] | None:
         if self.window is None:
@@ -187,13 +199,15 @@ class GridTask:
 
     def evaluate(self, model: LatentGrid, reconstruction: bool = True) -> dict:
         """Metrics of the model as it would decode; `reconstruction=False` streams the frames
-        (a long 1080p GOP's reconstruction would be as large as its float target)."""
+        (a long 1080p GOP's reconstruction would be as large as its float target) and scores
+        `eval_frames()`."""
         t0 = time.perf_counter()
         if reconstruction:
             recon = self.reconstruct(model)
             mse = float(F.mse_loss(recon, self.frames.permute(0, 2, 3, 1)))
         else:
-            mse = self.mse(model)
+            scored = self.eval_frames()
+            mse = self.mse(model, scored)
         synchronize(self.device)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
@@ -202,6 +216,8 @@ class GridTask:
             bits = float(model.rate_bits())
             model.quant_mode = was
         out = {"psnr": mse_to_psnr(mse), "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
+        if not reconstruction and scored is not None:
+            out["frames_scored"] = len(scored)  # the PSNR is that of these frames
         return {**out, "reconstruction": recon} if reconstruction else out
 
 
@@ -342,10 +358,7 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().clone() for n in names}
     best: tuple[float, int] | None = None
-    # a few frames spread over the clip score each depth: a long 1080p GOP rendered five
-    # times over would cost more than its training
-    n = task.num_frames
-    frames = sorted({round(i * (n - 1) / max(EVAL_FRAMES - 1, 1)) for i in range(min(EVAL_FRAMES, n))})
+    frames = task.eval_frames()  # a long 1080p GOP rendered five times would cost more than its training
     for bits in WEIGHT_BITS:
         with torch.no_grad():
             for n in names:
