@@ -16,10 +16,15 @@ separate processes and not included). Rows:
 - `rss@N`: encode + decode of N frames with a fixed tiny step budget (`--rss-steps` a GOP):
   memory should stay flat as N grows;
 - `seek`: decoding 10 frames from the middle of the end-to-end file vs decoding all of it
-  (in process, model parsing and video writing included; best of 2 after a warm-up);
+  (in process, model parsing and video writing included; best of 2 after a warm-up; with
+  `--full-decode-runs 0` the full decode is the end-to-end row's `inr decode`, process start
+  included: at 1080p a full decode takes a quarter of an hour);
 - `warm` / `cold`: the same encode with `--warm-model` (default hnerv; the rate-aware grid's
   GOPs always start cold) with and without warm-starting each GOP from the previous one, at
-  equal total `--seconds`.
+  equal total `--seconds` (`--warm-model none` skips them).
+
+`--rss-size` runs the RSS rows at another size than the end-to-end row (their point is how
+memory grows with the length).
 
 Heavy at the defaults (hours on 2 cores); `--size 96x64 --frames 24 --rss-frames 12,24
 --seconds 6 --gop 8 --bpp 0.3 --warm-model siren --out gop_tiny` checks the script in a minute.
@@ -100,6 +105,8 @@ def main() -> None:
     ap.add_argument("--warm-model", default="hnerv", help="family of the warm/cold rows (grid GOPs always start cold)")
     ap.add_argument("--rss-frames", default="150,300,600,1200")
     ap.add_argument("--rss-steps", type=int, default=2, help="steps per GOP in the RSS rows")
+    ap.add_argument("--rss-size", help="size of the RSS rows (default: --size)")
+    ap.add_argument("--full-decode-runs", type=int, default=2, help="in-process full decodes for the seek row (0: the end-to-end decode)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work_gop"))
     ap.add_argument("--out", default="gop", help="results name: bench/results/NAME.json")
     ap.add_argument("--device", default="cpu")
@@ -117,30 +124,33 @@ def main() -> None:
     print(rows[-1], flush=True)
 
     for n in [int(v) for v in args.rss_frames.split(",") if v.strip()]:
-        clip, out = make_clip(work, args.size, n, Path(args.source)), work / f"rss_{n}.inr"
+        clip, out = make_clip(work, args.rss_size or args.size, n, Path(args.source)), work / f"rss_{n}.inr"
         gops = -(-n // (args.gop or 1)) if args.gop else None
         steps = args.rss_steps * (gops or 1)  # --steps is the clip's total, shared among GOPs
         e = encode(clip, out, args, ["--steps", str(steps)])
         d = run_cli(["decode", str(out), "-o", str(work / f"rss_{n}.mp4")])
-        rows.append({"row": f"rss@{n}", "frames": n, **e, "decode_wall_s": d["wall_s"], "decode_rss_mib": d["peak_rss_mib"]})
+        rows.append({"row": f"rss@{n} {args.rss_size or args.size}", "frames": n, **e, "decode_wall_s": d["wall_s"], "decode_rss_mib": d["peak_rss_mib"]})
         print(rows[-1], flush=True)
 
     mid = max(args.frames // 2 - 5, 0)
     timed_decode(main_file, work / "warmup/", "0:1", device)  # imports and first-call costs out of the timings
     seek = min(timed_decode(main_file, work / "seek/", f"{mid}:{mid + min(10, args.frames)}", device) for _ in range(2))
-    full = min(timed_decode(main_file, work / "full.mp4", None, device) for _ in range(2))
-    rows.append({"row": "seek 10 mid", "frames": min(10, args.frames), "wall_s": seek, "full_decode_s": full})
+    runs = range(args.full_decode_runs)
+    full = min(timed_decode(main_file, work / "full.mp4", None, device) for _ in runs) if args.full_decode_runs else dec["wall_s"]
+    rows.append({"row": "seek 10 mid", "frames": min(10, args.frames), "wall_s": seek, "full_decode_s": full, "full_decode_from": "in process" if args.full_decode_runs else "end-to-end inr decode"})
     print(rows[-1], flush=True)
 
-    for label, extra in (("warm", []), ("cold", ["--no-warm-start", "--workers", "1"])):
-        r = encode(src, work / f"{label}.inr", args, ["--seconds", str(args.seconds), *extra], args.warm_model)
-        rows.append({"row": f"{label} {args.warm_model}", "frames": args.frames, **r})
-        print(rows[-1], flush=True)
-    warm, cold = rows[-2]["psnr"], rows[-1]["psnr"]
-    print(f"warm - cold at equal time: {warm - cold:+.2f} dB")
+    warm_minus_cold = None
+    if args.warm_model != "none":
+        for label, extra in (("warm", []), ("cold", ["--no-warm-start", "--workers", "1"])):
+            r = encode(src, work / f"{label}.inr", args, ["--seconds", str(args.seconds), *extra], args.warm_model)
+            rows.append({"row": f"{label} {args.warm_model}", "frames": args.frames, **r})
+            print(rows[-1], flush=True)
+        warm_minus_cold = round(rows[-2]["psnr"] - rows[-1]["psnr"], 3)
+        print(f"warm - cold at equal time: {warm_minus_cold:+.2f} dB")
 
     print_table(rows, ["row", "frames", "gops", "wall_s", "peak_rss_mib", "decode_wall_s", "decode_rss_mib", "full_decode_s", "psnr", "bpp"])
-    write_json(args.out, {"args": vars(args), "threads": torch.get_num_threads(), "warm_minus_cold_db": round(warm - cold, 3), "results": rows})
+    write_json(args.out, {"args": vars(args), "threads": torch.get_num_threads(), "warm_minus_cold_db": warm_minus_cold, "results": rows})
 
 
 if __name__ == "__main__":

@@ -140,9 +140,10 @@ class GridTask:
             # Steer on the rate of all the rounded latents: the file's rate, not the noise
             # proxy's, and not the batch's slice estimate, whose noise the damping term would
             # amplify into a random walk of lambda (seen: 0.05 bpp targets ending at 0.07).
-            with torch.no_grad():
-                rounded = [torch.round(z) for z in model.latents]
-                self._steer(float(model.rate_bits(rounded)) / self.pixels)
+            # (A large GOP's estimate reads fixed frames, so it does not wander either.)
+            mode = model.quant_mode
+            self._steer(self.latent_bits(model) / self.pixels)
+            model.quant_mode = mode
         return mse + self.lam * bpp, mse
 
     def _steer(self, bpp: float) -> None:
@@ -160,6 +161,20 @@ class GridTask:
         self.last_log_rate = log_rate
         step = 0.5 * (log_rate - math.log(want)) + 2.0 * trend
         self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
+
+    @torch.no_grad()
+    def latent_bits(self, model: LatentGrid) -> float:
+        """Bits of the rounded latents: all of them, or for a large GOP an estimate from the
+        time slices that `eval_frames()` read, scaled to each level (`rate_bits` with `idx`),
+        which scores a fraction of the level-0 latents at 1080p."""
+        frames = self.eval_frames()
+        was = model.quant_mode
+        model.quant_mode = "round"
+        try:
+            idx = None if frames is None else torch.tensor(frames, device=self.device)
+            return float(model.rate_bits(idx=idx))
+        finally:
+            model.quant_mode = was
 
     @torch.no_grad()
     def reconstructed(self, model: LatentGrid, frames: list[int] | None = None):
@@ -210,11 +225,7 @@ class GridTask:
             mse = self.mse(model, scored)
         synchronize(self.device)
         seconds = time.perf_counter() - t0
-        with torch.no_grad():
-            was = model.quant_mode
-            model.quant_mode = "round"
-            bits = float(model.rate_bits())
-            model.quant_mode = was
+        bits = self.latent_bits(model)
         out = {"psnr": mse_to_psnr(mse), "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
         if not reconstruction and scored is not None:
             out["frames_scored"] = len(scored)  # the PSNR is that of these frames
@@ -366,7 +377,7 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
                 params[n].copy_(dequantize(q.q, q.offset, q.scale).to(params[n].device))
             mse = task.mse(model, frames)
             rate_bpp = len(encode_weights(bits)) * 8 / task.pixels
-            cost = mse + task.lam * (rate_bpp + float(model.rate_bits()) / task.pixels)
+            cost = mse + task.lam * (rate_bpp + task.latent_bits(model) / task.pixels)
         if best is None or cost < best[0]:
             best = (cost, bits)
     with torch.no_grad():
