@@ -6,6 +6,7 @@ on the float model.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
 from pathlib import Path
@@ -96,6 +97,8 @@ def encode_file(
     encode_seconds = time.perf_counter() - t0
     with atomic_path(out) as tmp:
         tmp.write_bytes(enc.data)
+    enc = dataclasses.replace(enc, model=None)  # the fit's model and what its cycles hold go before decoding
+    gc.collect()
     data = out.read_bytes()  # measure what is on disk
     measured, header, decode_seconds = measure_decoded(data, signal.data, signal.kind, device)
     units, extent = signal_extent(signal)

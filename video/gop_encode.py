@@ -16,6 +16,7 @@ the same way; a `--bpp` target applies to every GOP (so to the clip).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -231,6 +232,7 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
                 blob = (work / f"gop_{i:05d}.inr").read_bytes()
             else:
                 blob = _encode_one(chunk, meta, gop_share(opts, len(chunk), total), warm, exp, bpp, device, callback, phase, rate_hint)
+                gc.collect()  # the fit's model, optimizer and task sit in reference cycles: free them before the next GOP
                 _store(work, i, blob, _measure(blob, chunk, device))
             if gops.warm_start:
                 warm = decode_model(blob)[2].stored_weights()
