@@ -55,49 +55,43 @@ class RateTarget:
             raise InrError("--bpp must be positive")
 
 
-class GridTask:
-    """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp."""
+class RateTask:
+    """What every rate-aware task shares: lambda (fixed, or steered towards a bpp target from
+    the measured rate), the overhead the file pays besides the coded latents, and the
+    quantization proxy of the moment (uniform noise for the first `noise_fraction` of the
+    budget, then straight-through rounding). `grid` and `shacira` build their tasks on it."""
 
-    def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
-        self.frames = frames_of(signal).contiguous().to(device)  # (T, C, H, W)
-        self.device, self.target = device, target
-        self.num_frames = self.frames.shape[0]
-        self.pixels = self.num_frames * self.frames.shape[-2] * self.frames.shape[-1]
-        self.batch = max(1, min(target.frames_per_step, self.num_frames))
-        self.steps_per_epoch = -(-self.num_frames // self.batch)
+    def __init__(self, target: RateTarget, pixels: int, overhead_bits: float = 0.0):
+        self.target, self.pixels = target, pixels
         # lambda in MSE per bpp. The latent rate moves only as about lambda^-1/4 (measured on
         # Bunny 8 frames: 0.45 bpp at 3e-3, 0.16 bpp at 0.2), so a bpp target starts from that
-        # curve and is steered from there. encode_grid replaces this start with the slope of
-        # the quantizer it retargets the analysis pyramid to.
+        # curve and is steered from there. encode_rate_aware replaces this start with the
+        # slope of the quantizer a family with an analysis start retargets to.
         if target.lam is not None:
             self.lam = target.lam
         elif target.bpp is not None:
             self.lam = float(min(max(3e-3 * (0.45 / target.bpp) ** 4, 1e-5), 1.0))
         else:
             self.lam = 3e-3
-        self.overhead_bpp = overhead_bits / self.pixels  # network weights and header, paid anyway
+        self.overhead_bpp = overhead_bits / pixels  # network weights and header, paid anyway
         self.last_log_rate: float | None = None
         self.state: FitState | None = None
 
     def attach(self, state: FitState) -> None:
         self.state = state
 
-    def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
+    def quant_mode(self) -> str:
         progress = self.state.progress if self.state is not None else 0.0
-        model.quant_mode = "noise" if progress < self.target.noise_fraction else "ste"
-        idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
-        latents = [model.quantized(k) for k in range(model.config.levels)]
-        pred = model.synthesize(model.upsampled(idx, latents)).float()
-        mse = F.mse_loss(pred, self.frames[idx])
-        bpp = model.rate_bits(latents, idx) / self.pixels
+        return "noise" if progress < self.target.noise_fraction else "ste"
+
+    def steer_at(self, step: int, rounded_bits: Callable[[], torch.Tensor]) -> None:
+        """Every STEER_EVERY steps with a bpp target, steer lambda on `rounded_bits()`: the
+        rate of all the rounded latents, the file's rate, not the noise proxy's, and not a
+        batch's estimate, whose noise the damping term would amplify into a random walk of
+        lambda (seen: 0.05 bpp targets ending at 0.07)."""
         if step % STEER_EVERY == 0 and self.target.bpp is not None:
-            # Steer on the rate of all the rounded latents: the file's rate, not the noise
-            # proxy's, and not the batch's slice estimate, whose noise the damping term would
-            # amplify into a random walk of lambda (seen: 0.05 bpp targets ending at 0.07).
             with torch.no_grad():
-                rounded = [torch.round(z) for z in model.latents]
-                self._steer(float(model.rate_bits(rounded)) / self.pixels)
-        return mse + self.lam * bpp, mse
+                self._steer(float(rounded_bits()) / self.pixels)
 
     def _steer(self, bpp: float) -> None:
         """Lambda control towards the target rate, in the log domain, with a damping term.
@@ -114,6 +108,33 @@ class GridTask:
         self.last_log_rate = log_rate
         step = 0.5 * (log_rate - math.log(want)) + 2.0 * trend
         self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
+
+
+class GridTask(RateTask):
+    """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp."""
+
+    def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
+        self.frames = frames_of(signal).contiguous().to(device)  # (T, C, H, W)
+        self.device = device
+        self.num_frames = self.frames.shape[0]
+        super().__init__(target, self.num_frames * self.frames.shape[-2] * self.frames.shape[-1], overhead_bits)
+        self.batch = max(1, min(target.frames_per_step, self.num_frames))
+        self.steps_per_epoch = -(-self.num_frames // self.batch)
+
+    @property
+    def reference(self) -> torch.Tensor:
+        """The signal as `reconstruct` returns it: (T, H, W, C)."""
+        return self.frames.permute(0, 2, 3, 1)
+
+    def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
+        model.quant_mode = self.quant_mode()
+        idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
+        latents = [model.quantized(k) for k in range(model.config.levels)]
+        pred = model.synthesize(model.upsampled(idx, latents)).float()
+        mse = F.mse_loss(pred, self.frames[idx])
+        bpp = model.rate_bits(latents, idx) / self.pixels
+        self.steer_at(step, lambda: model.rate_bits([torch.round(z) for z in model.latents]))
+        return mse + self.lam * bpp, mse
 
     @torch.no_grad()
     def reconstruct(self, model: LatentGrid, batch: int = 4) -> torch.Tensor:
@@ -192,27 +213,71 @@ def _passes(model: LatentGrid, latents: list[torch.Tensor] | None):
         coarser = latents[k] if latents is not None else model.latents[k].data
 
 
+def check_range(rec, what: str) -> tuple[int, int]:
+    """(min, max) of a header record of coded integers, or BitstreamError (hostile headers)."""
+    lo, hi = rec.get("min"), rec.get("max")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+    if not (ok and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
+        raise BitstreamError(f"invalid {what} range", part="header")
+    return lo, hi
+
+
+def integer_range(z: torch.Tensor, what: str) -> tuple[int, int]:
+    """(min, max) of rounded latents `z`, which a file may declare (|value| <= MAX_LATENT)."""
+    lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
+    if max(abs(lo), abs(hi)) > MAX_LATENT:
+        raise InrError(f"{what} exceeds +-{MAX_LATENT}")
+    return lo, hi
+
+
+def ans_encode(chunks) -> bytes:
+    """One ANS stream (u32 words, little endian) of `chunks`, each (symbols, min, max, means,
+    scales) coded under QuantizedLaplace(min, max) with per-symbol parameters, in the order a
+    decoder pops them (`ans_decode`). A chunk whose min equals its max costs nothing."""
+    coder = constriction.stream.stack.AnsCoder()
+    for symbols, lo, hi, m, s in reversed(list(chunks)):
+        if symbols.size and lo < hi:
+            coder.encode_reverse(np.asarray(symbols, dtype=np.int32), constriction.stream.model.QuantizedLaplace(lo, hi), m, s)
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def ans_decoder(payload: bytes, tag: str):
+    """The ANS coder over a section's words, or BitstreamError."""
+    if len(payload) % 4:
+        raise BitstreamError(f"section {tag} is not whole 32-bit words", part="payload")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    return constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+
+
+def ans_decode(coder, lo: int, hi: int, m: np.ndarray, s: np.ndarray, tag: str) -> np.ndarray:
+    """The next len(m) symbols (float32) of a chunk `ans_encode` wrote; a constant chunk
+    (min == max) reads nothing."""
+    if lo == hi:
+        return np.full(m.shape, float(lo), dtype=np.float32)
+    try:
+        return np.asarray(coder.decode(constriction.stream.model.QuantizedLaplace(lo, hi), m, s), dtype=np.float32)
+    except Exception as exc:  # constriction raises on an exhausted or corrupt stream
+        raise BitstreamError(f"section {tag}: latent decoding failed ({type(exc).__name__})", part="payload") from None
+
+
+def ans_finish(coder, tag: str) -> None:
+    if not coder.is_empty():
+        raise BitstreamError(f"section {tag} has unused data", part="payload")
+
+
 def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
     """The LATS payload and the per-level header records (range of the integers)."""
     model.eval()
     latents = [torch.round(z.detach()).cpu() for z in model.latents]
-    chunks = []
     records = []
     for k, z in enumerate(latents):
-        lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
-        if max(abs(lo), abs(hi)) > MAX_LATENT:
-            raise InrError(f"latent level {k} exceeds +-{MAX_LATENT}")
+        lo, hi = integer_range(z, f"latent level {k}")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
+    chunks = []
     for k, p, sel, m, s in _passes(model, latents):
         symbols = latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32)
-        chunks.append((k, symbols, m, s))
-    coder = constriction.stream.stack.AnsCoder()
-    for k, symbols, m, s in reversed(chunks):
-        if symbols.size and records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
-            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
-            coder.encode_reverse(symbols, family, m, s)
-    words = coder.get_compressed()
-    return words.astype("<u4").tobytes(), records
+        chunks.append((symbols, records[k]["min"], records[k]["max"], m, s))
+    return ans_encode(chunks), records
 
 
 def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
@@ -220,32 +285,19 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
     cfg = model.config
     if not isinstance(records, list) or len(records) != cfg.levels:
         raise BitstreamError("latent records do not match the model", part="header")
+    ranges = []
     for k, rec in enumerate(records):
         if not isinstance(rec, dict) or rec.get("shape") != list(model.latents[k].shape):
             raise BitstreamError("latent shape does not match the model", part="header")
-        lo, hi = rec.get("min"), rec.get("max")
-        if not (isinstance(lo, int) and isinstance(hi, int) and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
-            raise BitstreamError("invalid latent range", part="header")
-    if len(payload) % 4:
-        raise BitstreamError("section LATS is not whole 32-bit words", part="payload")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    coder = constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+        ranges.append(check_range(rec, "latent"))
+    coder = ans_decoder(payload, "LATS")
     with torch.no_grad():
         for z in model.latents:
             z.zero_()
         for k, p, sel, m, s in _passes(model, None):
             flat = model.latents[k].data.reshape(sel.shape)
-            if records[k]["min"] == records[k]["max"]:
-                flat[sel] = float(records[k]["min"])
-                continue
-            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
-            try:
-                vals = np.asarray(coder.decode(family, m, s), dtype=np.float32)
-            except Exception as exc:  # constriction raises on an exhausted or corrupt stream
-                raise BitstreamError(f"latent decoding failed ({type(exc).__name__})", part="payload") from None
-            flat[sel] = torch.from_numpy(vals)
-    if not coder.is_empty():
-        raise BitstreamError("section LATS has unused data", part="payload")
+            flat[sel] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS"))
+    ans_finish(coder, "LATS")
 
 
 # ------------------------------------------------------------------ the side-information codec
@@ -269,7 +321,7 @@ class LatentSection:
 WEIGHT_BITS = (6, 7, 8, 10, 12)
 
 
-def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
+def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
     """Bit depth for the network weights by rate-distortion on the decoded output: each
     candidate quantizes the weights as the file will, renders, and pays its coded bytes."""
     from inr.export.quant import dequantize, quantize
@@ -277,7 +329,7 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().clone() for n in names}
     best: tuple[float, int] | None = None
-    target = task.frames.permute(0, 2, 3, 1)
+    target = task.reference
     for bits in WEIGHT_BITS:
         with torch.no_grad():
             for n in names:
@@ -295,7 +347,7 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     return best[1]
 
 
-def _evaluated(model: LatentGrid, task: GridTask) -> tuple[dict, dict]:
+def _evaluated(model, task: RateTask) -> tuple[dict, dict]:
     """(metrics without the reconstruction, a copy of the weights and latents) of the model
     as it would be coded now."""
     model.quant_mode = "round"
@@ -304,7 +356,7 @@ def _evaluated(model: LatentGrid, task: GridTask) -> tuple[dict, dict]:
     return metrics, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _keep_the_better(model: LatentGrid, task: GridTask, start: tuple[dict, dict]) -> dict:
+def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
     """The trained model's metrics, or the analysis start's (restored into `model`) when the
     start is better on both axes. With a budget of a few dozen steps on a small picture the
     start can already sit near 50 dB, and the first steps at the peak learning rate scatter
@@ -318,16 +370,22 @@ def _keep_the_better(model: LatentGrid, task: GridTask, start: tuple[dict, dict]
 
 
 @dataclass
-class GridEncoding:
+class RateAwareEncoding:
     data: bytes
-    model: LatentGrid  # weights as the file holds them (dequantized), latents rounded
+    model: torch.nn.Module  # weights as the file holds them (dequantized), latents rounded
     metrics: dict
     state: FitState
     weight_bits: int
 
 
-def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> GridEncoding:
-    """Train `model` for rate and distortion within `fit`'s budget, then write the file."""
+def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> RateAwareEncoding:
+    """Train a rate-aware `model` for rate and distortion within `fit`'s budget, then write
+    the file. What it asks of the family (`grid`, `shacira`) beyond the representation
+    interface: `rate_task(signal, device, target, overhead_bits)` (a `RateTask` whose
+    `evaluate` reports `latent_bpp_estimate`, with `reference` and `reconstruct`),
+    `start_at_rate(bpp, pixels)` (re-quantize an analysis start for a rate: the latent step,
+    or NaN without one), `round_latents()` (snap the side codec's latents to the integers
+    the file holds), and `side_codec()`."""
     from inr.export.codec import encode_model
     from inr.export.quant import dequantize, quantize
     from inr.fit import Trainer
@@ -342,9 +400,9 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     # What the file pays besides the latents, estimated at 8 bits per weight plus framing
     # (preamble, a dictionary-compressed header of ~250 bytes, section frames).
     overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 300
-    task = GridTask(signal, device, target, overhead_bits=overhead)
-    if target.bpp is not None:  # start the analysis pyramid at the target rate
-        step = model.retarget(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)
+    task = model.rate_task(signal, device, target, overhead_bits=overhead)
+    if target.bpp is not None:  # start the analysis at the target rate
+        step = model.start_at_rate(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)
         if target.lam is None and math.isfinite(step):
             # the slope of a uniform quantizer of that step (high-rate theory: dD/dR =
             # step^2 ln2 / 6), doubled: it matched the lambda the controller settled on
@@ -364,13 +422,13 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     bits = choose_weight_bits(model, task, names, weights_bytes)
     tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
     model = model.cpu()
-    with torch.no_grad():  # the decoder's weights, so latents are coded with its context model
+    with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
         params = dict(model.named_parameters())
         for n, w in tensors.items():
             q = quantize(w, bits)
             params[n].copy_(dequantize(q.q, q.offset, q.scale))
-        for z in model.latents:
-            z.copy_(torch.round(z))
-    records, sections = LatentSection().encode(model)
-    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={LatentSection.header_key: records}, extra_sections=sections)
-    return GridEncoding(data, model, float_metrics, state, bits)
+        model.round_latents()
+    side = model.side_codec()
+    records, sections = side.encode(model)
+    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={side.header_key: records}, extra_sections=sections)
+    return RateAwareEncoding(data, model, float_metrics, state, bits)

@@ -212,10 +212,23 @@ class LatentGrid(FrameRepresentation):
         return cfg
 
     def make_task(self, signal, device, opts):
-        from inr.export.grid_codec import GridTask
         from inr.pipeline import rate_target
 
-        return GridTask(signal, device, rate_target(opts, signal, None, None))
+        return self.rate_task(signal, device, rate_target(opts, signal, None, None))
+
+    def rate_task(self, signal, device, target, overhead_bits: float = 0.0):
+        """The task `encode_rate_aware` trains with (MSE + lambda x bpp, lambda steered)."""
+        from inr.export.grid_codec import GridTask
+
+        return GridTask(signal, device, target, overhead_bits)
+
+    def start_at_rate(self, bpp: float, pixels: int) -> float:
+        return self.retarget(bpp, pixels)
+
+    @torch.no_grad()
+    def round_latents(self) -> None:
+        for z in self.latents:
+            z.copy_(torch.round(z))
 
     def start_from(self, signal) -> None:
         self.init_from_frames(frames_of(signal))
