@@ -174,7 +174,7 @@ class GridTask(RateTask):
 
 
 # ------------------------------------------------------------------ latent coding
-def _coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Round the context model's outputs to a 1/64 grid so encoder and decoder feed the
     coder identical numbers even where the last float bits of the network differ."""
     m = torch.round(mean.detach().double() * PARAM_STEP) / PARAM_STEP
@@ -208,7 +208,7 @@ def _passes(model: LatentGrid, latents: list[torch.Tensor] | None):
                 mask = local.expand_as(grids)
                 sel = torch.zeros(c, t, h, w, dtype=torch.bool)
                 sel[:, slices] = local
-                m, s = _coder_params(mean[mask], log_scale[mask])
+                m, s = coder_params(mean[mask], log_scale[mask])
                 yield k, p, sel.reshape(-1, h, w), m, s
         coarser = latents[k] if latents is not None else model.latents[k].data
 

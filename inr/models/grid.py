@@ -156,6 +156,18 @@ class ContextModel(nn.Module):
         return out[..., 0] + bias[0], out[..., 1] + bias[1]
 
 
+def quantize_latents(z: torch.Tensor, mode: str) -> torch.Tensor:
+    """Latents as a rate-aware loss sees them: "noise" adds U(-0.5, 0.5), the differentiable
+    proxy of rounding (C3, Cool-chic, SHACIRA); "ste" rounds with a straight-through
+    gradient, so the network adapts to the integers the file holds; "round" is the decoder's."""
+    if mode == "noise":
+        return z + (torch.rand_like(z) - 0.5)
+    r = torch.round(z)
+    if mode == "ste":
+        return z + (r - z).detach()
+    return r
+
+
 def laplace_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """-log2 P(x) summed: x under a Laplace(mean, scale) integrated over [x - .5, x + .5],
     the same bins constriction's QuantizedLaplace codes with. Written in |x - mean| so
@@ -240,13 +252,7 @@ class LatentGrid(FrameRepresentation):
 
     # ---------------------------------------------------------------- latents
     def quantized(self, k: int) -> torch.Tensor:
-        z = self.latents[k]
-        if self.quant_mode == "noise":
-            return z + (torch.rand_like(z) - 0.5)
-        r = torch.round(z)
-        if self.quant_mode == "ste":
-            return z + (r - z).detach()
-        return r
+        return quantize_latents(self.latents[k], self.quant_mode)
 
     def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Bits of all latents under the context model: what the file will pay.
