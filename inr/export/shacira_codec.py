@@ -4,9 +4,10 @@ Training, rate control and the choice of the weights' bit depth are the grid fam
 (`grid_codec.RateTask`, `encode_rate_aware`): only the batches (random coordinates, as the
 `hashgrid` family trains) and the latents' coding differ.
 
-HLAT (docs/bitstream.md, "Hash-grid latents"): one ANS stream; levels finest first, each
-level's (entries, n_features) integers in row-major order, each coded under constriction's
-QuantizedLaplace(min_l, max_l) with the (mean, scale) of its level and channel.
+HLAT (docs/bitstream.md, "Hash-grid latents"): one ANS stream; levels in the hash grid's
+order (0 = the coarsest, N_min), each level's (entries, n_features) integers in row-major
+order, each coded under constriction's QuantizedLaplace(min_l, max_l) with the (mean,
+scale) of its level and channel.
 """
 from __future__ import annotations
 
