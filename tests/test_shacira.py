@@ -162,6 +162,6 @@ def test_lambda_trades_rate_for_distortion(crop64):
     from inr.signals import image_signal
 
     signal = image_signal(crop64[:32, :32])
-    opts = FitOptions(model="shacira", fit=FitConfig(steps=60))
+    opts = FitOptions(model="shacira", overrides={"n_levels": 6, "hidden": 16}, fit=FitConfig(steps=60))
     rate = {lam: encode_signal(signal, opts, ExportOptions(lam=lam), torch.device("cpu")).float_metrics["latent_bpp_estimate"] for lam in (1e-4, 1e-1)}
     assert rate[1e-1] < rate[1e-4], rate
