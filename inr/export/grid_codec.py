@@ -11,6 +11,11 @@ the end by rate-distortion on the decoded output.
 Coding order (docs/bitstream.md, section LATS): levels coarsest first; within a level, all
 anchors ((y + x) even) of all its grids, then all the others, each pass one vectorised call
 to constriction's ANS coder with per-symbol Laplace parameters.
+
+The rate-aware machinery is shared with the other rate-aware family (`shacira`, whose codec
+is `inr/export/shacira_codec.py`): `RateTask` (lambda, its steering, the quantization proxy),
+the ANS Laplace helpers (`ans_encode` / `ans_decode`) and `encode_rate_aware`, the whole
+encoder, which asks a family for the few hooks its docstring lists.
 """
 from __future__ import annotations
 
