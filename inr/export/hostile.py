@@ -239,7 +239,7 @@ CORPUS: tuple[Case, ...] = (
     _c("hash-latents-min-bool", "shacira", "header", (("hash_latents", 0, "min"), False)),
     _c("hash-latents-max-huge", "shacira", "header", (("hash_latents", 0, "max"), 2**40)),
     _c("hash-latents-min-above-max", "shacira", "header", (("hash_latents", 0, "min"), 1), (("hash_latents", 0, "max"), 0)),
-    _c("shacira-table-2^26", "shacira", "limits", (("config", "table_size"), 2**27)),
+    _c("shacira-table-2^27", "shacira", "limits", (("config", "table_size"), 2**27)),
 )
 
 
