@@ -33,13 +33,14 @@ CPU = torch.device("cpu")
 
 def seeds() -> dict[str, bytes]:
     """A video file with every section (HNeRV: masks, embeddings), a coordinate-model image
-    file, and a rate-aware grid file (latents in LATS)."""
+    file, a rate-aware grid file (latents in LATS) and a SHACIRA file (hash latents in HLAT)."""
     frames, _ = read_media(ROOT / "inr" / "assets" / "bunny_320x180_32f.mp4", ReadOptions(max_frames=2, resize=(96, 64)))
     image = load_image(ROOT / "inr" / "assets" / "bunny_256.png")[96:128, 96:128]
     return {
         "hnerv": seed_file(video_signal(frames[:, :32, :32]), "hnerv", 6_000, prune=0.2),
         "siren": seed_file(image_signal(image), "siren", 2_000),
         "grid": seed_file(video_signal(frames[:, :32, :32]), "grid", 2_000),  # LATS + latent records
+        "shacira": seed_file(image_signal(image), "shacira", 2_000),  # HLAT + hash latent records
     }
 
 

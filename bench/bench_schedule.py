@@ -22,7 +22,7 @@ from common import ROOT, print_table, write_json  # noqa: I001
 import torch
 
 from inr.device import select_device
-from inr.export.grid_codec import RateTarget, encode_grid
+from inr.export.grid_codec import RateTarget, encode_rate_aware
 from inr.fit import FitConfig, Trainer
 from inr.models import get_spec, parse_param_budget
 from inr.models.registry import Schedule
@@ -71,7 +71,7 @@ def run_family(name: str, signal, args, device) -> list[dict]:
         row = {"model": name, "schedule": label, "lr": lr, "warmup": sched.warmup, "floor": sched.floor, "steps": args.steps}
         if spec.rate_aware:  # the real encode: analysis start at the rate, lambda steered
             meta = {"kind": signal.kind, "shape": list(signal.data.shape)}
-            enc = encode_grid(signal, dataclasses.replace(spec, optim=optim), cfg, m, fit, RateTarget(bpp=args.bpp), meta, device)
+            enc = encode_rate_aware(signal, dataclasses.replace(spec, optim=optim), cfg, m, fit, RateTarget(bpp=args.bpp), meta, device)
             row.update(psnr=round(enc.metrics["psnr"], 3), bpp=round(len(enc.data) * 8 / signal.num_samples, 4))
         else:
             opts = FitOptions(model=name, params=budget, fit=fit)

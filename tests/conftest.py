@@ -57,6 +57,15 @@ def hnerv_file(tiny_clip) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def shacira_file(crop64) -> bytes:
+    """A 32x32 SHACIRA image file: hash-grid latents in section HLAT."""
+    from inr.export.hostile import seed_file
+    from inr.signals import image_signal
+
+    return seed_file(image_signal(crop64[:32, :32]), "shacira", 2_000)
+
+
+@pytest.fixture(scope="session")
 def siren_file(crop64) -> bytes:
     """A 32x32 SIREN image file: the coordinate-model path."""
     from inr.export.hostile import seed_file

@@ -118,6 +118,24 @@ def test_structural_header_edits_are_refused_by_the_schema(valid_file, seed, cou
         _decode(forged, ("header", "limits", "payload"))
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(["HLAT", "WGTS", "header"]), st.lists(mutation, min_size=1, max_size=3))
+def test_hash_latent_mutations_behind_valid_crcs_reach_the_decoder(shacira_file, target, mutations):
+    """SHACIRA's section HLAT (one ANS stream of the hash-grid latents) and its `hash_latents`
+    header records, damaged behind valid CRCs: decoded, or refused with one BitstreamError."""
+    from inr import bitstream
+
+    box = bitstream.read(shacira_file)
+    if target == "header":
+        forged = mutate_header(shacira_file, random.Random(str(mutations)), len(mutations))
+        if forged is not None:
+            _decode(forged, ("header", "limits", "payload"))
+        return
+    sections = dict(box.sections)
+    sections[target] = bytes(_mutate(bytearray(sections[target]), mutations))
+    _decode(bitstream.write(box.header, sections), ("payload",))
+
+
 def _decode_gops(data: bytes) -> None:
     """A GOP file (format version 2) decodes or is refused with one BitstreamError line."""
     import torch

@@ -20,6 +20,7 @@ FAMILIES = {
     "nerv": {"fc_dim": 8},
     "nervpp": {"fc_dim": 8},
     "hnerv": {"fc_dim": 8, "enc_dim": 8},
+    "shacira": {"table_size": 2**8, "n_levels": 4, "hidden": 16, "layers": 1},
 }
 
 

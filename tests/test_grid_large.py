@@ -142,7 +142,7 @@ def test_streamed_quality_equals_the_whole_clips(monkeypatch):
     """The encoder's report scores a video a render batch at a time; merged, the numbers are
     those of scoring the whole decoded clip at once."""
     from inr.export.codec import decode_model
-    from inr.export.grid_codec import encode_grid
+    from inr.export.grid_codec import encode_rate_aware
     from inr.fit import FitConfig
     from inr.models import get_spec
     from video.encode import measure_decoded, quality
@@ -152,7 +152,7 @@ def test_streamed_quality_equals_the_whole_clips(monkeypatch):
     signal = video_signal(frames)
     spec = get_spec("grid")
     cfg = spec.adapt(GridConfig(), signal)
-    enc = encode_grid(signal, spec, cfg, LatentGrid(cfg), FitConfig(steps=4), RateTarget(bpp=0.5), {"kind": "video", "shape": list(frames.shape)}, torch.device("cpu"))
+    enc = encode_rate_aware(signal, spec, cfg, LatentGrid(cfg), FitConfig(steps=4), RateTarget(bpp=0.5), {"kind": "video", "shape": list(frames.shape)}, torch.device("cpu"))
     monkeypatch.setattr(LatentGrid, "RENDER_PIXELS", 24 * 32 * 2)  # two frames a batch: three pieces
     streamed, _, seconds = measure_decoded(enc.data, frames, "video", torch.device("cpu"))
     _, _, model, header = decode_model(enc.data)

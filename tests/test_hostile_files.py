@@ -15,12 +15,12 @@ from inr.export.codec import decode_model
 from inr.export.hostile import CORPUS, corpus
 from inr.models.registry import ModelSpec, OptimDefaults
 
-FAMILIES = ("hnerv", "siren")
+FAMILIES = ("hnerv", "siren", "shacira")
 
 
 @pytest.fixture(scope="module")
-def files(hnerv_file, siren_file) -> dict[str, bytes]:
-    return {"hnerv": hnerv_file, "siren": siren_file}
+def files(hnerv_file, siren_file, shacira_file) -> dict[str, bytes]:
+    return {"hnerv": hnerv_file, "siren": siren_file, "shacira": shacira_file}
 
 
 def _refusal(data: bytes) -> BitstreamError:

@@ -90,7 +90,8 @@ def encode_video(
     if gops.warm_start and get_spec(opts.model).rate_aware:
         # A rate-aware family starts from the signal itself (grid: a Laplacian pyramid and a
         # synthesis that sums it exactly); a neighbour's synthesis breaks that start (measured:
-        # -6 dB on a 3-GOP clip, README), so its GOPs start cold.
+        # -6 dB on a 3-GOP clip, README), so its GOPs start cold. (shacira: its hash latents,
+        # most of the model, are side tensors a warm start does not copy; not measured warm.)
         log.info("%s: GOPs start from their own signal, not warm from the previous GOP", opts.model)
         gops = dataclasses.replace(gops, warm_start=False)
     workers = _workers(gops)

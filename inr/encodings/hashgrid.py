@@ -205,8 +205,15 @@ class HashGridEncoding(nn.Module):
         return self.cfg.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lookup(x, self.impl.params)
+
+    def lookup(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Features of points `x` in [-1, 1]^d from `table`, a tensor laid out as `impl.params`
+        ((entries, features)), on this call's backend: the table may be computed (the
+        `shacira` family decodes it from quantized latents) rather than be the parameter."""
+        x01 = ((x + 1) * 0.5).clamp(0.0, 1.0)
         if self.active_backend(x.device) == "torch":
-            return self.impl(x)
+            return self.impl.lookup(x01, table)
         if self._kernel is None:
             self._kernel = TcnnKernel(self.cfg)
-        return self._kernel(((x + 1) * 0.5).clamp(0.0, 1.0), self.impl.params)
+        return self._kernel(x01, table)

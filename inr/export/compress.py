@@ -183,13 +183,13 @@ def _signal_meta(signal: Signal) -> dict:
 def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float | None, device, callback, phase) -> Encoded:
     """Rate-aware families train for rate and distortion in one fit: no prune/QAT phases,
     and a bpp target is met by steering lambda during that fit, never by refitting."""
-    from inr.export.grid_codec import encode_grid
+    from inr.export.grid_codec import encode_rate_aware
 
     spec = get_spec(opts.model)
     target = rate_target(opts, signal, bpp, exp.lam)
     bits = target.bpp * signal.num_samples if target.bpp is not None else None
     cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed, rate_bits=bits)
-    enc = encode_grid(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
+    enc = encode_rate_aware(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
     return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
 
 

@@ -11,6 +11,11 @@ the end by rate-distortion on the decoded output.
 Coding order (docs/bitstream.md, section LATS): levels coarsest first; within a level, all
 anchors ((y + x) even) of all its grids, then all the others, each pass one vectorised call
 to constriction's ANS coder with per-symbol Laplace parameters.
+
+The rate-aware machinery is shared with the other rate-aware family (`shacira`, whose codec
+is `inr/export/shacira_codec.py`): `RateTask` (lambda, its steering, the quantization proxy),
+the ANS Laplace helpers (`ans_encode` / `ans_decode`) and `encode_rate_aware`, the whole
+encoder, which asks a family for the few hooks its docstring lists.
 """
 from __future__ import annotations
 
@@ -59,7 +64,85 @@ TRAIN_PIXELS = 1 << 18  # pixels a training step renders: larger frames are trai
 EVAL_PIXELS = 1 << 23  # pixels the encoder's own evaluations render (all frames of a small clip)
 
 
-class GridTask:
+class RateTask:
+    """What every rate-aware task shares: lambda (fixed, or steered towards a bpp target from
+    the measured rate), the overhead the file pays besides the coded latents, and the
+    quantization proxy of the moment (uniform noise for the first `noise_fraction` of the
+    budget, then straight-through rounding). `grid` and `shacira` build their tasks on it.
+
+    What the encoder asks of it beyond a FitTask: `evaluate(model, reconstruction=False)`
+    (with `latent_bpp_estimate`), `mse(model, frames)` and `latent_bits(model)` for the
+    weight-depth choice, `eval_frames()` (which frames those read; None: all)."""
+
+    def __init__(self, target: RateTarget, pixels: int, overhead_bits: float = 0.0):
+        self.target, self.pixels = target, pixels
+        # lambda in MSE per bpp. The latent rate moves only as about lambda^-1/4 (measured on
+        # Bunny 8 frames: 0.45 bpp at 3e-3, 0.16 bpp at 0.2), so a bpp target starts from that
+        # curve and is steered from there. encode_rate_aware replaces this start with the
+        # slope of the quantizer a family with an analysis start retargets to.
+        if target.lam is not None:
+            self.lam = target.lam
+        elif target.bpp is not None:
+            self.lam = float(min(max(3e-3 * (0.45 / target.bpp) ** 4, 1e-5), 1.0))
+        else:
+            self.lam = 3e-3
+        self.overhead_bpp = overhead_bits / pixels  # network weights and header, paid anyway
+        self.last_log_rate: float | None = None
+        self.state: FitState | None = None
+
+    def attach(self, state: FitState) -> None:
+        self.state = state
+
+    def quant_mode(self) -> str:
+        progress = self.state.progress if self.state is not None else 0.0
+        return "noise" if progress < self.target.noise_fraction else "ste"
+
+    def eval_frames(self) -> list[int] | None:
+        """Frames the encoder's own evaluations render (None: all)."""
+        return None
+
+    @torch.no_grad()
+    def mse(self, model, frames: list[int] | None = None) -> float:
+        """Mean squared error of the decoded signal (`frames` is for frame-based tasks)."""
+        return float(F.mse_loss(self.reconstruct(model), self.reference))
+
+    @torch.no_grad()
+    def latent_bits(self, model) -> float:
+        """Bits of the rounded latents under the family's rate model."""
+        was = model.quant_mode
+        model.quant_mode = "round"
+        try:
+            return float(model.rate_bits())
+        finally:
+            model.quant_mode = was
+
+    def steer_at(self, step: int, rounded_bits: Callable[[], float]) -> None:
+        """Every STEER_EVERY steps with a bpp target, steer lambda on `rounded_bits()`: the
+        rate of all the rounded latents, the file's rate, not the noise proxy's, and not a
+        batch's estimate, whose noise the damping term would amplify into a random walk of
+        lambda (seen: 0.05 bpp targets ending at 0.07)."""
+        if step % STEER_EVERY == 0 and self.target.bpp is not None:
+            with torch.no_grad():
+                self._steer(float(rounded_bits()) / self.pixels)
+
+    def _steer(self, bpp: float) -> None:
+        """Lambda control towards the target rate, in the log domain, with a damping term.
+
+        The latents answer a change of lambda only over tens of steps, and the rate falls
+        much faster than it climbs back, so a plain proportional controller overshoots
+        (measured: a 0.4 bpp target ended at 0.12 bpp). The derivative term holds lambda
+        while the rate is already moving the right way; each update is bounded to +-20 %."""
+        if self.target.bpp is None:
+            return
+        want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
+        log_rate = math.log(max(bpp, 1e-6))
+        trend = 0.0 if self.last_log_rate is None else log_rate - self.last_log_rate
+        self.last_log_rate = log_rate
+        step = 0.5 * (log_rate - math.log(want)) + 2.0 * trend
+        self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
+
+
+class GridTask(RateTask):
     """FitTask for `LatentGrid`: random frames per step, loss = MSE + lambda * latent bpp.
 
     Memory follows a step, not the clip: the target frames are the signal's own tensor (no
@@ -69,9 +152,9 @@ class GridTask:
 
     def __init__(self, signal, device: torch.device, target: RateTarget, overhead_bits: float = 0.0):
         self.frames = frames_of(signal).to(device)  # (T, C, H, W), a view of the signal's data
-        self.device, self.target = device, target
+        self.device = device
         self.num_frames, _, self.height, self.width = self.frames.shape
-        self.pixels = self.num_frames * self.height * self.width
+        super().__init__(target, self.num_frames * self.height * self.width, overhead_bits)
         self.batch = max(1, min(target.frames_per_step, self.num_frames))
         self.steps_per_epoch = -(-self.num_frames // self.batch)
         side = math.isqrt(max(1, TRAIN_PIXELS // self.batch))
@@ -81,22 +164,11 @@ class GridTask:
             self.window = None
         else:  # a window covers a fraction of a frame: an epoch is as many steps as it takes to cover it
             self.steps_per_epoch *= -(-self.height * self.width // (self.window[0] * self.window[1]))
-        # lambda in MSE per bpp. The latent rate moves only as about lambda^-1/4 (measured on
-        # Bunny 8 frames: 0.45 bpp at 3e-3, 0.16 bpp at 0.2), so a bpp target starts from that
-        # curve and is steered from there. encode_grid replaces this start with the slope of
-        # the quantizer it retargets the analysis pyramid to.
-        if target.lam is not None:
-            self.lam = target.lam
-        elif target.bpp is not None:
-            self.lam = float(min(max(3e-3 * (0.45 / target.bpp) ** 4, 1e-5), 1.0))
-        else:
-            self.lam = 3e-3
-        self.overhead_bpp = overhead_bits / self.pixels  # network weights and header, paid anyway
-        self.last_log_rate: float | None = None
-        self.state: FitState | None = None
 
-    def attach(self, state: FitState) -> None:
-        self.state = state
+    @property
+    def reference(self) -> torch.Tensor:
+        """The signal as `reconstruct` returns it: (T, H, W, C)."""
+        return self.frames.permute(0, 2, 3, 1)
 
     def eval_frames(self) -> list[int] | None:
         """Frames the encoder's own evaluations (the start-vs-end check, the weight depth
@@ -119,8 +191,7 @@ class GridTask:
         return y, y + wh, x, x + ww
 
     def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
-        progress = self.state.progress if self.state is not None else 0.0
-        model.quant_mode = "noise" if progress < self.target.noise_fraction else "ste"
+        model.quant_mode = self.quant_mode()
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
         window = self._random_window(generator)
         latents = [model.quantized(k) for k in range(model.config.levels)]
@@ -136,31 +207,9 @@ class GridTask:
             target = self.frames[idx][:, :, y0:y1, x0:x1]
         mse = F.mse_loss(pred, target)
         bpp = model.rate_bits(latents, idx, window) / self.pixels
-        if step % STEER_EVERY == 0 and self.target.bpp is not None:
-            # Steer on the rate of all the rounded latents: the file's rate, not the noise
-            # proxy's, and not the batch's slice estimate, whose noise the damping term would
-            # amplify into a random walk of lambda (seen: 0.05 bpp targets ending at 0.07).
-            # (A large GOP's estimate reads fixed frames, so it does not wander either.)
-            mode = model.quant_mode
-            self._steer(self.latent_bits(model) / self.pixels)
-            model.quant_mode = mode
+        # (a large GOP's rate estimate reads fixed frames, so it does not wander either)
+        self.steer_at(step, lambda: self.latent_bits(model))
         return mse + self.lam * bpp, mse
-
-    def _steer(self, bpp: float) -> None:
-        """Lambda control towards the target rate, in the log domain, with a damping term.
-
-        The latents answer a change of lambda only over tens of steps, and the rate falls
-        much faster than it climbs back, so a plain proportional controller overshoots
-        (measured: a 0.4 bpp target ended at 0.12 bpp). The derivative term holds lambda
-        while the rate is already moving the right way; each update is bounded to +-20 %."""
-        if self.target.bpp is None:
-            return
-        want = max(self.target.bpp - self.overhead_bpp, 0.1 * self.target.bpp)
-        log_rate = math.log(max(bpp, 1e-6))
-        trend = 0.0 if self.last_log_rate is None else log_rate - self.last_log_rate
-        self.last_log_rate = log_rate
-        step = 0.5 * (log_rate - math.log(want)) + 2.0 * trend
-        self.lam = float(min(max(self.lam * math.exp(min(max(step, -0.2), 0.2)), 1e-7), 10.0))
 
     @torch.no_grad()
     def latent_bits(self, model: LatentGrid) -> float:
@@ -217,9 +266,10 @@ class GridTask:
         (a long 1080p GOP's reconstruction would be as large as its float target) and scores
         `eval_frames()`."""
         t0 = time.perf_counter()
+        scored = None
         if reconstruction:
             recon = self.reconstruct(model)
-            mse = float(F.mse_loss(recon, self.frames.permute(0, 2, 3, 1)))
+            mse = float(F.mse_loss(recon, self.reference))
         else:
             scored = self.eval_frames()
             mse = self.mse(model, scored)
@@ -227,13 +277,13 @@ class GridTask:
         seconds = time.perf_counter() - t0
         bits = self.latent_bits(model)
         out = {"psnr": mse_to_psnr(mse), "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
-        if not reconstruction and scored is not None:
+        if scored is not None:
             out["frames_scored"] = len(scored)  # the PSNR is that of these frames
         return {**out, "reconstruction": recon} if reconstruction else out
 
 
 # ------------------------------------------------------------------ latent coding
-def _coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Round the context model's outputs to a 1/64 grid so encoder and decoder feed the
     coder identical numbers even where the last float bits of the network differ."""
     m = torch.round(mean.detach().double() * PARAM_STEP) / PARAM_STEP
@@ -272,12 +322,70 @@ def _pass_params(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: 
             part = slice(i, i + step)
             mean, log_scale = model.context.params(k, grids[part], None if up is None else up[part], (values[part], has[part]))
             mask = local.expand_as(mean)
-            m, s = _coder_params(mean[mask], log_scale[mask])
+            m, s = coder_params(mean[mask], log_scale[mask])
             means.append(m)
             scales.append(s)
     sel = torch.zeros(c, t, h, w, dtype=torch.bool)
     sel[:, slices] = local
     return sel.reshape(-1, h, w), np.concatenate(means), np.concatenate(scales)
+
+
+def check_range(rec, what: str) -> tuple[int, int]:
+    """(min, max) of a header record of coded integers, or BitstreamError (hostile headers)."""
+    lo, hi = rec.get("min"), rec.get("max")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+    if not (ok and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
+        raise BitstreamError(f"invalid {what} range", part="header")
+    return lo, hi
+
+
+def integer_range(z: torch.Tensor, what: str) -> tuple[int, int]:
+    """(min, max) of rounded latents `z`, which a file may declare (|value| <= MAX_LATENT)."""
+    lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
+    if max(abs(lo), abs(hi)) > MAX_LATENT:
+        raise InrError(f"{what} exceeds +-{MAX_LATENT}")
+    return lo, hi
+
+
+def ans_encode(chunks) -> bytes:
+    """One ANS stream (u32 words, little endian) of `chunks`, each (symbols, min, max, means,
+    scales) coded under QuantizedLaplace(min, max) with per-symbol parameters, in the order a
+    decoder pops them (`ans_decode`). A chunk whose min equals its max costs nothing."""
+    return ans_encode_backwards(reversed(list(chunks)))
+
+
+def ans_encode_backwards(chunks) -> bytes:
+    """`ans_encode` of chunks given last first (ANS is a stack): a generator can compute each
+    chunk as it is coded, so only one chunk's parameters are held at a time."""
+    coder = constriction.stream.stack.AnsCoder()
+    for symbols, lo, hi, m, s in chunks:
+        if symbols.size and lo < hi:
+            coder.encode_reverse(np.asarray(symbols, dtype=np.int32), constriction.stream.model.QuantizedLaplace(lo, hi), m, s)
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def ans_decoder(payload: bytes, tag: str):
+    """The ANS coder over a section's words, or BitstreamError."""
+    if len(payload) % 4:
+        raise BitstreamError(f"section {tag} is not whole 32-bit words", part="payload")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    return constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+
+
+def ans_decode(coder, lo: int, hi: int, m: np.ndarray, s: np.ndarray, tag: str) -> np.ndarray:
+    """The next len(m) symbols (float32) of a chunk `ans_encode` wrote; a constant chunk
+    (min == max) reads nothing."""
+    if lo == hi:
+        return np.full(m.shape, float(lo), dtype=np.float32)
+    try:
+        return np.asarray(coder.decode(constriction.stream.model.QuantizedLaplace(lo, hi), m, s), dtype=np.float32)
+    except Exception as exc:  # constriction raises on an exhausted or corrupt stream
+        raise BitstreamError(f"section {tag}: latent decoding failed ({type(exc).__name__})", part="payload") from None
+
+
+def ans_finish(coder, tag: str) -> None:
+    if not coder.is_empty():
+        raise BitstreamError(f"section {tag} has unused data", part="payload")
 
 
 def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
@@ -288,21 +396,15 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
     latents = [torch.round(z.detach()).cpu() for z in model.latents]
     records = []
     for k, z in enumerate(latents):
-        lo, hi = (int(z.min()), int(z.max())) if z.numel() else (0, 0)
-        if max(abs(lo), abs(hi)) > MAX_LATENT:
-            raise InrError(f"latent level {k} exceeds +-{MAX_LATENT}")
+        lo, hi = integer_range(z, f"latent level {k}")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
-    coder = constriction.stream.stack.AnsCoder()
-    for k, slices, local in reversed(_pass_plan(model)):
-        if records[k]["min"] == records[k]["max"]:  # a constant level costs no bits
-            continue
-        sel, m, s = _pass_params(model, latents, k, slices, local)
-        symbols = latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32)
-        if symbols.size:
-            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
-            coder.encode_reverse(symbols, family, m, s)
-    words = coder.get_compressed()
-    return words.astype("<u4").tobytes(), records
+    def backwards():  # last pass first, each computed as it is coded
+        for k, slices, local in reversed(_pass_plan(model)):
+            if records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
+                sel, m, s = _pass_params(model, latents, k, slices, local)
+                yield latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32), records[k]["min"], records[k]["max"], m, s
+
+    return ans_encode_backwards(backwards()), records
 
 
 def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
@@ -310,34 +412,23 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
     cfg = model.config
     if not isinstance(records, list) or len(records) != cfg.levels:
         raise BitstreamError("latent records do not match the model", part="header")
+    ranges = []
     for k, rec in enumerate(records):
         if not isinstance(rec, dict) or rec.get("shape") != list(model.latents[k].shape):
             raise BitstreamError("latent shape does not match the model", part="header")
-        lo, hi = rec.get("min"), rec.get("max")
-        if not (isinstance(lo, int) and isinstance(hi, int) and -MAX_LATENT <= lo <= hi <= MAX_LATENT):
-            raise BitstreamError("invalid latent range", part="header")
-    if len(payload) % 4:
-        raise BitstreamError("section LATS is not whole 32-bit words", part="payload")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    coder = constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+        ranges.append(check_range(rec, "latent"))
+    coder = ans_decoder(payload, "LATS")
     with torch.no_grad():
         for z in model.latents:
             z.zero_()
         levels = [z.data for z in model.latents]  # filled pass by pass: a pass reads only what came before
         for k, slices, local in _pass_plan(model):
-            if records[k]["min"] == records[k]["max"]:
-                levels[k][:, slices] = torch.where(local, float(records[k]["min"]), levels[k][:, slices])
+            if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded
+                levels[k][:, slices] = torch.where(local, float(ranges[k][0]), levels[k][:, slices])
                 continue
             sel, m, s = _pass_params(model, levels, k, slices, local)
-            flat = levels[k].reshape(sel.shape)
-            family = constriction.stream.model.QuantizedLaplace(records[k]["min"], records[k]["max"])
-            try:
-                vals = np.asarray(coder.decode(family, m, s), dtype=np.float32)
-            except Exception as exc:  # constriction raises on an exhausted or corrupt stream
-                raise BitstreamError(f"latent decoding failed ({type(exc).__name__})", part="payload") from None
-            flat[sel] = torch.from_numpy(vals)
-    if not coder.is_empty():
-        raise BitstreamError("section LATS has unused data", part="payload")
+            levels[k].reshape(sel.shape)[sel] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS"))
+    ans_finish(coder, "LATS")
 
 
 # ------------------------------------------------------------------ the side-information codec
@@ -361,7 +452,7 @@ class LatentSection:
 WEIGHT_BITS = (6, 7, 8, 10, 12)
 
 
-def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
+def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
     """Bit depth for the network weights by rate-distortion on the decoded output: each
     candidate quantizes the weights as the file will, renders, and pays its coded bytes."""
     from inr.export.quant import dequantize, quantize
@@ -370,6 +461,9 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     originals = {n: params[n].detach().clone() for n in names}
     best: tuple[float, int] | None = None
     frames = task.eval_frames()  # a long 1080p GOP rendered five times would cost more than its training
+    # A large GOP's latents are scored once, with the float weights: there the network is a
+    # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
+    fixed_bits = None if frames is None else task.latent_bits(model)
     for bits in WEIGHT_BITS:
         with torch.no_grad():
             for n in names:
@@ -377,7 +471,8 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
                 params[n].copy_(dequantize(q.q, q.offset, q.scale).to(params[n].device))
             mse = task.mse(model, frames)
             rate_bpp = len(encode_weights(bits)) * 8 / task.pixels
-            cost = mse + task.lam * (rate_bpp + task.latent_bits(model) / task.pixels)
+            latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
+            cost = mse + task.lam * (rate_bpp + latent_bits / task.pixels)
         if best is None or cost < best[0]:
             best = (cost, bits)
     with torch.no_grad():
@@ -387,7 +482,7 @@ def choose_weight_bits(model: LatentGrid, task: GridTask, names: list[str], enco
     return best[1]
 
 
-def _evaluated(model: LatentGrid, task: GridTask) -> tuple[dict, dict]:
+def _evaluated(model, task: RateTask) -> tuple[dict, dict]:
     """(metrics without the reconstruction, a copy of the weights and latents) of the model
     as it would be coded now."""
     model.quant_mode = "round"
@@ -396,7 +491,7 @@ def _evaluated(model: LatentGrid, task: GridTask) -> tuple[dict, dict]:
     return metrics, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _keep_the_better(model: LatentGrid, task: GridTask, start: tuple[dict, dict]) -> dict:
+def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
     """The trained model's metrics, or the analysis start's (restored into `model`) when the
     start is better on both axes. With a budget of a few dozen steps on a small picture the
     start can already sit near 50 dB, and the first steps at the peak learning rate scatter
@@ -410,16 +505,22 @@ def _keep_the_better(model: LatentGrid, task: GridTask, start: tuple[dict, dict]
 
 
 @dataclass
-class GridEncoding:
+class RateAwareEncoding:
     data: bytes
-    model: LatentGrid  # weights as the file holds them (dequantized), latents rounded
+    model: torch.nn.Module  # weights as the file holds them (dequantized), latents rounded
     metrics: dict
     state: FitState
     weight_bits: int
 
 
-def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> GridEncoding:
-    """Train `model` for rate and distortion within `fit`'s budget, then write the file."""
+def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None) -> RateAwareEncoding:
+    """Train a rate-aware `model` for rate and distortion within `fit`'s budget, then write
+    the file. What it asks of the family (`grid`, `shacira`) beyond the representation
+    interface: `rate_task(signal, device, target, overhead_bits)` (a `RateTask` whose
+    `evaluate` reports `latent_bpp_estimate`, with `reference` and `reconstruct`),
+    `start_at_rate(bpp, pixels)` (re-quantize an analysis start for a rate: the latent step,
+    or NaN without one), `round_latents()` (snap the side codec's latents to the integers
+    the file holds), and `side_codec()`."""
     from inr.export.codec import encode_model
     from inr.export.quant import dequantize, quantize
     from inr.fit import Trainer
@@ -434,9 +535,9 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     # What the file pays besides the latents, estimated at 8 bits per weight plus framing
     # (preamble, a dictionary-compressed header of ~250 bytes, section frames).
     overhead = 8.0 * sum(w.numel() for w in weights.values()) + 8.0 * 300
-    task = GridTask(signal, device, target, overhead_bits=overhead)
-    if target.bpp is not None:  # start the analysis pyramid at the target rate
-        step = model.retarget(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)
+    task = model.rate_task(signal, device, target, overhead_bits=overhead)
+    if target.bpp is not None:  # start the analysis at the target rate
+        step = model.start_at_rate(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)
         if target.lam is None and math.isfinite(step):
             # the slope of a uniform quantizer of that step (high-rate theory: dD/dR =
             # step^2 ln2 / 6), doubled: it matched the lambda the controller settled on
@@ -456,13 +557,13 @@ def encode_grid(signal, spec, cfg, model: LatentGrid, fit, target: RateTarget, s
     bits = choose_weight_bits(model, task, names, weights_bytes)
     tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
     model = model.cpu()
-    with torch.no_grad():  # the decoder's weights, so latents are coded with its context model
+    with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
         params = dict(model.named_parameters())
         for n, w in tensors.items():
             q = quantize(w, bits)
             params[n].copy_(dequantize(q.q, q.offset, q.scale))
-        for z in model.latents:
-            z.copy_(torch.round(z))
-    records, sections = LatentSection().encode(model)
-    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={LatentSection.header_key: records}, extra_sections=sections)
-    return GridEncoding(data, model, float_metrics, state, bits)
+        model.round_latents()
+    side = model.side_codec()
+    records, sections = side.encode(model)
+    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={side.header_key: records}, extra_sections=sections)
+    return RateAwareEncoding(data, model, float_metrics, state, bits)

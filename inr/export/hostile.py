@@ -229,6 +229,17 @@ CORPUS: tuple[Case, ...] = (
     _c("siren-2^31-pixels", "siren", "limits", (("signal", "shape"), [32768, 65536, 3])),
     _c("siren-side", "siren", "limits", (("signal", "shape"), [1, 46341, 3])),
     _c("video-2^31-pixels", "hnerv", "limits", (("signal", "shape"), [100_000, 16384, 16384, 3])),
+    # SHACIRA's hash-latent records (header key `hash_latents`, section HLAT)
+    _c("hash-latents-missing", "shacira", "header", (("hash_latents",), DELETE)),
+    _c("hash-latents-empty", "shacira", "header", (("hash_latents",), [])),
+    _c("hash-latents-dict", "shacira", "header", (("hash_latents",), {"level": 0})),
+    _c("hash-latents-entry-int", "shacira", "header", (("hash_latents", 0), 7)),
+    _c("hash-latents-reshaped", "shacira", "header", (("hash_latents", 0, "shape"), [1, 2])),
+    _c("hash-latents-min-string", "shacira", "header", (("hash_latents", 0, "min"), "0")),
+    _c("hash-latents-min-bool", "shacira", "header", (("hash_latents", 0, "min"), False)),
+    _c("hash-latents-max-huge", "shacira", "header", (("hash_latents", 0, "max"), 2**40)),
+    _c("hash-latents-min-above-max", "shacira", "header", (("hash_latents", 0, "min"), 1), (("hash_latents", 0, "max"), 0)),
+    _c("shacira-table-2^27", "shacira", "limits", (("config", "table_size"), 2**27)),
 )
 
 
@@ -263,6 +274,13 @@ def corpus(data: bytes, model: str) -> dict[str, tuple[bytes, str]]:
     sections = dict(box.sections)
     sections["QPRM"] = sections["QPRM"][:-2]
     out["qprm-short"] = (bitstream.write(box.header, sections), "payload")
+    for tag in ("LATS", "HLAT"):  # the side codecs' ANS streams: whole 32-bit words, all read
+        if tag in box.sections:
+            sections = dict(box.sections)
+            sections[tag] += b"\0\0"
+            out[f"{tag.lower()}-half-word"] = (bitstream.write(box.header, sections), "payload")
+            del sections[tag]
+            out[f"{tag.lower()}-missing"] = (bitstream.write(box.header, sections), "payload")
     return out
 
 

@@ -255,7 +255,8 @@ class HashGridMLP(CoordinateRepresentation):
         return self.head(self.body(self.encoding(x)))
 
 
-def _adapt_hash(cfg: HashMLPConfig, signal) -> HashMLPConfig:
+def adapt_hash_grid(cfg: HashMLPConfig, signal) -> HashMLPConfig:
+    """Fit a hash-grid config (this family's or `shacira`'s) to the signal's dims and resolution."""
     # Finest level ~ finest sampled axis: finer tables only memorise hash collisions.
     finest = max(signal.spatial_shape)
     base = min(cfg.base_resolution, max(2, finest // 4))
@@ -270,6 +271,6 @@ _register(
     HashGridMLP,
     "Instant-NGP: multiresolution hash grid + small ReLU MLP (torch or tiny-cuda-nn)",
     OptimDefaults(lr=1e-2, eps=1e-15, betas=(0.9, 0.99)),
-    adapt=_adapt_hash,
+    adapt=adapt_hash_grid,
     width_field="table_size",
 )

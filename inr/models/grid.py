@@ -190,6 +190,18 @@ class ContextModel(nn.Module):
         return out[..., 0] + bias[0], out[..., 1] + bias[1]
 
 
+def quantize_latents(z: torch.Tensor, mode: str) -> torch.Tensor:
+    """Latents as a rate-aware loss sees them: "noise" adds U(-0.5, 0.5), the differentiable
+    proxy of rounding (C3, Cool-chic, SHACIRA); "ste" rounds with a straight-through
+    gradient, so the network adapts to the integers the file holds; "round" is the decoder's."""
+    if mode == "noise":
+        return z + (torch.rand_like(z) - 0.5)
+    r = torch.round(z)
+    if mode == "ste":
+        return z + (r - z).detach()
+    return r
+
+
 def laplace_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """-log2 P(x) summed: x under a Laplace(mean, scale) integrated over [x - .5, x + .5],
     the same bins constriction's QuantizedLaplace codes with. Written in |x - mean| so
@@ -259,10 +271,23 @@ class LatentGrid(FrameRepresentation):
         return frames * height * width * 3 * 4 + 20 * latents + step
 
     def make_task(self, signal, device, opts):
-        from inr.export.grid_codec import GridTask
         from inr.pipeline import rate_target
 
-        return GridTask(signal, device, rate_target(opts, signal, None, None))
+        return self.rate_task(signal, device, rate_target(opts, signal, None, None))
+
+    def rate_task(self, signal, device, target, overhead_bits: float = 0.0):
+        """The task `encode_rate_aware` trains with (MSE + lambda x bpp, lambda steered)."""
+        from inr.export.grid_codec import GridTask
+
+        return GridTask(signal, device, target, overhead_bits)
+
+    def start_at_rate(self, bpp: float, pixels: int) -> float:
+        return self.retarget(bpp, pixels)
+
+    @torch.no_grad()
+    def round_latents(self) -> None:
+        for z in self.latents:
+            z.copy_(torch.round(z))
 
     def start_from(self, signal) -> None:
         self.init_from_frames(frames_of(signal))
@@ -274,13 +299,7 @@ class LatentGrid(FrameRepresentation):
 
     # ---------------------------------------------------------------- latents
     def quantized(self, k: int) -> torch.Tensor:
-        z = self.latents[k]
-        if self.quant_mode == "noise":
-            return z + (torch.rand_like(z) - 0.5)
-        r = torch.round(z)
-        if self.quant_mode == "ste":
-            return z + (r - z).detach()
-        return r
+        return quantize_latents(self.latents[k], self.quant_mode)
 
     RATE_CHUNK: ClassVar[int] = 1 << 21  # latents scored per context-network call
 

@@ -129,6 +129,7 @@ def _load_builtin() -> None:
     import inr.models.coordinate  # noqa: F401
     import inr.models.grid  # noqa: F401
     import inr.models.nerv  # noqa: F401
+    import inr.models.shacira  # noqa: F401
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -29,6 +29,8 @@ PAPER: dict[str, Schedule] = {
     "nervpp": Schedule(warmup=0.1, start=0.1),
     # C3 / Cool-chic: 1e-2, cosine decay from the first step.
     "grid": Schedule(warmup=0.0),
+    # SHACIRA trains as Instant-NGP does (its code builds on it): constant.
+    "shacira": Schedule(warmup=0.0, decay="constant"),
 }
 
 # Measured with bench/bench_schedule.py on carphone (README "Schedules"; results in
@@ -52,4 +54,7 @@ FAST: dict[str, Schedule] = {
     # (within noise) but broke the monotone-rate test on a tiny picture; 2x and above lose the
     # rate target at 1000 steps (0.04 bpp for 0.2). Kept at the short warm-up.
     "grid": Schedule(),
+    # Not measured: the grid's short warm-up and cosine decay (a rate-aware fit ends on
+    # straight-through rounding, which a decaying rate lets settle).
+    "shacira": Schedule(),
 }
