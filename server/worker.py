@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from inr.errors import InrError
+from inr.memory import return_freed_memory
 
 log = logging.getLogger("inr.server")
 SHUTDOWN_MESSAGE = "interrupted: the server shut down while this job ran"
@@ -93,6 +94,7 @@ def worker_main(db_path: str, data_dir: str, threads: int, device: str, conn=Non
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     configure_log(f"inr worker {os.getpid()}")
+    return_freed_memory()
     try:
         _work(db_path, Path(data_dir), threads, device, conn, parent, memory_cap, poll)
     except WorkerShutdown:  # stopped between jobs (or while starting): nothing to record

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inr.errors import InrError
+from inr.memory import return_freed_memory
 from inr.options import LOSSES
 from video.options import DEFAULT_CRFS, DEFAULT_PRESETS
 
@@ -645,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # inr's own INFO lines (which hash-grid backend runs) are shown unless -q.
     logging.getLogger("inr").setLevel(logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO))
     func: Callable = args.func
+    return_freed_memory()
     try:
         return int(func(args) or 0)
     except InrError as exc:

@@ -190,7 +190,9 @@ class GopTask:
 def run_gop(task: GopTask) -> tuple[int, bytes, dict]:
     """(index, the GOP's version-1 file, its quality report), for a pool or a Ray worker."""
     from inr.device import select_device, torch_threads
+    from inr.memory import return_freed_memory
 
+    return_freed_memory()  # a pool or Ray worker is a process of its own
     with torch_threads(task.threads):
         device = select_device(task.device)
         chunk = next(read_chunks(task.path, task.read, [task.read.max_frames], task.probed))

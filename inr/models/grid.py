@@ -260,15 +260,17 @@ class LatentGrid(FrameRepresentation):
     @classmethod
     def fit_memory(cls, frames, height, width, params):
         """The float signal (the task reads it in place), every latent about 20 bytes (the
-        value, its gradient, two Adam moments and a rounded copy for rate control), and what
-        a training step or a render band holds (their pixels are capped, so a constant)."""
+        value, its gradient, two Adam moments and a rounded copy for rate control), what a
+        training step or a render band holds (their pixels are capped, so a constant), and
+        512 MiB for the coding passes and the decode that measures the GOP (a 20-frame 1080p
+        GOP encode peaked at 3.4 GB RSS where the rest of this estimate said 2.95)."""
         from inr.export.grid_codec import TRAIN_PIXELS
 
         cfg = GridConfig(frames=frames, height=height, width=width, time_base=1 if frames == 1 else min(4, frames))
         cfg = dataclasses.replace(cfg, levels=max(1, min(cfg.levels, int(math.log2(max(2, min(height, width)))) - 1)))
         latents = sum(math.prod(shape) for shape in level_shapes(cfg))
         step = (TRAIN_PIXELS + cls.RENDER_PIXELS) * (cfg.levels * cfg.latent_channels + 4 * cfg.hidden) * 4 * 2
-        return frames * height * width * 3 * 4 + 20 * latents + step
+        return frames * height * width * 3 * 4 + 20 * latents + step + (512 << 20)
 
     def make_task(self, signal, device, opts):
         from inr.pipeline import rate_target
@@ -301,7 +303,7 @@ class LatentGrid(FrameRepresentation):
     def quantized(self, k: int) -> torch.Tensor:
         return quantize_latents(self.latents[k], self.quant_mode)
 
-    RATE_CHUNK: ClassVar[int] = 1 << 21  # latents scored per context-network call
+    RATE_CHUNK: ClassVar[int] = 1 << 20  # latents scored per context-network call (~200 MB of temporaries)
 
     def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Bits of all latents under the context model: what the file will pay.
