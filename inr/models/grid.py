@@ -412,6 +412,15 @@ class LatentGrid(FrameRepresentation):
         ty, tx = bilinear_taps(H, h, y0, y1), bilinear_taps(W, w, x0, x1)  # on the CPU (even under a meta default device): read as ints
         r0, r1, c0, c1 = int(ty[0].min()), int(ty[1].max()) + 1, int(tx[0].min()), int(tx[1].max()) + 1
         ty, tx = tuple(v.to(z.device) for v in ty), tuple(v.to(z.device) for v in tx)
+        if (x0, x1) == (0, W):  # a band of whole rows: rows by their taps, then torch's own resize along x
+            zc = z[:, :, r0:r1]
+            zt = (zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1)  # (B, C, rows, w)
+            i0, i1, wy = ty
+            wy = wy.to(zt.dtype)[:, None]
+            rows = zt[..., i0 - r0, :] * (1 - wy) + zt[..., i1 - r0, :] * wy
+            b, c = rows.shape[:2]
+            out = F.interpolate(rows.reshape(-1, 1, w), size=W, mode="linear", align_corners=False)
+            return out.reshape(b, c, y1 - y0, W)
         zc = z[:, :, r0:r1, c0:c1]
         return _resize_window((zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1), ty, tx, r0, c0)
 
@@ -431,18 +440,15 @@ class LatentGrid(FrameRepresentation):
         rows = max(1, self.RENDER_PIXELS // (idx.numel() * cfg.width))
         if torch.is_grad_enabled() or rows >= cfg.height:
             return self.synthesize(self.upsampled(idx, latents))
-        # Large frames without gradients: the features once, channels last (a level at a time,
-        # through torch's own resize), then the per-pixel MLP band by band, whose hidden
-        # layers would otherwise hold 2 x 24 floats a pixel; the 3-channel output whole for the
-        # 3x3 refinement. (Upsampling band by band through `bilinear_taps` was 3x slower.)
-        n = cfg.latent_channels
-        feats = torch.empty(idx.numel(), cfg.height, cfg.width, cfg.levels * n, device=idx.device)
-        for k, z in enumerate(latents):
-            feats[..., k * n : (k + 1) * n] = self.level_features(k, z, idx).permute(0, 2, 3, 1)
+        # Large frames without gradients: features and the per-pixel MLP band by band of whole
+        # rows (a 1080p frame's features alone are 174 MB, its hidden layers twice that); the
+        # 3-channel output whole for the 3x3 refinement. A band's rows come from their
+        # bilinear taps and its columns from torch's own resize (gathering columns by their
+        # taps too was 3x slower).
         x = torch.empty(idx.numel(), cfg.height, cfg.width, cfg.out_dim, device=idx.device)
         for y in range(0, cfg.height, rows):
-            x[:, y : y + rows] = self.synthesis(feats[:, y : y + rows])
-        del feats
+            band = self.upsampled(idx, latents, (y, min(y + rows, cfg.height), 0, cfg.width))
+            x[:, y : y + rows] = self.synthesis(band.permute(0, 2, 3, 1))
         return self.refined(x.permute(0, 3, 1, 2))
 
     def render_batch(self, frames: int, height: int, width: int) -> int:
