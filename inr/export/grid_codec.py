@@ -108,13 +108,18 @@ class RateTask:
 
     @torch.no_grad()
     def latent_bits(self, model) -> float:
-        """Bits of the rounded latents under the family's rate model."""
+        """Bits of the rounded latents under the family's rate model (`rate_scope()` says
+        which latents a task scores)."""
         was = model.quant_mode
         model.quant_mode = "round"
         try:
-            return float(model.rate_bits())
+            return float(model.rate_bits(**self.rate_scope()))
         finally:
             model.quant_mode = was
+
+    def rate_scope(self) -> dict:
+        """Keyword arguments of `model.rate_bits` for `latent_bits`: all latents here."""
+        return {}
 
     def steer_at(self, step: int, rounded_bits: Callable[[], float]) -> None:
         """Every STEER_EVERY steps with a bpp target, steer lambda on `rounded_bits()`: the
@@ -211,19 +216,12 @@ class GridTask(RateTask):
         self.steer_at(step, lambda: self.latent_bits(model))
         return mse + self.lam * bpp, mse
 
-    @torch.no_grad()
-    def latent_bits(self, model: LatentGrid) -> float:
-        """Bits of the rounded latents: all of them, or for a large GOP an estimate from the
-        time slices that `eval_frames()` read, scaled to each level (`rate_bits` with `idx`),
-        which scores a fraction of the level-0 latents at 1080p."""
+    def rate_scope(self) -> dict:
+        """All latents, or for a large GOP an estimate from the time slices that
+        `eval_frames()` read, scaled to each level (`rate_bits` with `idx`), which scores a
+        fraction of the level-0 latents at 1080p."""
         frames = self.eval_frames()
-        was = model.quant_mode
-        model.quant_mode = "round"
-        try:
-            idx = None if frames is None else torch.tensor(frames, device=self.device)
-            return float(model.rate_bits(idx=idx))
-        finally:
-            model.quant_mode = was
+        return {} if frames is None else {"idx": torch.tensor(frames, device=self.device)}
 
     @torch.no_grad()
     def reconstructed(self, model: LatentGrid, frames: list[int] | None = None):

@@ -108,13 +108,14 @@ def nearest_index(n_out: int, n_in: int, dst: torch.Tensor) -> torch.Tensor:
     return torch.floor(dst.float() * scale.to(dst.device)).long().clamp_max(n_in - 1)
 
 
-def _resize_window(z: torch.Tensor, taps_y, taps_x, r0: int, c0: int) -> torch.Tensor:
-    """Separable bilinear resize of z (..., h', w'), a crop starting at latent (r0, c0), onto
-    the window the taps describe."""
-    (y0, y1, ay), (x0, x1, ax) = taps_y, taps_x
-    ay, ax = ay.to(z.dtype)[:, None], ax.to(z.dtype)
-    rows = z[..., y0 - r0, :] * (1 - ay) + z[..., y1 - r0, :] * ay
-    return rows[..., x0 - c0] * (1 - ax) + rows[..., x1 - c0] * ax
+def _lerp_taps(z: torch.Tensor, taps, start: int, dim: int) -> torch.Tensor:
+    """Linear interpolation of z along `dim` (-2 rows, -1 columns) at `bilinear_taps`, z being
+    a crop that starts at index `start` of that axis."""
+    i0, i1, wt = taps
+    wt = wt.to(z.dtype)
+    if dim == -2:
+        wt = wt[:, None]
+    return z.index_select(dim, i0 - start) * (1 - wt) + z.index_select(dim, i1 - start) * wt
 
 
 # ------------------------------------------------------------------ context model
@@ -148,15 +149,17 @@ def context_features(latent: torch.Tensor, coarser: torch.Tensor | None, prev: t
     return torch.stack(feats, dim=-1)
 
 
-def previous_slices(z: torch.Tensor, slices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Temporal context of latents z (C, T, H, W), for time slices `slices` (all if None):
-    ((C * S, H, W) latents of each slice's predecessor, zero for slice 0; (C * S,) flags)."""
+def previous_slices(z: torch.Tensor, slices: torch.Tensor | None = None, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temporal context of latents z (C, T, H, W), for time slices `slices` (all if None) and a
+    row/column range (all if None): ((C * S, rows, cols) latents of each slice's predecessor,
+    zero for slice 0; (C * S,) flags)."""
     c, t, h, w = z.shape
     slices = torch.arange(t, device=z.device) if slices is None else slices
+    (r0, r1), (c0, c1) = rows or (0, h), cols or (0, w)
     before = (slices - 1).clamp_min(0)
     has = (slices > 0).to(z.dtype)
-    values = z[:, before] * has[None, :, None, None]
-    return values.reshape(-1, h, w), has.repeat(c)
+    values = z[:, before, r0:r1, c0:c1] * has[None, :, None, None]
+    return values.reshape(-1, r1 - r0, c1 - c0), has.repeat(c)
 
 
 class ContextModel(nn.Module):
@@ -354,9 +357,7 @@ class LatentGrid(FrameRepresentation):
         sl = (torch.arange(t) if slices is None else slices).to(z.device)
         grids = z[:, sl, R0:R1, C0:C1]
         up = self.coarser_at(k, coarser, sl, (R0, R1), (C0, C1))
-        before = (sl - 1).clamp_min(0)
-        has = (sl > 0).to(z.dtype)
-        prev = (z[:, before, R0:R1, C0:C1] * has[None, :, None, None]).reshape(-1, R1 - R0, C1 - C0), has.repeat(c)
+        prev = previous_slices(z, sl, (R0, R1), (C0, C1))
         grids = grids.reshape(-1, R1 - R0, C1 - C0)
         mean, log_scale = self.context.params(k, grids, up, prev)
         inner = (slice(None), slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0))
@@ -403,26 +404,23 @@ class LatentGrid(FrameRepresentation):
         lo, hi = self.slices_for(k, idx)
         a = (((idx.float() + 0.5) / f - 0.5).clamp(0, z.shape[1] - 1) - lo.float())[None, :, None, None]
         h, w = z.shape[-2:]
-        if (h, w) == (H, W):
-            zc = z[:, :, y0:y1, x0:x1]
+
+        def in_time(zc: torch.Tensor) -> torch.Tensor:  # (C, T_k, h', w') -> (B, C, h', w') at the frames
             return (zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1)
+
+        if (h, w) == (H, W):
+            return in_time(z[:, :, y0:y1, x0:x1])
         if window is None:
-            zt = (z[:, lo] * (1 - a) + z[:, hi] * a).transpose(0, 1)  # (B, C, h, w)
-            return F.interpolate(zt, size=(H, W), mode="bilinear", align_corners=False)
+            return F.interpolate(in_time(z), size=(H, W), mode="bilinear", align_corners=False)
         ty, tx = bilinear_taps(H, h, y0, y1), bilinear_taps(W, w, x0, x1)  # on the CPU (even under a meta default device): read as ints
         r0, r1, c0, c1 = int(ty[0].min()), int(ty[1].max()) + 1, int(tx[0].min()), int(tx[1].max()) + 1
         ty, tx = tuple(v.to(z.device) for v in ty), tuple(v.to(z.device) for v in tx)
-        if (x0, x1) == (0, W):  # a band of whole rows: rows by their taps, then torch's own resize along x
-            zc = z[:, :, r0:r1]
-            zt = (zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1)  # (B, C, rows, w)
-            i0, i1, wy = ty
-            wy = wy.to(zt.dtype)[:, None]
-            rows = zt[..., i0 - r0, :] * (1 - wy) + zt[..., i1 - r0, :] * wy
-            b, c = rows.shape[:2]
+        whole_rows = (x0, x1) == (0, W)
+        rows = _lerp_taps(in_time(z[:, :, r0:r1] if whole_rows else z[:, :, r0:r1, c0:c1]), ty, r0, -2)
+        if whole_rows:  # a band of whole rows: its columns through torch's own resize
             out = F.interpolate(rows.reshape(-1, 1, w), size=W, mode="linear", align_corners=False)
-            return out.reshape(b, c, y1 - y0, W)
-        zc = z[:, :, r0:r1, c0:c1]
-        return _resize_window((zc[:, lo] * (1 - a) + zc[:, hi] * a).transpose(0, 1), ty, tx, r0, c0)
+            return out.reshape(*rows.shape[:-1], W)
+        return _lerp_taps(rows, tx, c0, -1)
 
     def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
         return self.refined(self.synthesis(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
