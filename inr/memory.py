@@ -2,9 +2,9 @@
 
 glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after which the
 tens-of-MiB tensors a 1080p frame or a level of latents makes come from the heap, where a
-free leaves the pages in the process: a 1080p decode's RSS climbed to 1.6 GB over its coding
-passes though no more than ~0.6 GB was live (measured: 1.26 GB with a fixed 1 MiB threshold).
-Fixing the threshold makes such blocks mmapped, returned on free. A process entry point
+free leaves the pages in the process: a 1080p decode's RSS climbed to 1.61 GB over its coding
+passes, 1.26 GB with a fixed 1 MiB threshold (decoding the latents alone, in a fresh process,
+peaked at 0.64 GB). Fixing the threshold makes such blocks mmapped, returned on free. A process entry point
 (the CLI, a server worker, a GOP worker) calls `return_freed_memory()` once; elsewhere
 (not glibc) it does nothing.
 """
