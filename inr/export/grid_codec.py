@@ -304,28 +304,38 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
     return plan
 
 
-def _pass_params(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(selector over level k's (C * T, H, W) sites, coder means, coder scales) of one pass.
-    `levels` holds every level's values; only those decoded before this pass are read.
-    Large levels go through the context network a few grids at a time (memory)."""
+def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local: torch.Tensor, reverse: bool = False):
+    """The chunks of one coding pass, each (the range of the pass's (C * |slices|, H, W) grids
+    it covers, coder means, coder scales), the coded sites being the pass's checkerboard half
+    `local` of those grids. A chunk is a few time slices of one latent channel,
+    and everything the context network reads is gathered per chunk, so only one chunk's
+    inputs and parameters are ever held (a 1080p level 0 holds tens of millions of sites).
+    `levels` holds every level's values; a pass reads only those decoded before it, so its
+    chunks are independent: the encoder takes them last first (`reverse`) and a decoder
+    decodes each as soon as it is computed. A pass's symbols are its chunks' in grid-major,
+    then row-major order, however it is chunked: chunking is not part of the format."""
     z = levels[k]
-    c, t, h, w = z.shape
-    grids = z[:, slices].reshape(-1, h, w)
-    up = model.coarser_at(k, levels[k + 1] if k + 1 < len(levels) else None, slices)
-    values, has = previous_slices(z, slices)
+    c, _, h, w = z.shape
+    n = len(slices)
+    coarser = levels[k + 1] if k + 1 < len(levels) else None
     step = max(1, model.RATE_CHUNK // (h * w))
-    means, scales = [], []
-    with torch.no_grad():
-        for i in range(0, grids.shape[0], step):
-            part = slice(i, i + step)
-            mean, log_scale = model.context.params(k, grids[part], None if up is None else up[part], (values[part], has[part]))
-            mask = local.expand_as(mean)
-            m, s = coder_params(mean[mask], log_scale[mask])
-            means.append(m)
-            scales.append(s)
-    sel = torch.zeros(c, t, h, w, dtype=torch.bool)
-    sel[:, slices] = local
-    return sel.reshape(-1, h, w), np.concatenate(means), np.concatenate(scales)
+    starts = [(ch, i) for ch in range(c) for i in range(0, n, step)]
+    for ch, i in reversed(starts) if reverse else starts:
+        part = slices[i:i + step]
+        one = slice(ch, ch + 1)
+        up = None if coarser is None else model.coarser_at(k, coarser[one], part)
+        with torch.no_grad():
+            mean, log_scale = model.context.params(k, z[one, part].reshape(-1, h, w), up, previous_slices(z[one], part))
+        mask = local.expand_as(mean)
+        m, s = coder_params(mean[mask], log_scale[mask])
+        yield slice(ch * n + i, ch * n + i + len(part)), m, s
+
+
+def _pass_sites(z: torch.Tensor, slices: torch.Tensor) -> torch.Tensor:
+    """Level values restricted to a pass's time slices, as the (C * |slices|, H, W) grids its
+    chunks index: a view (a pass covers one slice or all of them), so writes land in z."""
+    h, w = z.shape[-2:]
+    return z[:, int(slices[0]):int(slices[-1]) + 1].view(-1, h, w)
 
 
 def check_range(rec, what: str) -> tuple[int, int]:
@@ -396,11 +406,12 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
     for k, z in enumerate(latents):
         lo, hi = integer_range(z, f"latent level {k}")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
-    def backwards():  # last pass first, each computed as it is coded
+    def backwards():  # last chunk first, each computed as it is coded
         for k, slices, local in reversed(_pass_plan(model)):
             if records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
-                sel, m, s = _pass_params(model, latents, k, slices, local)
-                yield latents[k].reshape(sel.shape)[sel].numpy().astype(np.int32), records[k]["min"], records[k]["max"], m, s
+                sites = _pass_sites(latents[k], slices)
+                for grids, m, s in _pass_chunks(model, latents, k, slices, local, reverse=True):
+                    yield sites[grids][:, local].numpy().astype(np.int32).ravel(), records[k]["min"], records[k]["max"], m, s
 
     return ans_encode_backwards(backwards()), records
 
@@ -424,8 +435,9 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
             if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded
                 levels[k][:, slices] = torch.where(local, float(ranges[k][0]), levels[k][:, slices])
                 continue
-            sel, m, s = _pass_params(model, levels, k, slices, local)
-            levels[k].reshape(sel.shape)[sel] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS"))
+            sites = _pass_sites(levels[k], slices)
+            for grids, m, s in _pass_chunks(model, levels, k, slices, local):
+                sites[grids][:, local] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS")).view(-1, int(local.sum()))
     ans_finish(coder, "LATS")
 
 
