@@ -185,11 +185,12 @@ def _encode_rate_aware(signal, opts: FitOptions, exp: ExportOptions, bpp: float 
     and a bpp target is met by steering lambda during that fit, never by refitting."""
     from inr.export.grid_codec import encode_rate_aware
 
+    started = time.perf_counter()
     spec = get_spec(opts.model)
     target = rate_target(opts, signal, bpp, exp.lam)
     bits = target.bpp * signal.num_samples if target.bpp is not None else None
     cfg, model = build_model(spec, signal, opts.params, opts.overrides, opts.fit.seed, rate_bits=bits)
-    enc = encode_rate_aware(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase)
+    enc = encode_rate_aware(signal, spec, cfg, model, opts.fit, target, _signal_meta(signal), device, callback, phase, started)
     return Encoded(enc.data, spec, cfg, enc.model, enc.metrics, enc.state)
 
 
