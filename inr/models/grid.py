@@ -260,6 +260,7 @@ class LatentGrid(FrameRepresentation):
 
     @classmethod
     def config_for_rate(cls, cfg: GridConfig, bits: float) -> GridConfig:
+        cfg = with_time_structure(cfg, bits / (cfg.frames * cfg.height * cfg.width))
         if bits / 8 < cls.SMALL_FILE_BYTES:
             return dataclasses.replace(cfg, hidden=min(cfg.hidden, 12), hidden_layers=min(cfg.hidden_layers, 1))
         return cfg
@@ -273,8 +274,7 @@ class LatentGrid(FrameRepresentation):
         GOP encode peaked at 3.4 GB RSS where the rest of this estimate said 2.95)."""
         from inr.export.grid_codec import TRAIN_PIXELS
 
-        time_base, time_growth = video_time_structure(frames)
-        cfg = GridConfig(frames=frames, height=height, width=width, time_base=time_base, time_growth=time_growth)
+        cfg = with_time_structure(GridConfig(frames=frames, height=height, width=width), None)  # the layout with the most latents
         cfg = dataclasses.replace(cfg, levels=max(1, min(cfg.levels, int(math.log2(max(2, min(height, width)))) - 1)))
         latents = sum(math.prod(shape) for shape in level_shapes(cfg))
         step = (TRAIN_PIXELS + cls.RENDER_PIXELS) * (cfg.levels * cfg.latent_channels + 4 * cfg.hidden) * 4 * 2
@@ -583,23 +583,39 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
     else:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
-    time_base, time_growth = video_time_structure(t)
-    temporal = int(t > time_base)  # more than one latent slice per level: a previous slice to read
-    return dataclasses.replace(
-        cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, time_base=time_base, time_growth=time_growth, temporal=temporal
-    )
+    cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
+    return with_time_structure(cfg, None)
 
 
-def video_time_structure(frames: int) -> tuple[int, int]:
-    """(time_base, time_growth) of a new encode: one latent slice per 8 frames at every level.
+def with_time_structure(cfg: GridConfig, bpp: float | None) -> GridConfig:
+    """`cfg` with the temporal layout `video_time_structure` picks for its length and rate."""
+    time_base, time_growth = video_time_structure(cfg.frames, bpp)
+    temporal = int(cfg.frames > time_base)  # more than one latent slice per level: a previous slice to read
+    return dataclasses.replace(cfg, time_base=time_base, time_growth=time_growth, temporal=temporal)
 
-    Measured at 60 s and 0.2 bpp on two clips the defaults are not reported on (Bunny frames
-    96-127 at 320x180, carphone frames 60-91), PSNR at the bpp reached:
-    doubling from 4 (the previous default) 29.48 dB at 0.185 / 29.62 at 0.201; doubling from
-    8: 30.37 / 28.34; flat at 4: 28.68 / 30.22; flat at 8: 30.52 / 29.57. Slow content wants
-    few slices (fewer latents, more steps each), fast content wants the coarse levels to move
-    too; flat at 8 was the one within 0.1 dB of the best doubling setting on both."""
-    return (1, 1) if frames == 1 else (min(8, frames), 1)
+
+# Below this latent rate (bits per pixel) a video's latents get one time slice per 8 frames
+# at every level; from it, one per 4 frames at the finest level, doubling at each coarser one.
+FINE_TIME_BPP = 0.25
+
+
+def video_time_structure(frames: int, bpp: float | None = None) -> tuple[int, int]:
+    """(time_base, time_growth) of a new encode at `bpp` (None: not known, the finer layout).
+
+    Measured at 60 s on two clips the defaults are not reported on (Bunny frames 96-127 at
+    320x180 / carphone frames 60-91), PSNR in dB, the doubling from 4 (d4, the layout of the
+    files before 2026-11-29) vs one slice per 8 frames at every level (f8):
+    0.1 bpp: d4 27.30 / 27.04, f8 28.37 / 28.29; 0.2 bpp: d4 29.48 / 29.62, f8 30.52 / 29.57;
+    0.4 bpp: d4 31.46 (at 0.36) / 31.66, f8 31.30 (at 0.38) / 30.59. (One slice per 4 frames
+    at every level won once, carphone at 0.2 bpp by 0.6 dB, and lost up to 2.2 dB elsewhere.)
+    Few latents train better where bits are scarce; where they are not, temporal detail
+    pays. The reports (Bunny 1-32 and carphone 1-32, never used here) said the same when f8
+    was tried everywhere: up to 1.5 dB gained below 0.2 bpp, up to 1.2 dB lost at 0.4."""
+    if frames == 1:
+        return 1, 1
+    if bpp is not None and bpp < FINE_TIME_BPP:
+        return min(8, frames), 1
+    return min(4, frames), 2
 
 
 def frames_of(signal) -> torch.Tensor:
