@@ -2,6 +2,7 @@
 the file round trip, rate control and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -216,3 +217,40 @@ def test_hostile_grid_files_end_in_one_bitstream_error(crop64, mutator):
             assert "\n" not in str(exc)
             outcomes.add("error")
     assert "error" in outcomes
+
+
+@pytest.mark.parametrize("temporal", [0, 1])
+def test_coding_chunks_are_not_part_of_the_format(monkeypatch, temporal):
+    """A coder may evaluate a pass in any chunks (docs/bitstream.md): one grid at a time gives
+    the same bytes as whole passes, and each decodes the other's file."""
+    cfg = GridConfig(frames=4, height=24, width=40, levels=3, time_base=1, time_growth=1, context=8, temporal=temporal)
+    enc = _random_model(cfg, scale=3.0, seed=2)
+    whole, records = encode_latents(enc)
+    monkeypatch.setattr(LatentGrid, "RATE_CHUNK", 1)  # one grid (channel, slice) per chunk
+    chunked, _ = encode_latents(enc)
+    assert chunked == whole
+    dec = LatentGrid(cfg)
+    dec.load_state_dict(enc.state_dict())
+    decode_latents(dec, whole, records)
+    assert all(torch.equal(a, b) for a, b in zip(enc.latents, dec.latents))
+
+
+def test_video_time_layout_follows_the_rate(tiny_clip):
+    """Few latent slices where bits are scarce, the finer doubling layout where they are not;
+    a header without `time_growth` (files before the field) means the doubling."""
+    from inr.models.grid import FINE_TIME_BPP, level_shapes
+    from inr.models.registry import config_from_dict, get_spec
+    from inr.pipeline import build_model
+    from inr.signals import video_signal
+
+    signal = video_signal(tiny_clip)
+    pixels = signal.num_samples
+    spec = get_spec("grid")
+    low, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * FINE_TIME_BPP * pixels)
+    high, _ = build_model(spec, signal, None, None, 0, rate_bits=2 * FINE_TIME_BPP * pixels)
+    assert (low.time_base, low.time_growth, low.temporal) == (8, 1, 0)  # 8 frames: one slice a level
+    assert (high.time_base, high.time_growth, high.temporal) == (4, 2, 1)
+    assert [s[1] for s in level_shapes(low)] == [1] * low.levels
+    assert [s[1] for s in level_shapes(high)][:2] == [2, 1]
+    old = {k: v for k, v in dataclasses.asdict(high).items() if k != "time_growth"}
+    assert config_from_dict(spec, old).time_growth == 2
