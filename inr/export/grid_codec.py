@@ -35,7 +35,7 @@ from inr.device import synchronize
 from inr.errors import InrError
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
-from inr.models.grid import LatentGrid, checkerboard, frames_of, previous_slices
+from inr.models.grid import LatentGrid, checkerboard, frames_of
 
 STEER_EVERY = 8  # steps between rate measurements for lambda control
 MAX_LATENT = 1 << 15  # |latent| bound a file may declare
@@ -305,30 +305,18 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
 
 
 def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local: torch.Tensor, reverse: bool = False):
-    """The chunks of one coding pass, each (the range of the pass's (C * |slices|, H, W) grids
-    it covers, coder means, coder scales), the coded sites being the pass's checkerboard half
-    `local` of those grids. A chunk is a few time slices of one latent channel,
-    and everything the context network reads is gathered per chunk, so only one chunk's
-    inputs and parameters are ever held (a 1080p level 0 holds tens of millions of sites).
-    `levels` holds every level's values; a pass reads only those decoded before it, so its
-    chunks are independent: the encoder takes them last first (`reverse`) and a decoder
-    decodes each as soon as it is computed. A pass's symbols are its chunks' in grid-major,
-    then row-major order, however it is chunked: chunking is not part of the format."""
-    z = levels[k]
-    c, _, h, w = z.shape
-    n = len(slices)
+    """The chunks of one coding pass (`LatentGrid.context_chunks`), each (the range of the
+    pass's (C * |slices|, H, W) grids it covers, coder means, coder scales), the coded sites
+    being the pass's checkerboard half `local` of those grids. `levels` holds every level's
+    values; a pass reads only those decoded before it, so its chunks are independent: the
+    encoder takes them last first (`reverse`) and a decoder decodes each as soon as it is
+    computed. A pass's symbols are its chunks' in grid-major, then row-major order, however
+    it is chunked: chunking is not part of the format."""
     coarser = levels[k + 1] if k + 1 < len(levels) else None
-    step = max(1, model.RATE_CHUNK // (h * w))
-    starts = [(ch, i) for ch in range(c) for i in range(0, n, step)]
-    for ch, i in reversed(starts) if reverse else starts:
-        part = slices[i:i + step]
-        one = slice(ch, ch + 1)
-        up = None if coarser is None else model.coarser_at(k, coarser[one], part)
-        with torch.no_grad():
-            mean, log_scale = model.context.params(k, z[one, part].reshape(-1, h, w), up, previous_slices(z[one], part))
-        mask = local.expand_as(mean)
-        m, s = coder_params(mean[mask], log_scale[mask])
-        yield slice(ch * n + i, ch * n + i + len(part)), m, s
+    with torch.no_grad():
+        for grids, _, mean, log_scale in model.context_chunks(k, levels[k], coarser, slices, reverse):
+            mask = local.expand_as(mean)
+            yield (grids, *coder_params(mean[mask], log_scale[mask]))
 
 
 def _pass_sites(z: torch.Tensor, slices: torch.Tensor) -> torch.Tensor:
@@ -432,10 +420,10 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
             z.zero_()
         levels = [z.data for z in model.latents]  # filled pass by pass: a pass reads only what came before
         for k, slices, local in _pass_plan(model):
-            if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded
-                levels[k][:, slices] = torch.where(local, float(ranges[k][0]), levels[k][:, slices])
-                continue
             sites = _pass_sites(levels[k], slices)
+            if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded
+                sites[:, local] = float(ranges[k][0])
+                continue
             for grids, m, s in _pass_chunks(model, levels, k, slices, local):
                 sites[grids][:, local] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS")).view(-1, int(local.sum()))
     ans_finish(coder, "LATS")

@@ -64,7 +64,7 @@ class ShaciraTask(RateTask, CoordTask):
         pred = model.render_points(coords, q).float()
         mse = F.mse_loss(pred, values)
         bpp = model.rate_bits(q) / self.pixels
-        self.steer_at(step, lambda: model.rate_bits(torch.round(model.latents)))
+        self.steer_at(step, lambda: self.latent_bits(model))
         return mse + self.lam * bpp, mse
 
     @torch.no_grad()

@@ -337,16 +337,30 @@ class LatentGrid(FrameRepresentation):
             if window is not None:
                 total = total + self._window_bits(k, z, coarser, slices, window) * scale
             else:
-                up = self.coarser_at(k, coarser, slices)
-                grids = (z if slices is None else z[:, slices]).reshape(-1, h, w)
-                values, has = previous_slices(z, slices)
-                step = max(1, self.RATE_CHUNK // (h * w))
-                for i in range(0, grids.shape[0], step):
-                    part = slice(i, i + step)
-                    mean, log_scale = self.context.params(k, grids[part], None if up is None else up[part], (values[part], has[part]))
-                    total = total + laplace_bits(grids[part], mean, log_scale) * scale
+                for _, grids, mean, log_scale in self.context_chunks(k, z, coarser, slices):
+                    total = total + laplace_bits(grids, mean, log_scale) * scale
             coarser = z
         return total
+
+    def context_chunks(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None = None, reverse: bool = False):
+        """Level k's latents `z` (C, T_k, H, W) under the context model, a chunk at a time:
+        (the chunk's range among the (C * S, H, W) grids of time slices `slices` (all if
+        None), those grids, mean, log_scale). A chunk is a few slices of one latent channel,
+        at most RATE_CHUNK sites, and its context inputs (coarser level, previous slice) are
+        gathered for it alone, so memory follows a chunk, not the level (a 1080p level 0 holds
+        tens of millions of latents). The rate and the coder both read the level this way;
+        `reverse` gives the chunks last first (the ANS encoder's order)."""
+        c, t, h, w = z.shape
+        slices = torch.arange(t, device=z.device) if slices is None else slices
+        n = len(slices)
+        step = max(1, self.RATE_CHUNK // (h * w))
+        starts = [(ch, i) for ch in range(c) for i in range(0, n, step)]
+        for ch, i in reversed(starts) if reverse else starts:
+            part, one = slices[i : i + step], slice(ch, ch + 1)
+            grids = z[one, part].reshape(-1, h, w)
+            up = None if coarser is None else self.coarser_at(k, coarser[one], part)
+            mean, log_scale = self.context.params(k, grids, up, previous_slices(z[one], part))
+            yield slice(ch * n + i, ch * n + i + len(part)), grids, mean, log_scale
 
     def _window_bits(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, window) -> torch.Tensor:
         """Bits of the level-k latents that `window` reads (the cells its bilinear taps touch),
