@@ -25,6 +25,10 @@ def _random_model(cfg: GridConfig, scale: float, seed: int = 0) -> LatentGrid:
             lap = torch.distributions.Laplace(0.0, scale)
             z.copy_(torch.round(lap.sample(z.shape)))
         m.context.level_bias[:, 1] = math.log(scale)
+        if m.motion_latents is not None:
+            for p in m.motion_context.parameters():
+                p.normal_(0, 0.2)
+            m.motion_latents.copy_(torch.round(torch.distributions.Laplace(0.0, scale).sample(m.motion_latents.shape)))
     return m.eval()
 
 
@@ -41,24 +45,25 @@ def test_laplace_bits_match_a_float64_reference():
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
 
 
-@pytest.mark.parametrize("context,temporal", [(0, 0), (8, 0), (8, 1)])
-def test_latents_round_trip_bit_exactly(context, temporal):
-    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, context=context, temporal=temporal)
+@pytest.mark.parametrize("context,temporal,motion", [(0, 0, 0), (8, 0, 0), (8, 1, 0), (8, 1, 4), (0, 0, 8)])
+def test_latents_round_trip_bit_exactly(context, temporal, motion):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion)
     enc = _random_model(cfg, scale=3.0)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
     dec.load_state_dict({k: v for k, v in enc.state_dict().items()})
     with torch.no_grad():
-        for z in dec.latents:
-            z.fill_(99.0)
+        for k in range(dec.num_coded):
+            dec.coded(k).fill_(99.0)
     decode_latents(dec, payload, records)
-    for a, b in zip(enc.latents, dec.latents):
-        assert torch.equal(a, b)
+    assert len(records) == cfg.levels + bool(motion)
+    for k in range(enc.num_coded):
+        assert torch.equal(enc.coded(k), dec.coded(k))
 
 
-@pytest.mark.parametrize("frames,temporal", [(1, 0), (4, 1)])
-def test_rate_estimate_is_the_coded_size(frames, temporal):
-    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, temporal=temporal)
+@pytest.mark.parametrize("frames,temporal,motion", [(1, 0, 0), (4, 1, 0), (4, 1, 8)])
+def test_rate_estimate_is_the_coded_size(frames, temporal, motion):
+    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion)
     m = _random_model(cfg, scale=2.0, seed=1)
     payload, _ = encode_latents(m)
     with torch.no_grad():
@@ -193,17 +198,22 @@ def test_grid_starts_from_the_picture(tiny_clip):
     assert psnr(out, signal.data) > 24.0
 
 
+@pytest.mark.parametrize("kind", ["image", "video"])
 @pytest.mark.parametrize("mutator", ["crc-fixed", "header-text", "header-json"])
-def test_hostile_grid_files_end_in_one_bitstream_error(crop64, mutator):
+def test_hostile_grid_files_end_in_one_bitstream_error(crop64, tiny_clip, mutator, kind):
     """Mutations of a grid file behind valid CRCs (the LATS section and the `latents`
-    header records included) either decode or raise BitstreamError: nothing else."""
+    header records included, the video's motion fields and `motion` config too) either
+    decode or raise BitstreamError: nothing else."""
     import random
 
     from inr.export.compress import decode_bytes
     from inr.export.hostile import MUTATORS, seed_file
-    from inr.signals import image_signal
+    from inr.signals import image_signal, video_signal
 
-    valid = seed_file(image_signal(crop64[:32, :32]), "grid", 2_000)
+    signal = image_signal(crop64[:32, :32]) if kind == "image" else video_signal(tiny_clip[:4, :32, :48])
+    valid = seed_file(signal, "grid", 2_000)
+    if kind == "video":
+        assert decode_bytes(valid, torch.device("cpu"))[1]["config"]["motion"] > 0  # the fields are in the file
     rng = random.Random(0)
     outcomes = set()
     for _ in range(60):
@@ -236,21 +246,85 @@ def test_coding_chunks_are_not_part_of_the_format(monkeypatch, temporal):
 
 
 def test_video_time_layout_follows_the_rate(tiny_clip):
-    """Few latent slices where bits are scarce, the finer doubling layout where they are not;
-    a header without `time_growth` (files before the field) means the doubling."""
-    from inr.models.grid import FINE_TIME_BPP, level_shapes
+    """Without motion fields, few latent slices where bits are scarce and the finer doubling
+    layout where they are not; with them (small frames), one slice per 8 frames at every
+    level whatever the rate. A header without `time_growth` (files before the field) means
+    the doubling, one without `motion` no fields."""
+    from inr.models.grid import FINE_TIME_BPP, level_shapes, video_time_structure
     from inr.models.registry import config_from_dict, get_spec
     from inr.pipeline import build_model
     from inr.signals import video_signal
 
+    assert video_time_structure(32, 0.5 * FINE_TIME_BPP) == (8, 1)
+    assert video_time_structure(32, 2 * FINE_TIME_BPP) == (4, 2)
+    assert video_time_structure(32, 2 * FINE_TIME_BPP, motion=True) == (8, 1)
     signal = video_signal(tiny_clip)
     pixels = signal.num_samples
     spec = get_spec("grid")
     low, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * FINE_TIME_BPP * pixels)
     high, _ = build_model(spec, signal, None, None, 0, rate_bits=2 * FINE_TIME_BPP * pixels)
-    assert (low.time_base, low.time_growth, low.temporal) == (8, 1, 0)  # 8 frames: one slice a level
-    assert (high.time_base, high.time_growth, high.temporal) == (4, 2, 1)
-    assert [s[1] for s in level_shapes(low)] == [1] * low.levels
-    assert [s[1] for s in level_shapes(high)][:2] == [2, 1]
-    old = {k: v for k, v in dataclasses.asdict(high).items() if k != "time_growth"}
-    assert config_from_dict(spec, old).time_growth == 2
+    for cfg in (low, high):  # 8 frames of 96x64: motion fields, one slice a level
+        assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, 8)
+        assert [s[1] for s in level_shapes(cfg)] == [1] * cfg.levels
+    high = dataclasses.replace(high, time_base=4, temporal=1)
+    old = {k: v for k, v in dataclasses.asdict(high).items() if k not in ("time_growth", "motion")}
+    assert (config_from_dict(spec, old).time_growth, config_from_dict(spec, old).motion) == (2, 0)
+    from inr.models.grid import MOTION_MAX_PIXELS
+
+    big = dataclasses.replace(high, height=512, width=512)
+    assert big.height * big.width > MOTION_MAX_PIXELS
+    for bad in (dataclasses.replace(high, motion=5), dataclasses.replace(high, time_growth=2), big, dataclasses.replace(high, frames=1)):
+        with pytest.raises(ValueError):
+            bad.validate()
+
+
+# ------------------------------------------------------------------ motion
+def test_motion_fields_sample_where_the_content_came_from():
+    """A field of (dy, dx) = (1, 2) pixels makes a frame read its slice one row up and two
+    columns left (inside the frame: the edges clamp); zero fields render exactly what the
+    in-place blend renders."""
+    from inr.models.motion import MOTION_STEP
+
+    cfg = GridConfig(frames=2, height=16, width=24, levels=2, time_base=2, time_growth=1, motion=4)
+    m = _random_model(cfg, scale=3.0)
+    idx = torch.arange(2)
+    levels = [m.latents[k].detach().double() for k in range(cfg.levels)]
+    with torch.no_grad():
+        still = m.compensated(idx, levels, torch.zeros_like(m.motion_latents, dtype=torch.float64))
+        plain = torch.cat([m.level_features(k, z, idx) for k, z in enumerate(levels)], dim=1)
+        assert torch.allclose(still, plain, atol=1e-4)  # float32 sampling positions
+        motion = torch.zeros_like(m.motion_latents, dtype=torch.float64)
+        motion[0], motion[1] = 1 / MOTION_STEP, 2 / MOTION_STEP  # towards the lower slice (the only one here)
+        moved = m.compensated(idx, levels, motion)
+    ref = levels[0][:, 0]  # level 0 is at full resolution: (C, H, W)
+    assert torch.allclose(moved[:, :3, 1:, 2:], ref[None, :, :-1, :-2].expand(2, -1, -1, -1), atol=1e-4)
+
+
+def test_block_matching_finds_a_shift():
+    from inr.models.motion import block_match
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 70, 90, generator=g), 3, 1)[0, 0]  # (68, 88) texture
+    cur = torch.roll(ref, shifts=(3, -2), dims=(0, 1))  # cur(p) = ref(p - (3, -2))
+    d = block_match(ref, cur, cell=8, radius=6)
+    inner = d[:, 1:-1, 1:-1]
+    assert torch.equal(inner[0], torch.full_like(inner[0], 3.0)) and torch.equal(inner[1], torch.full_like(inner[1], -2.0))
+
+
+def test_motion_start_follows_a_pan():
+    """On a clip that pans one pixel a frame, the analysis start with motion fields
+    reconstructs it far better than slices blended in place (which double-expose)."""
+    from inr.metrics import psnr
+
+    g = torch.Generator().manual_seed(1)
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 40, generator=g), size=(48, 80), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    frames = torch.stack([texture[:, 4:36, 8 - t : 72 - t] for t in range(8)])  # (8, 3, 32, 64): content moves right
+    scores = {}
+    for motion in (0, 8):
+        cfg = GridConfig(frames=8, height=32, width=64, levels=3, time_base=8, time_growth=1, motion=motion)
+        m = LatentGrid(cfg)
+        m.init_from_frames(frames)
+        m.quant_mode = "round"
+        with torch.no_grad():
+            scores[motion] = float(psnr(m(torch.arange(8)).clamp(0, 1), frames))
+    assert scores[8] > scores[0] + 5, scores

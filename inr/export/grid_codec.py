@@ -199,7 +199,7 @@ class GridTask(RateTask):
         model.quant_mode = self.quant_mode()
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
         window = self._random_window(generator)
-        latents = [model.quantized(k) for k in range(model.config.levels)]
+        latents = [model.quantized(k) for k in range(model.num_coded)]
         if window is None:
             pred, target = model.synthesize(model.upsampled(idx, latents)).float(), self.frames[idx]
         else:
@@ -296,10 +296,11 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
     (anchors, then the rest), so each slice's context can read the whole previous slice;
     otherwise both passes cover every grid of the level at once."""
     plan = []
-    for k in reversed(range(model.config.levels)):
-        _, t, h, w = model.latents[k].shape
+    for k in [*reversed(range(model.config.levels)), *range(model.config.levels, model.num_coded)]:
+        _, t, h, w = model.coded(k).shape
         anchors = checkerboard(h, w)
-        groups = [torch.arange(i, i + 1) for i in range(t)] if model.config.temporal else [torch.arange(t)]
+        temporal = model.config.temporal or k >= model.config.levels  # the motion fields' context reads the previous frame's
+        groups = [torch.arange(i, i + 1) for i in range(t)] if temporal else [torch.arange(t)]
         plan += [(k, slices, local) for slices in groups for local in (anchors, ~anchors)]
     return plan
 
@@ -312,7 +313,7 @@ def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: 
     encoder takes them last first (`reverse`) and a decoder decodes each as soon as it is
     computed. A pass's symbols are its chunks' in grid-major, then row-major order, however
     it is chunked: chunking is not part of the format."""
-    coarser = levels[k + 1] if k + 1 < len(levels) else None
+    coarser = levels[k + 1] if k + 1 < model.config.levels else None
     with torch.no_grad():
         for grids, _, mean, log_scale in model.context_chunks(k, levels[k], coarser, slices, reverse):
             mask = local.expand_as(mean)
@@ -389,10 +390,10 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
     stack: passes are coded last to first, each computed when it is coded, so only one
     pass's parameters are held."""
     model.eval()
-    latents = [torch.round(z.detach()).cpu() for z in model.latents]
+    latents = [torch.round(model.coded(k).detach()).cpu() for k in range(model.num_coded)]
     records = []
     for k, z in enumerate(latents):
-        lo, hi = integer_range(z, f"latent level {k}")
+        lo, hi = integer_range(z, f"latent level {k}" if k < model.config.levels else "motion field")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
     def backwards():  # last chunk first, each computed as it is coded
         for k, slices, local in reversed(_pass_plan(model)):
@@ -406,19 +407,18 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
 
 def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
     """Fill `model.latents` from a LATS payload. Raises BitstreamError on anything odd."""
-    cfg = model.config
-    if not isinstance(records, list) or len(records) != cfg.levels:
+    if not isinstance(records, list) or len(records) != model.num_coded:
         raise BitstreamError("latent records do not match the model", part="header")
     ranges = []
     for k, rec in enumerate(records):
-        if not isinstance(rec, dict) or rec.get("shape") != list(model.latents[k].shape):
+        if not isinstance(rec, dict) or rec.get("shape") != list(model.coded(k).shape):
             raise BitstreamError("latent shape does not match the model", part="header")
         ranges.append(check_range(rec, "latent"))
     coder = ans_decoder(payload, "LATS")
     with torch.no_grad():
-        for z in model.latents:
+        levels = [model.coded(k).data for k in range(model.num_coded)]  # filled pass by pass: a pass reads only what came before
+        for z in levels:
             z.zero_()
-        levels = [z.data for z in model.latents]  # filled pass by pass: a pass reads only what came before
         for k, slices, local in _pass_plan(model):
             sites = _pass_sites(levels[k], slices)
             if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded

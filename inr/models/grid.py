@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inr.models.motion import MOTION_STEP, block_gain, block_match, sampling_grid, vector_bits, warp
 from inr.models.registry import ModelSpec, OptimDefaults, register
 from inr.models.representation import FrameRepresentation
 from inr.models.schedules import FAST, PAPER
@@ -44,6 +45,7 @@ class GridConfig:
     refine: int = 2  # residual 3x3 conv layers after the MLP
     context: int = 8  # context network width (0: factorized Laplace per level)
     temporal: int = 0  # 1: the context also sees the previous latent time slice (video)
+    motion: int = 0  # video: pixels per motion-field cell (0: slices blended in place); missing in older files
 
     def validate(self) -> None:
         """Ranges a decoder accepts before building anything (hostile headers)."""
@@ -61,10 +63,24 @@ class GridConfig:
             "refine": 0 <= self.refine <= 8,
             "context": 0 <= self.context <= 64,
             "temporal": 0 <= self.temporal <= 1,
+            # motion fields refer to the level-0 slices: every level must share that layout
+            "motion": self.motion in MOTION_CELLS and (not self.motion or (self.frames > 1 and self.time_growth == 1 and self.height * self.width <= MOTION_MAX_PIXELS)),
         }
         bad = [k for k, ok in checks.items() if not (isinstance(getattr(self, k), int) and ok)]
         if bad:
             raise ValueError(f"grid config out of range: {', '.join(bad)}")
+
+
+MOTION_CELLS = (0, 4, 8, 16, 32)
+# Motion-compensated frames are rendered whole (windows would need the latents a displacement
+# reaches): up to this many pixels a frame, two of which a training step holds.
+MOTION_MAX_PIXELS = 1 << 17
+
+
+def motion_shape(cfg: GridConfig) -> tuple[int, int, int, int]:
+    """(4, T, rows, cols) of the motion fields: (dy, dx) towards each frame's lower, then
+    upper latent slice, one field per frame, a value per `motion` x `motion` pixel cell."""
+    return (4, cfg.frames, -(-cfg.height // cfg.motion), -(-cfg.width // cfg.motion))
 
 
 # BT.601 full range: Y in [0, 1], Cb/Cr centred on 0. The pyramid is built in YCbCr because
@@ -245,10 +261,17 @@ class LatentGrid(FrameRepresentation):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.context = ContextModel(cfg.levels, cfg.context, temporal=bool(cfg.temporal))
+        if cfg.motion:
+            # (dy, dx) towards the lower and the upper slice of every frame, in MOTION_STEP
+            # units, coded after the levels with their own context model (previous frame's field)
+            self.motion_latents = nn.Parameter(torch.zeros(motion_shape(cfg)))
+            self.motion_context = ContextModel(1, cfg.context, temporal=True)
+        else:
+            self.motion_latents = None
         self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
 
     channels_last_friendly = False  # per-pixel matmuls on (B, H, W, C); see inr.fit.is_convolutional
-    side_tensors = ("latents.",)  # latents travel in section LATS (the side codec), not as weights
+    side_tensors = ("latents.", "motion_latents")  # latents travel in section LATS (the side codec), not as weights
 
     # Below this many bytes a file cannot afford the default synthesis: at 2 KB (a 256x256
     # image at 0.25 bpp) its weights and their quantization parameters took ~70 % of the file.
@@ -308,8 +331,18 @@ class LatentGrid(FrameRepresentation):
         return LatentSection()
 
     # ---------------------------------------------------------------- latents
+    @property
+    def num_coded(self) -> int:
+        """Integer tensors section LATS carries: the levels, then the motion fields if any."""
+        return self.config.levels + (self.motion_latents is not None)
+
+    def coded(self, k: int) -> torch.Tensor:
+        """Coded tensor k: latent level k (C, T_k, H_k, W_k), or for k == levels the motion
+        fields (4, T, ceil(H / cell), ceil(W / cell)), which have the same layout."""
+        return self.latents[k] if k < self.config.levels else self.motion_latents
+
     def quantized(self, k: int) -> torch.Tensor:
-        return quantize_latents(self.latents[k], self.quant_mode)
+        return quantize_latents(self.coded(k), self.quant_mode)
 
     RATE_CHUNK: ClassVar[int] = 1 << 20  # latents scored per context-network call (~200 MB of temporaries)
 
@@ -324,8 +357,14 @@ class LatentGrid(FrameRepresentation):
         ran away from its target, 0.076 bpp for a 0.1 target on Bunny.) With `window` too,
         only the latents that window reads are scored, for the same reason.
         Large levels are scored a few grids at a time, so memory does not follow the level."""
-        latents = latents if latents is not None else [self.quantized(k) for k in range(self.config.levels)]
+        latents = latents if latents is not None else [self.quantized(k) for k in range(self.num_coded)]
         total = latents[0].new_zeros(())
+        if len(latents) > self.config.levels:  # motion fields: one slice per frame, no coarser level
+            z = latents[self.config.levels]
+            slices = None if idx is None else torch.unique(idx)
+            scale = 1.0 if idx is None else z.shape[1] / slices.numel()
+            for _, grids, mean, log_scale in self.context_chunks(self.config.levels, z, None, slices):
+                total = total + laplace_bits(grids, mean, log_scale) * scale
         coarser = None
         for k in reversed(range(self.config.levels)):
             z = latents[k]
@@ -351,6 +390,7 @@ class LatentGrid(FrameRepresentation):
         tens of millions of latents). The rate and the coder both read the level this way;
         `reverse` gives the chunks last first (the ANS encoder's order)."""
         c, t, h, w = z.shape
+        context, level = (self.context, k) if k < self.config.levels else (self.motion_context, 0)
         slices = torch.arange(t, device=z.device) if slices is None else slices
         n = len(slices)
         step = max(1, self.RATE_CHUNK // (h * w))
@@ -359,7 +399,7 @@ class LatentGrid(FrameRepresentation):
             part, one = slices[i : i + step], slice(ch, ch + 1)
             grids = z[one, part].reshape(-1, h, w)
             up = None if coarser is None else self.coarser_at(k, coarser[one], part)
-            mean, log_scale = self.context.params(k, grids, up, previous_slices(z[one], part))
+            mean, log_scale = context.params(level, grids, up, previous_slices(z[one], part))
             yield slice(ch * n + i, ch * n + i + len(part)), grids, mean, log_scale
 
     def _window_bits(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, window) -> torch.Tensor:
@@ -410,8 +450,35 @@ class LatentGrid(FrameRepresentation):
     # ---------------------------------------------------------------- synthesis
     def upsampled(self, idx: torch.Tensor, latents: list[torch.Tensor], window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """(B,) frame indices -> (B, levels*C, H, W) features, or (B, levels*C, y1-y0, x1-x0)
-        of a `window` (y0, y1, x0, x1): then only the latents the window reads are touched."""
-        return torch.cat([self.level_features(k, z, idx, window) for k, z in enumerate(latents)], dim=1)
+        of a `window` (y0, y1, x0, x1): then only the latents the window reads are touched.
+        `latents` holds the levels (and may hold the motion fields after them, `coded`'s order)."""
+        levels = latents[: self.config.levels]
+        if self.motion_latents is not None:
+            if window is not None:
+                raise ValueError("a motion-compensated grid renders whole frames")
+            return self.compensated(idx, levels, latents[-1] if len(latents) > len(levels) else self.quantized(len(levels)))
+        return torch.cat([self.level_features(k, z, idx, window) for k, z in enumerate(levels)], dim=1)
+
+    def compensated(self, idx: torch.Tensor, levels: list[torch.Tensor], motion: torch.Tensor) -> torch.Tensor:
+        """Features of frames `idx` with motion: each level's lower and upper slice sampled
+        where the frame's fields say its content was (bilinear, so upsampling and warping are
+        one op), then blended by time as without motion. Every level shares the fields, in
+        pixels of the frame (validate() keeps every level on the level-0 slices)."""
+        cfg = self.config
+        m = motion[:, idx].transpose(0, 1) * MOTION_STEP  # (B, 4, rows, cols)
+        towards = [sampling_grid(m[:, :2], cfg.height, cfg.width), sampling_grid(m[:, 2:], cfg.height, cfg.width)]
+        feats = []
+        for k, z in enumerate(levels):
+            lo, hi = self.slices_for(k, idx)
+            a = self.blend_weight(k, idx)[:, None, None, None]
+            feats.append(warp(z[:, lo].transpose(0, 1), towards[0]) * (1 - a) + warp(z[:, hi].transpose(0, 1), towards[1]) * a)
+        return torch.cat(feats, dim=1)
+
+    def blend_weight(self, k: int, idx: torch.Tensor) -> torch.Tensor:
+        """(B,) weight of the upper slice of level k at frames `idx` (0 where both are one)."""
+        f = time_factor(self.config, k)
+        lo, _ = self.slices_for(k, idx)
+        return ((idx.float() + 0.5) / f - 0.5).clamp(0, self.latents[k].shape[1] - 1) - lo.float()
 
     def level_features(self, k: int, z: torch.Tensor, idx: torch.Tensor, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Level k's latents `z` (C, T_k, h, w) at frames `idx`, interpolated in time and
@@ -419,9 +486,8 @@ class LatentGrid(FrameRepresentation):
         cfg = self.config
         H, W = cfg.height, cfg.width
         y0, y1, x0, x1 = window if window is not None else (0, H, 0, W)
-        f = time_factor(cfg, k)
         lo, hi = self.slices_for(k, idx)
-        a = (((idx.float() + 0.5) / f - 0.5).clamp(0, z.shape[1] - 1) - lo.float())[None, :, None, None]
+        a = self.blend_weight(k, idx)[None, :, None, None]
         h, w = z.shape[-2:]
 
         def in_time(zc: torch.Tensor) -> torch.Tensor:  # (C, T_k, h', w') -> (B, C, h', w') at the frames
@@ -452,10 +518,10 @@ class LatentGrid(FrameRepresentation):
     RENDER_PIXELS: ClassVar[int] = 1 << 19  # pixels a no-grad render band holds features for
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        latents = [self.quantized(k) for k in range(self.config.levels)]
+        latents = [self.quantized(k) for k in range(self.num_coded)]
         cfg = self.config
         rows = max(1, self.RENDER_PIXELS // (idx.numel() * cfg.width))
-        if torch.is_grad_enabled() or rows >= cfg.height:
+        if torch.is_grad_enabled() or rows >= cfg.height or cfg.motion:
             return self.synthesize(self.upsampled(idx, latents))
         # Large frames without gradients: features and the per-pixel MLP band by band of whole
         # rows (a 1080p frame's features alone are 174 MB, its hidden layers twice that); the
@@ -486,6 +552,8 @@ class LatentGrid(FrameRepresentation):
         cfg = self.config
         if cfg.latent_channels != 3 or cfg.out_dim != 3 or cfg.hidden_layers < 1 or cfg.hidden < 6:
             return
+        if self.motion_latents is not None:
+            frames = self._start_motion(frames)
         # Streamed over frames, so memory follows a level's latents, not the clip: every
         # level's time-slice sums of the pooled signal first, then, coarsest level first, its
         # latents (those sums minus what the coarser levels already reconstruct, pooled the
@@ -545,11 +613,60 @@ class LatentGrid(FrameRepresentation):
         self._fit_rate_model()
 
     @torch.no_grad()
+    def _start_motion(self, frames: torch.Tensor) -> torch.Tensor:
+        """Block-matched motion fields (each frame against the frame nearest each of its two
+        slices' times) and the frames moved back onto the slice each is pooled into, so the
+        pyramid the start builds holds sharp slices instead of double exposures. A field a
+        frame does not use (its upper slice where both are one) stays zero: it costs nothing."""
+        cfg = self.config
+        t, _, height, width = frames.shape
+        luma = torch.einsum("j,tjhw->thw", _RGB_TO_YCC[0].to(frames.device), frames.float())
+        f, slices = time_factor(cfg, 0), self.latents[0].shape[1]
+        nearest = [min(t - 1, round((s + 0.5) * f - 0.5)) for s in range(slices)]  # frame at each slice's time
+        idx = torch.arange(t, device=frames.device)
+        (lo, hi), a = self.slices_for(0, idx), self.blend_weight(0, idx)
+        motion = torch.zeros(motion_shape(cfg), device=frames.device)
+        gain = torch.zeros(2, *motion.shape[1:], device=frames.device)  # squared error each vector removes
+        for i in range(t):
+            for r, (ref, weight) in enumerate(((nearest[lo[i]], 1 - a[i]), (nearest[hi[i]], a[i]))):
+                if weight > 0:
+                    d = torch.round(block_match(luma[ref], luma[i], cfg.motion) / MOTION_STEP) * MOTION_STEP
+                    motion[2 * r : 2 * r + 2, i] = d / MOTION_STEP
+                    gain[r, i] = block_gain(luma[ref], luma[i], d, cfg.motion) * weight  # the blend weighs the slice's share
+        self.motion_latents.copy_(motion)
+        self.motion_gain = gain  # what `retarget` weighs against the vectors' bits
+        own = (idx // f != lo).long()  # frame i is pooled into slice i // f: its lower or upper one
+        fields = motion[:, idx].transpose(0, 1).reshape(t, 2, 2, *motion.shape[-2:])[idx, own] * MOTION_STEP
+        aligned = torch.empty_like(frames, dtype=torch.float32)
+        for i in range(0, t, self.render_batch(t, height, width)):
+            part = slice(i, min(i + self.render_batch(t, height, width), t))
+            aligned[part] = warp(frames[part].float(), sampling_grid(fields[part], height, width, sign=1.0))
+        return aligned
+
+    @torch.no_grad()
+    def _prune_motion(self, step: float, entropy_bits) -> float:
+        """Zero the start's motion vectors that do not pay for their bits at latent step
+        `step` and return the fields' bits (`entropy_bits` of them). A vector stays where the
+        squared error it removed in the start exceeds lambda x its bits, lambda the slope the
+        encoder starts from at that step (2 step^2 ln2 / 6). Block matching alone spent half of
+        a 0.1 bpp budget on the fields (carphone, 176x144) and lost 2.5 dB there."""
+        m = self.motion_latents
+        gain = getattr(self, "motion_gain", None)
+        if gain is not None:
+            lam = MOTION_PRUNE * 2 * step**2 * math.log(2) / 6
+            for r in range(2):
+                fields = m[2 * r : 2 * r + 2]
+                fields.mul_(gain[r] > lam * vector_bits(fields))
+        return entropy_bits(m)
+
+    @torch.no_grad()
     def _fit_rate_model(self) -> None:
         """Per-level Laplace scales from the latents' own spread, so the first rate estimate
         is not wildly off."""
         for k, z in enumerate(self.latents):
             self.context.level_bias[k, 1] = torch.log(torch.round(z).abs().mean().clamp_min(0.05))
+        if self.motion_latents is not None:
+            self.motion_context.level_bias[0, 1] = torch.log(torch.round(self.motion_latents).abs().mean().clamp_min(0.05))
 
     @torch.no_grad()
     def retarget(self, bpp: float, pixels: int) -> float:
@@ -564,24 +681,35 @@ class LatentGrid(FrameRepresentation):
             return float("nan")
         cont = [z * old for z in self.latents]
 
-        def rate(step: float) -> float:
+        def entropy_bits(z: torch.Tensor) -> float:
             bits = 0.0
-            for z in cont:
-                for ch in z:
-                    q = torch.round(ch / step).long().flatten()
-                    counts = torch.bincount(q - q.min()).double()
-                    counts = counts[counts > 0]
-                    bits += float(-(counts * torch.log2(counts / counts.sum())).sum())
-            return bits / pixels
+            for ch in z:
+                q = torch.round(ch).long().flatten()
+                counts = torch.bincount(q - q.min()).double()
+                counts = counts[counts > 0]
+                bits += float(-(counts * torch.log2(counts / counts.sum())).sum())
+            return bits
 
-        lo, hi = math.log(2.0**-10), math.log(0.5)  # rate falls as the step grows
-        for _ in range(14):
-            mid = 0.5 * (lo + hi)
-            if rate(math.exp(mid)) > bpp:
-                lo = mid
-            else:
-                hi = mid
-        step = math.exp(hi)
+        def rate(step: float) -> float:
+            return sum(entropy_bits(z / step) for z in cont) / pixels
+
+        def solve(bpp: float) -> float:
+            lo, hi = math.log(2.0**-10), math.log(0.5)  # rate falls as the step grows
+            for _ in range(14):
+                mid = 0.5 * (lo + hi)
+                if rate(math.exp(mid)) > bpp:
+                    lo = mid
+                else:
+                    hi = mid
+            return math.exp(hi)
+
+        step = solve(bpp)
+        if self.motion_latents is not None:
+            # the fields' bits come out of the same budget: prune them at the step the latents
+            # would get alone, give the latents what is left, prune again at their coarser step
+            fields = self._prune_motion(step, entropy_bits)
+            step = solve(max(bpp - fields / pixels, 0.5 * bpp))
+            self._prune_motion(step, entropy_bits)
         for z, c in zip(self.latents, cont):
             z.copy_(c / step)
         self.synthesis[0].weight.mul_(step / old)
@@ -598,22 +726,35 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
     cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
+    if t > 1 and h * w <= MOTION_MAX_PIXELS:
+        cfg = dataclasses.replace(cfg, motion=MOTION_CELL)
     return with_time_structure(cfg, None)
 
 
 def with_time_structure(cfg: GridConfig, bpp: float | None) -> GridConfig:
     """`cfg` with the temporal layout `video_time_structure` picks for its length and rate."""
-    time_base, time_growth = video_time_structure(cfg.frames, bpp)
+    time_base, time_growth = video_time_structure(cfg.frames, bpp, motion=bool(cfg.motion))
     temporal = int(cfg.frames > time_base)  # more than one latent slice per level: a previous slice to read
     return dataclasses.replace(cfg, time_base=time_base, time_growth=time_growth, temporal=temporal)
 
+
+# Pixels per motion-field cell of a new encode. Block matching on the tuning clip (Bunny
+# 96-127, one slice per 8 frames) put the ceiling at 35.8 dB with 8-pixel cells, 34.0 with 16
+# (29.8 blending the slices' frames in place); trained for 60 s at 0.2 bpp with the fields
+# not paid for, 32.8 and 31.7 dB vs 30.6 without motion; paid for, 16-pixel cells tied with 8.
+MOTION_CELL = 8
+# x lambda: the bar a start's motion vector must clear (`_prune_motion`). The pixel-domain
+# gain of block matching overstates what a vector is worth to a coarse pyramid: on the
+# tuning clips (carphone / Bunny) at 0.1 bpp, one slice per 8 frames, 1x gave 28.06 / 27.89 dB
+# and 4x 29.05 / 28.70; at 0.4 bpp the two tie (34.53 / 34.27 vs 34.40 / 34.15).
+MOTION_PRUNE = 4.0
 
 # Below this latent rate (bits per pixel) a video's latents get one time slice per 8 frames
 # at every level; from it, one per 4 frames at the finest level, doubling at each coarser one.
 FINE_TIME_BPP = 0.25
 
 
-def video_time_structure(frames: int, bpp: float | None = None) -> tuple[int, int]:
+def video_time_structure(frames: int, bpp: float | None = None, motion: bool = False) -> tuple[int, int]:
     """(time_base, time_growth) of a new encode at `bpp` (None: not known, the finer layout).
 
     Measured at 60 s on two clips the defaults are not reported on (Bunny frames 96-127 at
@@ -624,9 +765,18 @@ def video_time_structure(frames: int, bpp: float | None = None) -> tuple[int, in
     at every level won once, carphone at 0.2 bpp by 0.6 dB, and lost up to 2.2 dB elsewhere.)
     Few latents train better where bits are scarce; where they are not, temporal detail
     pays. The reports (Bunny 1-32 and carphone 1-32, never used here) said the same when f8
-    was tried everywhere: up to 1.5 dB gained below 0.2 bpp, up to 1.2 dB lost at 0.4."""
+    was tried everywhere: up to 1.5 dB gained below 0.2 bpp, up to 1.2 dB lost at 0.4.
+
+    With `motion` fields (small frames) every level has one slice per 16 frames below
+    FINE_TIME_BPP and per 8 from it: the fields carry what moves, so fewer slices pay. Same
+    clips, carphone / Bunny, dB at 0.1, 0.2, 0.4 bpp: no motion (the layouts above) 28.29 /
+    28.37, 29.57 / 30.52, 31.66 / 31.46; f8 with motion 28.06 / 27.89, 32.17 / 31.77, 34.53 /
+    34.27; f16 with motion (the start's vectors pruned at 4x lambda) 29.83 / 29.53, 32.84 /
+    32.59, 33.74 / 34.00."""
     if frames == 1:
         return 1, 1
+    if motion:
+        return min(16 if bpp is not None and bpp < FINE_TIME_BPP else 8, frames), 1
     if bpp is not None and bpp < FINE_TIME_BPP:
         return min(8, frames), 1
     return min(4, frames), 2
@@ -645,7 +795,7 @@ register(
         model_cls=LatentGrid,
         signals=("image", "video"),
         description="Cool-chic/C3: quantized latent grid pyramid + tiny synthesis, trained for rate and distortion",
-        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0),), fast=FAST["grid"], paper=PAPER["grid"]),
+        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0), ("motion_latents", 10.0)), fast=FAST["grid"], paper=PAPER["grid"]),
         adapt=_adapt,
         width_field="hidden",
     )
