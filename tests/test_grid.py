@@ -266,6 +266,10 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
     for cfg in (low, high):  # 8 frames of 96x64: motion fields, one slice a level
         assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, 8)
         assert [s[1] for s in level_shapes(cfg)] == [1] * cfg.levels
+    from inr.models.grid import MOTION_MIN_BPP
+
+    scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * MOTION_MIN_BPP * pixels)
+    assert scarce.motion == 0  # too few bits for motion fields
     high = dataclasses.replace(high, time_base=4, temporal=1)
     old = {k: v for k, v in dataclasses.asdict(high).items() if k not in ("time_growth", "motion")}
     assert (config_from_dict(spec, old).time_growth, config_from_dict(spec, old).motion) == (2, 0)

@@ -4,8 +4,10 @@ and decoded per pixel by a tiny synthesis network, trained for distortion + lamb
 One module serves images and videos: an image is a one-frame video. Level k holds
 `latent_channels` grids of (T_k, ceil(H / 2^k), ceil(W / 2^k)) integers, T_k = ceil(T / f_k)
 with the temporal factor f_k = min(T, time_base * time_growth^k): one latent slice per
-`time_base` frames at every level (time_growth 1, what encoders write now), or ever fewer
-at the coarser levels (time_growth 2, the files written before). The latents are
+`time_base` frames at every level (time_growth 1), or ever fewer at the coarser levels
+(time_growth 2). A video with small frames also has motion fields (`motion`, see
+`inr/models/motion.py`): per frame, a coarse displacement towards each of the two slices it
+blends, so a moving edge is read where it was rather than double-exposed. The latents are
 entropy-coded under a Laplace model whose (mean, scale) come from a small context network
 over already-decoded neighbours (checkerboard order: see `inr/export/grid_codec.py`), so
 the rate the loss sees is the rate the file pays.
@@ -283,7 +285,10 @@ class LatentGrid(FrameRepresentation):
 
     @classmethod
     def config_for_rate(cls, cfg: GridConfig, bits: float) -> GridConfig:
-        cfg = with_time_structure(cfg, bits / (cfg.frames * cfg.height * cfg.width))
+        bpp = bits / (cfg.frames * cfg.height * cfg.width)
+        if bpp < MOTION_MIN_BPP:
+            cfg = dataclasses.replace(cfg, motion=0)
+        cfg = with_time_structure(cfg, bpp)
         if bits / 8 < cls.SMALL_FILE_BYTES:
             return dataclasses.replace(cfg, hidden=min(cfg.hidden, 12), hidden_layers=min(cfg.hidden_layers, 1))
         return cfg
@@ -467,11 +472,19 @@ class LatentGrid(FrameRepresentation):
         cfg = self.config
         m = motion[:, idx].transpose(0, 1) * MOTION_STEP  # (B, 4, rows, cols)
         towards = [sampling_grid(m[:, :2], cfg.height, cfg.width), sampling_grid(m[:, 2:], cfg.height, cfg.width)]
+        lo, hi = self.slices_for(0, idx)  # validate(): every level on the level-0 slices
+        a = self.blend_weight(0, idx)[:, None, None, None]
+        # frames that read an upper slice at all (the others' upper share is exactly zero: not
+        # computed); all of them when shapes are checked on the meta device, which has no values
+        both = None if a.is_meta else torch.nonzero(a.flatten() > 0).flatten()
         feats = []
-        for k, z in enumerate(levels):
-            lo, hi = self.slices_for(k, idx)
-            a = self.blend_weight(k, idx)[:, None, None, None]
-            feats.append(warp(z[:, lo].transpose(0, 1), towards[0]) * (1 - a) + warp(z[:, hi].transpose(0, 1), towards[1]) * a)
+        for z in levels:
+            x = warp(z[:, lo].transpose(0, 1), towards[0]) * (1 - a)
+            if both is None:
+                x = x + warp(z[:, hi].transpose(0, 1), towards[1]) * a
+            elif both.numel():
+                x = x.index_add(0, both, warp(z[:, hi[both]].transpose(0, 1), towards[1][both]) * a[both])
+            feats.append(x)
         return torch.cat(feats, dim=1)
 
     def blend_weight(self, k: int, idx: torch.Tensor) -> torch.Tensor:
@@ -748,6 +761,13 @@ MOTION_CELL = 8
 # tuning clips (carphone / Bunny) at 0.1 bpp, one slice per 8 frames, 1x gave 28.06 / 27.89 dB
 # and 4x 29.05 / 28.70; at 0.4 bpp the two tie (34.53 / 34.27 vs 34.40 / 34.15).
 MOTION_PRUNE = 4.0
+# Below this rate a video gets no motion fields. At 0.05 bpp (carphone 60-91, 60 s) the fit
+# with fields ran away: the zero vectors drifted across the rounding threshold (Adam moves
+# every parameter by about its learning rate), the rate doubled within 8 steps, lambda rose a
+# thousandfold and the latents collapsed (21.2 dB at 0.032 bpp, vs 26.2 dB at 0.053 without
+# fields). Freezing the zero vectors avoided that but cost 1-5 dB at 0.2 bpp; a slower
+# learning rate for the fields lost their gain. At 0.1 bpp fields win (see video_time_structure).
+MOTION_MIN_BPP = 0.075
 
 # Below this latent rate (bits per pixel) a video's latents get one time slice per 8 frames
 # at every level; from it, one per 4 frames at the finest level, doubling at each coarser one.
