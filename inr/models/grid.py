@@ -669,7 +669,7 @@ class LatentGrid(FrameRepresentation):
             lam = MOTION_PRUNE * 2 * step**2 * math.log(2) / 6
             for r in range(2):
                 fields = m[2 * r : 2 * r + 2]
-                fields.mul_(gain[r] > lam * vector_bits(fields))
+                fields.mul_(gain[r].to(fields.device) > lam * vector_bits(fields))  # (the start may have run on another device)
         return entropy_bits(m)
 
     @torch.no_grad()
