@@ -294,7 +294,8 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
 
     Levels coarsest first. A temporal model decodes a level one time slice at a time
     (anchors, then the rest), so each slice's context can read the whole previous slice;
-    otherwise both passes cover every grid of the level at once."""
+    otherwise both passes cover every grid of the level at once. Motion fields, if any, come
+    after the finest level, one frame at a time like a temporal level."""
     plan = []
     for k in [*reversed(range(model.config.levels)), *range(model.config.levels, model.num_coded)]:
         _, t, h, w = model.coded(k).shape
@@ -496,9 +497,10 @@ def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
     the synthesis it was built with faster than the remaining ones repair it (seen: a 24x24
     crop ending at 20 dB from a 63 dB start). A fit must never return less than it began with."""
     (begun, weights), (ended, _) = start, _evaluated(model, task)
-    # no more bits than the fit's end, or than the target leaves the latents (a start inside
-    # the target that the fit merely made cheaper is still the better file: this test once
-    # compared with the end's rate alone, and a test's 24x24 crop kept a 24 dB end over a 60 dB start one run in five)
+    # The start may cost no more than the fit's end, or than the target leaves the latents: a
+    # start inside the target that the fit merely made cheaper is still the better file.
+    # Compared with the end's rate alone, a 24x24 crop kept a 24 dB end over a 60 dB start
+    # about one run in five (tests/test_grid.py::test_a_fit_never_ends_below_its_start).
     allowed = ended["latent_bpp_estimate"] * 1.001
     if task.target.bpp is not None:
         allowed = max(allowed, task.target.bpp - task.overhead_bpp)
