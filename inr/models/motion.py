@@ -50,7 +50,8 @@ def block_match(ref: torch.Tensor, cur: torch.Tensor, cell: int, radius: int = 1
     such that cur(p) ~ ref(p - d): an exhaustive search of +-`radius` pixels on luma-like
     (H, W) planes, by mean absolute difference. `bias` per pixel of displacement keeps flat
     and static blocks at zero, where a search would otherwise pick noise. A start for
-    training, which refines the fields to quarter pixels; 0.07 s per pair at 320x180."""
+    training, which refines the fields as floats (the file keeps multiples of MOTION_STEP);
+    0.07 s per pair at 320x180."""
     h, w = ref.shape
     hm, wm = -(-h // cell), -(-w // cell)
     padded = F.pad(ref[None, None].float(), (radius,) * 4, mode="replicate")
