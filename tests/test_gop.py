@@ -79,6 +79,33 @@ def test_default_gops_follow_the_memory_budget():
     assert peak_bytes(10, 100, 100, 0) < peak_bytes(20, 100, 100, 0)
 
 
+def test_the_time_budget_holds_for_the_whole_encode_of_sequential_gops():
+    """Each GOP spends 5 s besides its fit (reading, decoding, scoring): the later GOPs' fits
+    give that back, so four GOPs of a 100 s budget end at 100 s, not 120 s."""
+    from video.gop_encode import TimeShare
+
+    now = [0.0]
+    share = TimeShare(100.0, 40, 40, 4, clock=lambda: now[0])
+    given = []
+    for _ in range(4):
+        given.append(share.next(10))
+        now[0] += given[-1] + 5.0
+        share.done(10)
+    assert given[0] == pytest.approx(25.0)  # nothing measured yet: its fixed share
+    assert given[1] == pytest.approx((70.0 - 3 * 5.0) / 3)  # 70 s left, 5 s for each GOP to come
+    assert now[0] == pytest.approx(100.0)
+    assert TimeShare(None, 40, 40, 4).next(10) is None
+    # a budget the overheads alone exceed: each fit still gets a quarter of its fixed share
+    now[0] = 0.0
+    tight = TimeShare(20.0, 40, 40, 4, clock=lambda: now[0])
+    tight.next(10)
+    now[0] += 30.0
+    tight.done(10)
+    assert tight.next(10) == pytest.approx(0.25 * 5.0)
+    # resumed: the finished half of the clip spent its half of the budget before
+    assert TimeShare(100.0, 20, 40, 2, clock=lambda: 0.0).next(10) == pytest.approx(25.0)
+
+
 def _peak_python_bytes(fn) -> int:
     tracemalloc.start()
     try:

@@ -20,6 +20,7 @@ encoder, which asks a family for the few hooks its docstring lists.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ class RateTarget:
             raise InrError("--bpp must be positive")
 
 
+log = logging.getLogger("inr.rate")
 TRAIN_PIXELS = 1 << 18  # pixels a training step renders: larger frames are trained on windows
 EVAL_PIXELS = 1 << 23  # pixels the encoder's own evaluations render (all frames of a small clip)
+WEIGHT_EVAL_PIXELS = 1 << 21  # pixels each weight-depth candidate renders (a 320x180x32 clip whole, a 1080p frame)
 
 
 class RateTask:
@@ -97,8 +100,8 @@ class RateTask:
         progress = self.state.progress if self.state is not None else 0.0
         return "noise" if progress < self.target.noise_fraction else "ste"
 
-    def eval_frames(self) -> list[int] | None:
-        """Frames the encoder's own evaluations render (None: all)."""
+    def eval_frames(self, pixels: int = EVAL_PIXELS) -> list[int] | None:
+        """Frames the encoder's own evaluations render, about `pixels` of them (None: all)."""
         return None
 
     @torch.no_grad()
@@ -175,16 +178,16 @@ class GridTask(RateTask):
         """The signal as `reconstruct` returns it: (T, H, W, C)."""
         return self.frames.permute(0, 2, 3, 1)
 
-    def eval_frames(self) -> list[int] | None:
+    def eval_frames(self, pixels: int = EVAL_PIXELS) -> list[int] | None:
         """Frames the encoder's own evaluations (the start-vs-end check, the weight depth
-        choice) render: all (None) up to EVAL_PIXELS, else as many as fit, spread over the
+        choice) render: all (None) up to `pixels`, else as many as fit, spread over the
         clip. At 1080p a frame takes about half a second to render on two cores, and these
         evaluations are run seven times; the report's quality is measured on the whole file."""
         per_frame = self.height * self.width
         n = self.num_frames
-        if n * per_frame <= EVAL_PIXELS:
+        if n * per_frame <= pixels:
             return None
-        count = max(1, EVAL_PIXELS // per_frame)
+        count = max(1, pixels // per_frame)
         return sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)})
 
     def _random_window(self, generator: torch.Generator) -> tuple[int, int, int, int] | None:
@@ -459,7 +462,10 @@ def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: 
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().clone() for n in names}
     best: tuple[float, int] | None = None
-    frames = task.eval_frames()  # a long 1080p GOP rendered five times would cost more than its training
+    # A GOP of 1080p frames rendered five times would cost more than its training (ten of a
+    # 12-frame GOP's 36 s with four frames a candidate): the depth is a choice for the whole
+    # network, which a frame's worth of pixels judges as well.
+    frames = task.eval_frames(WEIGHT_EVAL_PIXELS)
     # A large GOP's latents are scored once, with the float weights: there the network is a
     # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
     fixed_bits = None if frames is None else task.latent_bits(model)
@@ -508,6 +514,42 @@ def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
         model.load_state_dict(weights)
         return begun
     return ended
+
+
+RATE_SLACK = 1.03  # a fit's end above its target by more than this is coarsened to it
+
+
+def settle_rate(model, task: RateTask, metrics: dict) -> dict:
+    """The end of a fit whose rate lambda control did not bring down to the target (a 1080p
+    GOP trains a dozen steps in its share of the budget; a 30 s fit of a small clip ran 15 %
+    over) made coarser until it is there: `model.coarsen(factor)` (families without it keep
+    their rate), the factor found by a secant on log-rate over log-factor, measured under the
+    file's own rate model. Returns the metrics of what the file will hold."""
+    if task.target.bpp is None or not hasattr(model, "coarsen"):
+        return metrics
+    want = max(task.target.bpp - task.overhead_bpp, 0.1 * task.target.bpp)
+    rate = metrics["latent_bpp_estimate"]
+    if rate <= want * RATE_SLACK:
+        return metrics
+    tried = [(0.0, rate)]  # (log factor from the fit's end, latent bpp)
+    log_f, slope = 0.0, 1.0  # rate ~ factor^-slope: a first guess, then measured
+    for _ in range(4):
+        step = math.log(tried[-1][1] / want) / slope
+        model.coarsen(math.exp(step))
+        log_f += step
+        tried.append((log_f, task.latent_bits(model) / task.pixels))
+        (f0, r0), (f1, r1) = tried[-2], tried[-1]
+        if want * 0.95 <= r1 <= want * RATE_SLACK:
+            break
+        if r0 != r1 and f0 != f1:
+            slope = min(max(math.log(r0 / r1) / (f1 - f0), 0.2), 5.0)
+    fits = [t for t in tried if t[1] <= want * RATE_SLACK]
+    goal = min(fits)[0] if fits else max(tried)[0]  # the least coarsening that fits
+    if goal != log_f:
+        model.coarsen(math.exp(goal - log_f))
+    log.debug("rate settled: latents %.4f -> %.4f bpp (want %.4f), step x%.3f, %d rate passes", rate, dict(tried)[goal], want, math.exp(goal), len(tried) - 1)
+    model.quant_mode = "round"
+    return {**task.evaluate(model, reconstruction=False), "settled_factor": math.exp(goal)}
 
 
 @dataclass
@@ -564,7 +606,7 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     trainer = Trainer(model, task, fit, spec.optim, device)
     phase("fit")
     state = trainer.run(callback=callback)
-    float_metrics = _keep_the_better(model, task, start)
+    float_metrics = settle_rate(model, task, _keep_the_better(model, task, start))
 
     phase("code")
 
