@@ -332,3 +332,49 @@ def test_motion_start_follows_a_pan():
         with torch.no_grad():
             scores[motion] = float(psnr(m(torch.arange(8)).clamp(0, 1), frames))
     assert scores[8] > scores[0] + 5, scores
+
+
+def test_the_rate_model_scale_codes_sparse_integers_in_the_fewest_bits():
+    """The per-level Laplace scale the start is coded with: the best of a float64 grid search
+    to within a hundredth of a bit per latent, and far below the mean-magnitude scale it
+    replaced where nearly all latents are zero (a lone +-1 cost 15 bits there)."""
+    from inr.models.grid import best_log_scale
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.where(torch.rand(30_000, generator=g) < 0.97, 0.0, torch.randint(1, 3, (30_000,), generator=g).float())
+    q = q * torch.where(torch.rand(30_000, generator=g) < 0.5, -1.0, 1.0)
+    s, bits = best_log_scale(q)
+    x = q.double()
+
+    def ref(log_scale: float) -> float:
+        return float(laplace_bits(x, torch.zeros((), dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64)))
+
+    grid = min(ref(v) for v in np.linspace(-4, 8, 601))
+    assert bits == pytest.approx(ref(s), rel=1e-4)
+    assert bits <= grid + 0.01 * q.numel()
+    old = ref(math.log(max(float(q.abs().mean()), 0.05)))
+    assert bits < 0.75 * old
+
+
+def test_a_fit_that_ends_above_its_rate_is_coarsened_to_it(tiny_clip):
+    """A fit too short for lambda control (here none at all: the analysis start at four times
+    the target) ends at its target under the file's rate model, with the picture still close."""
+    from inr.export.grid_codec import RATE_SLACK, RateTarget, settle_rate
+    from inr.models import get_spec
+    from inr.pipeline import build_model
+    from inr.signals import video_signal
+
+    signal = video_signal(tiny_clip)
+    _, model = build_model(get_spec("grid"), signal, None, None, 0)
+    task = model.rate_task(signal, torch.device("cpu"), RateTarget(bpp=0.5))
+    model.start_at_rate(2.0, task.pixels)
+    model.quant_mode = "round"
+    before = task.evaluate(model, reconstruction=False)
+    assert before["latent_bpp_estimate"] > 1.5
+    after = settle_rate(model, task, before)
+    want = 0.5 - task.overhead_bpp
+    assert 0.9 * want <= after["latent_bpp_estimate"] <= RATE_SLACK * want
+    assert after["latent_bpp_estimate"] == pytest.approx(task.latent_bits(model) / task.pixels)
+    assert after["settled_factor"] > 1.0 and 18.0 < after["psnr"] < before["psnr"]
+    # a fit already at its rate is left alone
+    assert settle_rate(model, task, after) is after

@@ -517,6 +517,7 @@ def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
 
 
 RATE_SLACK = 1.03  # a fit's end above its target by more than this is coarsened to it
+SETTLE_PASSES = 8  # rate passes the coarsening may take (one or two when 20 % over)
 
 
 def settle_rate(model, task: RateTask, metrics: dict) -> dict:
@@ -531,23 +532,31 @@ def settle_rate(model, task: RateTask, metrics: dict) -> dict:
     rate = metrics["latent_bpp_estimate"]
     if rate <= want * RATE_SLACK:
         return metrics
-    tried = [(0.0, rate)]  # (log factor from the fit's end, latent bpp)
-    log_f, slope = 0.0, 1.0  # rate ~ factor^-slope: a first guess, then measured
-    for _ in range(4):
-        step = math.log(tried[-1][1] / want) / slope
-        model.coarsen(math.exp(step))
-        log_f += step
-        tried.append((log_f, task.latent_bits(model) / task.pixels))
-        (f0, r0), (f1, r1) = tried[-2], tried[-1]
-        if want * 0.95 <= r1 <= want * RATE_SLACK:
+    # Secant steps on log-rate over log-factor, kept inside the bracket of a factor known too
+    # fine and one known to fit (bisection when a step leaves it): the rate falls slowly while
+    # the step is below the latents' spread, then fast, so a plain secant overshoots.
+    tried = {0.0: rate}  # log factor from the fit's end -> latent bpp
+    low, high = 0.0, None  # too fine; fits
+    at, slope = 0.0, 1.0  # where the model is now; rate ~ factor^-slope, a first guess
+    for _ in range(SETTLE_PASSES):
+        guess = low + math.log(tried[low] / want) / slope
+        if high is not None and not low < guess < high:
+            guess = 0.5 * (low + high)
+        model.coarsen(math.exp(guess - at))
+        at = guess
+        tried[at] = task.latent_bits(model) / task.pixels
+        if tried[at] <= want * RATE_SLACK:
+            high = at if high is None else min(high, at)
+        else:
+            low = max(low, at)
+        if want * 0.95 <= tried[at] <= want * RATE_SLACK:
             break
-        if r0 != r1 and f0 != f1:
-            slope = min(max(math.log(r0 / r1) / (f1 - f0), 0.2), 5.0)
-    fits = [t for t in tried if t[1] <= want * RATE_SLACK]
-    goal = min(fits)[0] if fits else max(tried)[0]  # the least coarsening that fits
-    if goal != log_f:
-        model.coarsen(math.exp(goal - log_f))
-    log.debug("rate settled: latents %.4f -> %.4f bpp (want %.4f), step x%.3f, %d rate passes", rate, dict(tried)[goal], want, math.exp(goal), len(tried) - 1)
+        if high is not None and tried[low] != tried[high]:
+            slope = max(math.log(tried[low] / tried[high]) / (high - low), 0.05)
+    goal = high if high is not None else at  # the least coarsening that fits
+    if goal != at:
+        model.coarsen(math.exp(goal - at))
+    log.debug("rate settled: latents %.4f -> %.4f bpp (want %.4f), step x%.3f, %d rate passes", rate, tried[goal], want, math.exp(goal), len(tried) - 1)
     model.quant_mode = "round"
     return {**task.evaluate(model, reconstruction=False), "settled_factor": math.exp(goal)}
 
