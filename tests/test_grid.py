@@ -378,3 +378,48 @@ def test_a_fit_that_ends_above_its_rate_is_coarsened_to_it(tiny_clip):
     assert after["settled_factor"] > 1.0 and 18.0 < after["psnr"] < before["psnr"]
     # a fit already at its rate is left alone
     assert settle_rate(model, task, after) is after
+
+
+class _Coarsened:
+    """A stand-in model whose latent rate is `rate(factor)`: settle_rate's search alone."""
+
+    def __init__(self, rate):
+        self.factor, self.rate, self.passes, self.quant_mode = 1.0, rate, 0, "round"
+
+    def coarsen(self, factor: float) -> None:
+        self.factor *= factor
+
+
+class _RateOnlyTask:
+    def __init__(self, bpp: float):
+        from inr.export.grid_codec import RateTarget
+
+        self.target, self.overhead_bpp, self.pixels = RateTarget(bpp=bpp), 0.0, 1
+
+    def latent_bits(self, model) -> float:
+        model.passes += 1
+        return model.rate(model.factor)
+
+    def evaluate(self, model, reconstruction=False) -> dict:
+        return {"psnr": 30.0, "latent_bpp_estimate": model.rate(model.factor)}
+
+
+@pytest.mark.parametrize("rate, factor", [(lambda f: 0.2 / f**1.5, 2 ** (2 / 3)), (lambda f: 0.05 + 0.3 / f**3, 3 ** (1 / 3))])
+def test_rate_settling_finds_the_least_coarsening_that_fits(rate, factor):
+    from inr.export.grid_codec import RATE_SLACK, SETTLE_PASSES, settle_rate
+
+    model, task = _Coarsened(rate), _RateOnlyTask(0.1)
+    out = settle_rate(model, task, {"latent_bpp_estimate": rate(1.0)})
+    assert 0.095 <= out["latent_bpp_estimate"] <= 0.1 * RATE_SLACK
+    assert model.factor == pytest.approx(out["settled_factor"]) and model.factor >= factor * 0.97
+    assert model.passes <= SETTLE_PASSES
+
+
+def test_rate_settling_stops_at_its_cap_when_the_rate_does_not_fall():
+    """Motion fields and weights are not coarsened: a target they alone exceed must not
+    coarsen the latents without end."""
+    from inr.export.grid_codec import MAX_COARSEN, settle_rate
+
+    model = _Coarsened(lambda f: 0.2)
+    settle_rate(model, _RateOnlyTask(0.1), {"latent_bpp_estimate": 0.2})
+    assert model.factor == pytest.approx(MAX_COARSEN) and model.passes <= 2

@@ -286,6 +286,11 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
         raise InrError(f"{path}: ffmpeg gave fewer frames than probed; {n - len(missing)} of {n} GOPs encoded")
     done_files = [work / f"gop_{i:05d}.inr" for i in range(n)]
     encode_seconds = time.perf_counter() - t0
+    if opts.fit.seconds is not None and encode_seconds > 1.15 * opts.fit.seconds:
+        log.warning(
+            "the encode took %.0f s of a %.0f s budget: reading, decoding and scoring each of %d GOPs cost more than the budget left their fits",
+            encode_seconds, opts.fit.seconds, n,
+        )
     reports = [json.loads((work / f"gop_{i:05d}.json").read_text()) for i in range(n)]
     header = json.loads(json.dumps({**meta, "source": Path(path).name}))
     signal = {"kind": "video", "shape": [total, size[0], size[1], 3], **header}

@@ -518,14 +518,17 @@ def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
 
 RATE_SLACK = 1.03  # a fit's end above its target by more than this is coarsened to it
 SETTLE_PASSES = 8  # rate passes the coarsening may take (one or two when 20 % over)
+MAX_COARSEN = 16.0  # the most a fit's latent step may be multiplied by to meet its rate
 
 
 def settle_rate(model, task: RateTask, metrics: dict) -> dict:
     """The end of a fit whose rate lambda control did not bring down to the target (a 1080p
     GOP trains a dozen steps in its share of the budget; a 30 s fit of a small clip ran 15 %
     over) made coarser until it is there: `model.coarsen(factor)` (families without it keep
-    their rate), the factor found by a secant on log-rate over log-factor, measured under the
-    file's own rate model. Returns the metrics of what the file will hold."""
+    their rate), the factor found by a bracketed secant on log-rate over log-factor, measured
+    under the file's own rate model, and at most MAX_COARSEN (what cannot be coarsened, the
+    motion fields and the network, may alone exceed a target). Returns the metrics of what
+    the file will hold."""
     if task.target.bpp is None or not hasattr(model, "coarsen"):
         return metrics
     want = max(task.target.bpp - task.overhead_bpp, 0.1 * task.target.bpp)
@@ -539,11 +542,13 @@ def settle_rate(model, task: RateTask, metrics: dict) -> dict:
     low, high = 0.0, None  # too fine; fits
     at, slope = 0.0, 1.0  # where the model is now; rate ~ factor^-slope, a first guess
     for _ in range(SETTLE_PASSES):
-        guess = low + math.log(tried[low] / want) / slope
+        guess = min(low + math.log(tried[low] / want) / slope, math.log(MAX_COARSEN))
         if high is not None and not low < guess < high:
             guess = 0.5 * (low + high)
+        if guess <= at and high is None:  # at the cap and still over: the coarsest it may be
+            break
         model.coarsen(math.exp(guess - at))
-        at = guess
+        before, at = low, guess
         tried[at] = task.latent_bits(model) / task.pixels
         if tried[at] <= want * RATE_SLACK:
             high = at if high is None else min(high, at)
@@ -551,8 +556,10 @@ def settle_rate(model, task: RateTask, metrics: dict) -> dict:
             low = max(low, at)
         if want * 0.95 <= tried[at] <= want * RATE_SLACK:
             break
-        if high is not None and tried[low] != tried[high]:
-            slope = max(math.log(tried[low] / tried[high]) / (high - low), 0.05)
+        # the slope through the bracket's ends, or through the last two points still too fine
+        a, b = (low, high) if high is not None else (before, low)
+        if a != b:
+            slope = max(math.log(tried[a] / tried[b]) / (b - a), 0.05)
     goal = high if high is not None else at  # the least coarsening that fits
     if goal != at:
         model.coarsen(math.exp(goal - at))
