@@ -285,3 +285,16 @@ def test_server_encode_job_takes_the_gop_path_and_shows_gop_progress(clip12, tmp
     assert "output.inr" in artifacts and gopfile.open_index(out / "output.inr").version == 2
     assert {"GOP 1/3 fit", "GOP 3/3 fit"} <= set(phases)
     assert (out / "decoded.mp4").is_file()
+
+
+def test_a_long_1080p_gop_index_is_not_refused_for_its_whole_size():
+    """A GOP file decodes a GOP at a time: its index may describe 600 1080p frames (3.7e9
+    output values, over the one-file limit of 2^30); each GOP's own header still has that
+    limit. The first 600-frame 1080p file was written and then refused by `inr decode`."""
+    from inr.export.schema import LIMITS
+
+    signal = {"kind": "video", "shape": [600, 1080, 1920, 3], "fps": 25.0}
+    assert 600 * 1080 * 1920 * 3 > LIMITS["output_values"]
+    header = {"signal": signal, "model": "grid", "gops": [{"start": 12 * i, "frames": 12, "bytes": 100} for i in range(50)]}
+    gops = gopfile.check_index(header, 50, 50 * 100, 64)
+    assert len(gops) == 50 and gops[-1].start == 588

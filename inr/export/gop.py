@@ -104,7 +104,7 @@ def check_index(header: dict, count: int, payload_bytes: int, index_len: int) ->
     signal = header["signal"]
     if not isinstance(signal, dict) or signal.get("kind") != "video":
         raise BitstreamError("GOP index signal must be a video", part="header")
-    schema.check_signal(signal)
+    schema.check_signal(signal, streamed=True)
     if not isinstance(header["model"], str) or len(header["model"]) > 64:
         raise BitstreamError("GOP index model must be a short string", part="header")
     records = header["gops"]
