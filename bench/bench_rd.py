@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 from common import ROOT, print_table, write_json  # noqa: I001
 from inr.device import select_device
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--crf", default="23,28,33,38,43,48")
     ap.add_argument("--quality", default="5,10,20,30,40,50,60,70,80,90")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--keep-points", action="store_true", help="reuse the points an earlier run left (same settings, possibly other code)")
     args = ap.parse_args()
     path, kind = CLIPS[args.clip]
     runs = []
@@ -53,7 +55,12 @@ def main() -> None:
             seconds=seconds,
             read=ReadOptions(max_frames=args.frames) if video else ReadOptions(),
         )
-        res = run_compare(path, opts, ROOT / "bench" / "results" / f"rd_{args.clip}_{seconds:g}s", select_device(args.device))
+        folder = ROOT / "bench" / "results" / f"rd_{args.clip}_{seconds:g}s"
+        if not args.keep_points:
+            # `inr compare` reuses the points of an earlier run of the same settings, whatever
+            # code made them: a benchmark measures the checkout it runs in, so it starts afresh
+            shutil.rmtree(folder / "points", ignore_errors=True)
+        res = run_compare(path, opts, folder, select_device(args.device))
         rows = [{k: p.get(k) for k in COLUMNS + ["status", "error"]} for p in res["points"]]
         print(f"\n{args.clip}, {seconds:g} s per INR point")
         print_table([r for r in rows if r.get("status", "ok") == "ok"], COLUMNS)
