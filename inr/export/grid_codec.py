@@ -541,6 +541,16 @@ def settle_rate(model, task: RateTask, metrics: dict) -> dict:
     rate = metrics["latent_bpp_estimate"]
     if rate <= want * SETTLE_ABOVE:
         return metrics
+    if hasattr(model, "fit_rate_scales"):  # first the rate model's own scales, kept if they pay less
+        undo = model.fit_rate_scales()
+        refit = task.latent_bits(model) / task.pixels
+        if refit < rate:
+            log.debug("rate settled: refitted scales %.4f -> %.4f bpp", rate, refit)
+            rate, metrics = refit, {**metrics, "latent_bpp_estimate": refit}
+        else:
+            undo()
+        if rate <= want * RATE_SLACK:
+            return metrics
     # Secant steps on log-rate over log-factor, kept inside the bracket of a factor known too
     # fine and one known to fit (bisection when a step leaves it): the rate falls slowly while
     # the step is below the latents' spread, then fast, so a plain secant overshoots.
