@@ -523,19 +523,25 @@ def _keep_the_better(model, task: RateTask, start: tuple[dict, dict]) -> dict:
 # came out 0.0-1.3 dB below the run before (the 0.1 bpp point, 5 % over before, lost 1.3 dB).
 SETTLE_ABOVE = 1.08
 RATE_SLACK = 1.05
+# ... and only a fit of fewer steps than this, which lambda control (a measurement every
+# STEER_EVERY steps) could not steer: a 1080p GOP trains about a dozen. Settling Bunny's 30 s
+# fits (hundreds of steps, 5-20 % over) cost them 0.8-1.2 dB for 5-17 % of rate, far below
+# the curve they were on: 25.57 / 27.48 / 29.40 dB at 0.100 / 0.20 / 0.40 bpp against
+# 26.67 / 28.66 / 30.20 at 0.105 / 0.227 / 0.478 unsettled.
+SETTLE_STEPS = 8 * STEER_EVERY
 SETTLE_PASSES = 8  # rate passes the coarsening may take (one or two when 20 % over)
 MAX_COARSEN = 16.0  # the most a fit's latent step may be multiplied by to meet its rate
 
 
-def settle_rate(model, task: RateTask, metrics: dict) -> dict:
-    """The end of a fit whose rate lambda control did not bring down to the target (a 1080p
-    GOP trains a dozen steps in its share of the budget; a 30 s fit of a small clip ran 15 %
-    over) made coarser until it is there: `model.coarsen(factor)` (families without it keep
-    their rate), the factor found by a bracketed secant on log-rate over log-factor, measured
-    under the file's own rate model, and at most MAX_COARSEN (what cannot be coarsened, the
-    motion fields and the network, may alone exceed a target). Returns the metrics of what
-    the file will hold."""
-    if task.target.bpp is None or not hasattr(model, "coarsen"):
+def settle_rate(model, task: RateTask, metrics: dict, steps: int = 0) -> dict:
+    """The end of a fit too short for lambda control (fewer than `SETTLE_STEPS` steps: a 1080p
+    GOP trains a dozen in its share of the budget) that ended above its target, made coarser
+    until it is there (first, if that pays less, under the rate model's refitted scales):
+    `model.coarsen(factor)` (families without it keep their rate), the factor found by a
+    bracketed secant on log-rate over log-factor, measured under the file's own rate model,
+    and at most MAX_COARSEN (what cannot be coarsened, the motion fields and the network, may
+    alone exceed a target). Returns the metrics of what the file will hold."""
+    if task.target.bpp is None or not hasattr(model, "coarsen") or steps >= SETTLE_STEPS:
         return metrics
     want = max(task.target.bpp - task.overhead_bpp, 0.1 * task.target.bpp)
     rate = metrics["latent_bpp_estimate"]
@@ -638,7 +644,7 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     trainer = Trainer(model, task, fit, spec.optim, device)
     phase("fit")
     state = trainer.run(callback=callback)
-    float_metrics = settle_rate(model, task, _keep_the_better(model, task, start))
+    float_metrics = settle_rate(model, task, _keep_the_better(model, task, start), state.step)
 
     phase("code")
 
