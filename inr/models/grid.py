@@ -230,13 +230,12 @@ def empirical_bits(z: torch.Tensor) -> float:
 FIT_SAMPLE = 1 << 20  # latents a scale fit reads (spread over the tensor)
 
 
-def best_log_scale(q: torch.Tensor) -> tuple[float, float]:
+def best_log_scale(q: torch.Tensor) -> float:
     """The log-scale of a zero-mean Laplace that codes the integers `q` in the fewest bits
     (golden-section search). The mean magnitude, the continuous maximum-likelihood scale,
     is far off for mostly-zero integers: at 0.05 bpp it priced the start's latents at twice
     their entropy (a lone +-1 at 15 bits), and a short 1080p fit, whose context model barely
-    trains, wrote files at twice their target (0.045 bpp for 0.02). Returns (log-scale,
-    bits of all of `q` at it)."""
+    trains, wrote files at twice their target (0.045 bpp for 0.02)."""
     x = q.flatten()
     if x.numel() > FIT_SAMPLE:
         x = x[:: -(-x.numel() // FIT_SAMPLE)]
@@ -258,8 +257,7 @@ def best_log_scale(q: torch.Tensor) -> tuple[float, float]:
             lo, a, fa = a, b, fb
             b = lo + g * (hi - lo)
             fb = bits(b)
-    best = 0.5 * (lo + hi)
-    return best, bits(best) * q.numel() / x.numel()
+    return 0.5 * (lo + hi)
 
 
 def quantize_latents(z: torch.Tensor, mode: str) -> torch.Tensor:
@@ -732,10 +730,14 @@ class LatentGrid(FrameRepresentation):
         were tried here too: right for a fit too short to train its context model, but
         Bunny's 30 s points lost 1-2.3 dB with them, their training paced by a rate term that
         no longer overprices the stray +-1s; the encoder fits them at the end, if that helps.)"""
+        self._set_rate_scales(lambda q: torch.log(q.abs().mean().clamp_min(0.05)))
+
+    def _set_rate_scales(self, log_scale: Callable[[torch.Tensor], torch.Tensor | float]) -> None:
+        """Each level's Laplace log-scale (and the motion fields') from its rounded latents."""
         for k, z in enumerate(self.latents):
-            self.context.level_bias[k, 1] = torch.log(torch.round(z).abs().mean().clamp_min(0.05))
+            self.context.level_bias[k, 1] = log_scale(torch.round(z))
         if self.motion_latents is not None:
-            self.motion_context.level_bias[0, 1] = torch.log(torch.round(self.motion_latents).abs().mean().clamp_min(0.05))
+            self.motion_context.level_bias[0, 1] = log_scale(torch.round(self.motion_latents))
 
     @torch.no_grad()
     def fit_rate_scales(self) -> Callable[[], None]:
@@ -745,10 +747,7 @@ class LatentGrid(FrameRepresentation):
         a fit too short to train its context model (a 1080p GOP) pays up to twice the
         entropy under it."""
         saved = (self.context.level_bias.detach().clone(), None if self.motion_latents is None else self.motion_context.level_bias.detach().clone())
-        for k, z in enumerate(self.latents):
-            self.context.level_bias[k, 1] = best_log_scale(torch.round(z))[0]
-        if self.motion_latents is not None:
-            self.motion_context.level_bias[0, 1] = best_log_scale(torch.round(self.motion_latents))[0]
+        self._set_rate_scales(best_log_scale)
 
         def undo() -> None:
             with torch.no_grad():
