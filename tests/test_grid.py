@@ -11,7 +11,7 @@ import torch
 
 from inr.bitstream import BitstreamError
 from inr.export.grid_codec import decode_latents, encode_latents
-from inr.models.grid import GridConfig, LatentGrid, laplace_bits
+from inr.models.grid import GridConfig, LatentGrid, laplace_bits, previous_slices
 from tests.test_cli import run_cli, small_png  # noqa: F401  (fixture)
 
 
@@ -43,6 +43,26 @@ def test_laplace_bits_match_a_float64_reference():
 
     ref = -torch.log2(cdf(x + 0.5) - cdf(x - 0.5)).sum()
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
+
+
+@pytest.mark.parametrize("temporal", [0, 1])
+def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal):
+    """The estimate's channels-first order and the coder's sites-first order are one network:
+    both match a float64 evaluation to float32 rounding."""
+    cfg = GridConfig(frames=4, height=20, width=36, levels=3, context=8, time_base=2, temporal=temporal)
+    m = _random_model(cfg, scale=3.0)
+    z = m.coded(0).detach()
+    grids = z.reshape(-1, *z.shape[-2:])
+    up = m.coarser_at(0, m.coded(1).detach())
+    prev = previous_slices(z)
+    ref = m.context.double().params(0, grids.double(), up.double(), tuple(t.double() for t in prev), coder=True)
+    m.context.float()
+    with torch.no_grad():
+        for coder in (True, False):
+            got = m.context.params(0, grids, up, prev, coder=coder)
+            for g, r in zip(got, ref):
+                assert g.dtype == torch.float32 and g.shape == grids.shape
+                assert torch.allclose(g.double(), r, atol=1e-5)
 
 
 @pytest.mark.parametrize("context,temporal,motion", [(0, 0, 0), (8, 0, 0), (8, 1, 0), (8, 1, 4), (0, 0, 8)])

@@ -319,7 +319,7 @@ def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: 
     it is chunked: chunking is not part of the format."""
     coarser = levels[k + 1] if k + 1 < model.config.levels else None
     with torch.no_grad():
-        for grids, _, mean, log_scale in model.context_chunks(k, levels[k], coarser, slices, reverse):
+        for grids, _, mean, log_scale in model.context_chunks(k, levels[k], coarser, slices, reverse, coder=True):
             mask = local.expand_as(mean)
             yield (grids, *coder_params(mean[mask], log_scale[mask]))
 
