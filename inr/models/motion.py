@@ -53,9 +53,10 @@ def block_match(ref: torch.Tensor, cur: torch.Tensor, cell: int, radius: int = 1
     the fields as floats (the file keeps multiples of MOTION_STEP).
 
     Coarse to fine: an exhaustive search of the half-resolution planes (a quarter of the
-    pixels, a quarter of the positions), then +-1 pixel around each doubled vector at full
-    resolution. The exhaustive full-resolution search took 0.06 s a frame pair at 320x180,
-    a 60 s encode of 32 frames spent 4 s in it; this takes a fifteenth of that."""
+    pixels, a quarter of the positions), then a refinement at full resolution
+    (`_refine_match`). 0.023 s a frame pair at 320x180 (Bunny 96-127) where the exhaustive
+    full-resolution search took 0.058 s (4 s of a 60 s encode of 32 frames); 91 % of the
+    blocks get the exhaustive search's vector, the compensated error is 2 % higher."""
     if cell % 2 or cell < 4 or radius < 4:
         return _exhaustive_match(ref, cur, cell, radius, bias)
     half = [F.avg_pool2d(x[None, None].float(), 2, ceil_mode=True)[0, 0] for x in (ref, cur)]
