@@ -30,14 +30,29 @@ def machine(d: dict) -> str:
     return f"_{m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['date']}, commit {m.get('commit', '?')}, args {d['args']}_"
 
 
+def speed_table(results: list[dict]) -> str:
+    """One row per family: fp32 eager, the default plan, and each speed-up alone (--ablate)."""
+    rows: dict[str, dict] = {}
+    for r in results:
+        row = rows.setdefault(r["model"], {"model": r["model"], "params": r["params"]})
+        row[r["variant"]] = f"{r['ms_per_step']:.1f}" if r["variant"] == "off" else f"{r['ms_per_step']:.1f} (x{r['speedup']:.2f})"
+        if r["variant"] == "on":
+            row["plan"] = r["plan"]
+    cols = [("model", "model"), ("params", "params"), ("fp32 eager ms/step", "off"), ("default plan", "plan"), ("default ms/step", "on")]
+    cols += [(f"{k} alone", k) for k in ("+amp", "+channels_last", "+fused_adam", "+compile") if any(k in r for r in rows.values())]
+    return table(list(rows.values()), cols)
+
+
 def main() -> None:
-    for name in ("image", "video", "export", "decode", "rd", "rd_bunny", "rd_carphone", "rd_bunny256", "lr"):
+    for name in ("speed", "image", "video", "export", "decode", "rd", "rd_bunny", "rd_carphone", "rd_bunny256", "lr"):
         f = RESULTS / f"{name}.json"
         if not f.is_file():
             continue
         d = json.loads(f.read_text())
         print(f"### {name}\n\n{machine(d)}\n")
-        if name == "image":
+        if name == "speed":
+            print(speed_table(d["results"]))
+        elif name == "image":
             print(table(d["fits"], [("model", "model"), ("params", "params"), ("seconds", "seconds"), ("steps", "steps"), ("PSNR dB", "psnr"), ("SSIM", "ssim")]))
             print(table([{**r, "mpts": f"{r['points_per_s'] / 1e6:.2f} M"} for r in d["hashgrid_fwd_bwd"]], [("hash grid input", "input"), ("points/step", "points"), ("fwd+bwd points/s", "mpts")]))
         elif name == "video":
