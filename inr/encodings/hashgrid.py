@@ -77,8 +77,18 @@ def available_backends() -> list[str]:
     return ["torch", "tcnn"] if torch.cuda.is_available() and _tcnn_importable() else ["torch"]
 
 
+def corner_weights(frac: torch.Tensor) -> torch.Tensor:
+    """(N, d) fractional positions -> (N, 2^d) multilinear weights, corner c taking 1 - f or
+    f on axis i by bit i of c: the outer product of the per-axis pairs."""
+    w = torch.stack([1 - frac[:, 0], frac[:, 0]], dim=1)
+    for i in range(1, frac.shape[1]):
+        w = (torch.stack([1 - frac[:, i], frac[:, i]], dim=1)[:, :, None] * w[:, None, :]).flatten(1)
+    return w
+
+
 class TorchHashGrid(nn.Module):
-    """Pure PyTorch backend, vectorised over points and corners, looped over levels."""
+    """Pure PyTorch backend: indices and weights per level, vectorised over points and
+    corners, then one gather for all levels."""
 
     def __init__(self, cfg: HashGridConfig):
         super().__init__()
@@ -91,41 +101,49 @@ class TorchHashGrid(nn.Module):
             offsets.append(offsets[-1] + s)
         self.level_offsets = offsets
         self.params = nn.Parameter(torch.empty(offsets[-1], cfg.n_features).uniform_(-1e-4, 1e-4))
-        corners = torch.tensor([[(c >> d) & 1 for d in range(cfg.in_dim)] for c in range(1 << cfg.in_dim)])
-        self.register_buffer("corners", corners, persistent=False)  # (2^d, d)
-        self.register_buffer("primes", torch.tensor(PRIMES[: cfg.in_dim], dtype=torch.int64), persistent=False)
 
-    def _indices(self, level: int, grid: torch.Tensor) -> torch.Tensor:
+    def _indices(self, level: int, base: torch.Tensor) -> torch.Tensor:
+        """Table indices (N, 2^d) of the corners of the cells whose lowest vertex is `base`
+        (N, d), corner c at +1 on axis i by bit i of c (`corner_weights`' order). Built per
+        axis from the two values the axis can take, not from an (N, 2^d, d) grid of vertices:
+        a quarter of the memory traffic at d = 2."""
         cfg = self.cfg
         res, size = cfg.level_resolution(level), cfg.level_table_size(level)
-        if cfg.level_is_hashed(level):
-            prod = grid * self.primes
-            idx = prod[..., 0]
-            for d in range(1, cfg.in_dim):
-                idx = torch.bitwise_xor(idx, prod[..., d])
+        hashed = cfg.level_is_hashed(level)
+        combine = torch.bitwise_xor if hashed else torch.add
+        idx = None
+        for d in range(cfg.in_dim):
+            pair = torch.stack([base[:, d], base[:, d] + 1], dim=1) * (PRIMES[d] if hashed else res**d)
+            idx = pair if idx is None else combine(pair[:, :, None], idx[:, None, :]).flatten(1)
+        if hashed:
             idx = idx & 0xFFFFFFFF  # uint32 arithmetic, as in the CUDA kernel
-        else:
-            strides = torch.tensor([res**d for d in range(cfg.in_dim)], device=grid.device, dtype=torch.int64)
-            idx = (grid * strides).sum(-1)
-        return idx % size
+        return idx & (size - 1) if _is_pow2(size) else idx % size  # indices are never negative
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lookup(((x + 1) * 0.5).clamp(0.0, 1.0), self.params)
 
     def lookup(self, x01: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """Features of points `x01` in [0, 1]^d from `table` (entries, features)."""
+        """Features of points `x01` in [0, 1]^d from `table` (entries, features).
+
+        Indices and weights per level, then one gather for every level, by `index_select`
+        from the table seen flat (one index per feature): its backward is one index_add into
+        a 1-D tensor, which CPU kernels run 6x faster than into (entries, features) rows,
+        and 10x faster than the accumulating index_put of a gather by advanced indexing,
+        the way this ran before (sixteen of them, most of a training step)."""
         cfg = self.cfg
-        feats = []
+        idx, weights = [], []
         for level in range(cfg.n_levels):
             pos = x01 * cfg.level_scale(level) + 0.5
             base = torch.floor(pos)
             frac = pos - base  # (N, d)
-            grid = base.long()[:, None, :] + self.corners[None]  # (N, 2^d, d)
-            idx = self._indices(level, grid) + self.level_offsets[level]
-            w = torch.where(self.corners[None].bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)
-            table_feats = table[idx]  # (N, 2^d, F)
-            feats.append((table_feats * w[..., None].to(table_feats.dtype)).sum(1))
-        return torch.cat(feats, dim=-1)
+            idx.append(self._indices(level, base.long()) + self.level_offsets[level])
+            weights.append(corner_weights(frac))
+        at = torch.stack(idx, dim=1)  # (N, L, 2^d)
+        f = table.shape[1]
+        flat = (at[..., None] * f + torch.arange(f, device=at.device)).flatten()
+        feats = table.reshape(-1).index_select(0, flat).view(*at.shape, f)  # (N, L, 2^d, F)
+        w = torch.stack(weights, dim=1)[..., None].to(feats.dtype)
+        return (feats * w).sum(2).flatten(1)  # (N, L * F), level-major
 
 
 class TcnnKernel:
