@@ -44,7 +44,7 @@ def speed_table(results: list[dict]) -> str:
 
 
 def main() -> None:
-    for name in ("speed", "image", "video", "export", "decode", "rd", "rd_bunny", "rd_carphone", "rd_bunny256", "lr"):
+    for name in ("speed", "image", "video", "export", "decode", "rd", "rd_bunny", "rd_bunny_480", "rd_carphone", "rd_bunny256", "lr"):
         f = RESULTS / f"{name}.json"
         if not f.is_file():
             continue
