@@ -25,10 +25,10 @@ def _random_model(cfg: GridConfig, scale: float, seed: int = 0) -> LatentGrid:
             lap = torch.distributions.Laplace(0.0, scale)
             z.copy_(torch.round(lap.sample(z.shape)))
         m.context.level_bias[:, 1] = math.log(scale)
-        if m.motion_latents is not None:
-            for p in m.motion_context.parameters():
+        for z, context in m.per_frame():  # motion fields, residual latents
+            for p in context.parameters():
                 p.normal_(0, 0.2)
-            m.motion_latents.copy_(torch.round(torch.distributions.Laplace(0.0, scale).sample(m.motion_latents.shape)))
+            z.copy_(torch.round(torch.distributions.Laplace(0.0, scale).sample(z.shape)))
     return m.eval()
 
 
@@ -65,9 +65,9 @@ def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal):
                 assert torch.allclose(g.double(), r, atol=1e-5)
 
 
-@pytest.mark.parametrize("context,temporal,motion", [(0, 0, 0), (8, 0, 0), (8, 1, 0), (8, 1, 4), (0, 0, 8)])
-def test_latents_round_trip_bit_exactly(context, temporal, motion):
-    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion)
+@pytest.mark.parametrize("context,temporal,motion,residual", [(0, 0, 0, 0), (8, 0, 0, 0), (8, 1, 0, 0), (8, 1, 4, 0), (0, 0, 8, 0), (8, 1, 4, 2), (8, 0, 0, 4)])
+def test_latents_round_trip_bit_exactly(context, temporal, motion, residual):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion, residual=residual)
     enc = _random_model(cfg, scale=3.0)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
@@ -76,14 +76,14 @@ def test_latents_round_trip_bit_exactly(context, temporal, motion):
         for k in range(dec.num_coded):
             dec.coded(k).fill_(99.0)
     decode_latents(dec, payload, records)
-    assert len(records) == cfg.levels + bool(motion)
+    assert len(records) == cfg.levels + bool(motion) + bool(residual)
     for k in range(enc.num_coded):
         assert torch.equal(enc.coded(k), dec.coded(k))
 
 
-@pytest.mark.parametrize("frames,temporal,motion", [(1, 0, 0), (4, 1, 0), (4, 1, 8)])
-def test_rate_estimate_is_the_coded_size(frames, temporal, motion):
-    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion)
+@pytest.mark.parametrize("frames,temporal,motion,residual", [(1, 0, 0, 0), (4, 1, 0, 0), (4, 1, 8, 0), (4, 1, 8, 4)])
+def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual):
+    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion, residual=residual)
     m = _random_model(cfg, scale=2.0, seed=1)
     payload, _ = encode_latents(m)
     with torch.no_grad():
@@ -222,8 +222,8 @@ def test_grid_starts_from_the_picture(tiny_clip):
 @pytest.mark.parametrize("mutator", ["crc-fixed", "header-text", "header-json"])
 def test_hostile_grid_files_end_in_one_bitstream_error(crop64, tiny_clip, mutator, kind):
     """Mutations of a grid file behind valid CRCs (the LATS section and the `latents`
-    header records included, the video's motion fields and `motion` config too) either
-    decode or raise BitstreamError: nothing else."""
+    header records included, the video's motion fields, residual latents and their config
+    fields too) either decode or raise BitstreamError: nothing else."""
     import random
 
     from inr.export.compress import decode_bytes
@@ -233,7 +233,8 @@ def test_hostile_grid_files_end_in_one_bitstream_error(crop64, tiny_clip, mutato
     signal = image_signal(crop64[:32, :32]) if kind == "image" else video_signal(tiny_clip[:4, :32, :48])
     valid = seed_file(signal, "grid", 2_000)
     if kind == "video":
-        assert decode_bytes(valid, torch.device("cpu"))[1]["config"]["motion"] > 0  # the fields are in the file
+        config = decode_bytes(valid, torch.device("cpu"))[1]["config"]
+        assert config["motion"] > 0 and config["residual"] > 0  # the fields and the residual are in the file
     rng = random.Random(0)
     outcomes = set()
     for _ in range(60):
@@ -286,18 +287,23 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
     for cfg in (low, high):  # 8 frames of 96x64: motion fields, one slice a level
         assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, 8)
         assert [s[1] for s in level_shapes(cfg)] == [1] * cfg.levels
+    from inr.models.grid import RESIDUAL_MIN_BPP
+
+    assert 0.5 * FINE_TIME_BPP < RESIDUAL_MIN_BPP < 2 * FINE_TIME_BPP
+    assert (low.residual, high.residual) == (0, 4)  # per-frame residual latents only where bits allow
     from inr.models.grid import MOTION_MIN_BPP
 
     scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * MOTION_MIN_BPP * pixels)
     assert scarce.motion == 0  # too few bits for motion fields
     high = dataclasses.replace(high, time_base=4, temporal=1)
-    old = {k: v for k, v in dataclasses.asdict(high).items() if k not in ("time_growth", "motion")}
-    assert (config_from_dict(spec, old).time_growth, config_from_dict(spec, old).motion) == (2, 0)
+    old = {k: v for k, v in dataclasses.asdict(high).items() if k not in ("time_growth", "motion", "residual")}
+    assert (config_from_dict(spec, old).time_growth, config_from_dict(spec, old).motion, config_from_dict(spec, old).residual) == (2, 0, 0)
     from inr.models.grid import MOTION_MAX_PIXELS
 
     big = dataclasses.replace(high, height=512, width=512)
     assert big.height * big.width > MOTION_MAX_PIXELS
-    for bad in (dataclasses.replace(high, motion=5), dataclasses.replace(high, time_growth=2), big, dataclasses.replace(high, frames=1)):
+    bad_residual = (dataclasses.replace(high, residual=3), dataclasses.replace(big, motion=0), dataclasses.replace(high, motion=0, frames=1))
+    for bad in (dataclasses.replace(high, motion=5), dataclasses.replace(high, time_growth=2), big, dataclasses.replace(high, frames=1), *bad_residual):
         with pytest.raises(ValueError):
             bad.validate()
 
@@ -322,6 +328,36 @@ def test_motion_fields_sample_where_the_content_came_from():
         moved = m.compensated(idx, levels, motion)
     ref = levels[0][:, 0]  # level 0 is at full resolution: (C, H, W)
     assert torch.allclose(moved[:, :3, 1:, 2:], ref[None, :, :-1, :-2].expand(2, -1, -1, -1), atol=1e-4)
+
+
+def test_a_residual_cell_adds_to_its_own_frame_only():
+    """Residual latents are per frame: +1 in frame 1's luma residual changes frame 1 alone,
+    by the latent step times the cell's bilinear footprint (float64 reference) in every RGB
+    channel, because the analysis start reads the residual like a level (the same YCbCr ->
+    RGB columns, through the exact ReLU pairs). The start fills the residual with what the
+    slices miss of each frame."""
+    import torch.nn.functional as F
+
+    cfg = GridConfig(frames=3, height=16, width=24, levels=2, time_base=3, time_growth=1, residual=4)
+    torch.manual_seed(0)
+    m = LatentGrid(cfg).eval()
+    frames = torch.rand(3, 3, 16, 24)
+    m.init_from_frames(frames)
+    idx = torch.arange(3)
+    with torch.no_grad():
+        before = m(idx)
+        m.residual_latents[0, 1, 2, 3] += 1.0
+        after = m(idx)
+        m.residual_latents[0, 1, 2, 3] -= 1.0
+        started = float(F.mse_loss(before, frames))
+        m.residual_latents.zero_()
+        assert started < float(F.mse_loss(m(idx), frames))  # the start's residual holds what the one slice misses
+    assert torch.equal(after[0], before[0]) and torch.equal(after[2], before[2])
+    one = torch.zeros(1, 1, 4, 6, dtype=torch.float64)
+    one[0, 0, 2, 3] = 1.0
+    footprint = F.interpolate(one, size=(16, 24), mode="bilinear", align_corners=False)[0, 0]
+    for c in range(3):
+        assert torch.allclose((after[1, c] - before[1, c]).double(), m.init_step * footprint, atol=1e-5)
 
 
 def test_block_matching_finds_a_shift():

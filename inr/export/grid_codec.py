@@ -301,13 +301,14 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
 
     Levels coarsest first. A temporal model decodes a level one time slice at a time
     (anchors, then the rest), so each slice's context can read the whole previous slice;
-    otherwise both passes cover every grid of the level at once. Motion fields, if any, come
-    after the finest level, one frame at a time like a temporal level."""
+    otherwise both passes cover every grid of the level at once. The per-frame tensors (motion
+    fields, then residual latents, those the config has) come after the finest level, one
+    frame at a time like a temporal level."""
     plan = []
     for k in [*reversed(range(model.config.levels)), *range(model.config.levels, model.num_coded)]:
         _, t, h, w = model.coded(k).shape
         anchors = checkerboard(h, w)
-        temporal = model.config.temporal or k >= model.config.levels  # the motion fields' context reads the previous frame's
+        temporal = model.context_of(k)[0].temporal  # a temporal context reads the whole previous slice
         groups = [torch.arange(i, i + 1) for i in range(t)] if temporal else [torch.arange(t)]
         plan += [(k, slices, local) for slices in groups for local in (anchors, ~anchors)]
     return plan
@@ -401,7 +402,7 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
     latents = [torch.round(model.coded(k).detach()).cpu() for k in range(model.num_coded)]
     records = []
     for k, z in enumerate(latents):
-        lo, hi = integer_range(z, f"latent level {k}" if k < model.config.levels else "motion field")
+        lo, hi = integer_range(z, f"latent level {k}" if k < model.config.levels else "per-frame latents")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
     def backwards():  # last chunk first, each computed as it is coded
         for k, slices, local in reversed(_pass_plan(model)):
