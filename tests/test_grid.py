@@ -278,7 +278,7 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
 
     assert video_time_structure(32, 0.5 * FINE_TIME_BPP) == (8, 1)
     assert video_time_structure(32, 2 * FINE_TIME_BPP) == (4, 2)
-    assert video_time_structure(32, 2 * FINE_TIME_BPP, motion=True) == (8, 1)
+    assert video_time_structure(32, 2 * FINE_TIME_BPP, motion=True) == (16, 1)
     signal = video_signal(tiny_clip)
     pixels = signal.num_samples
     spec = get_spec("grid")
