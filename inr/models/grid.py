@@ -955,7 +955,10 @@ MOTION_CELL = 8
 #   0.4 dB. Started at zero instead (a prototype), at 3x the learning rate the residual
 #   stayed at zero in three runs of four, and at 10x its zeros drifted across the rounding threshold on
 #   carphone: the rate stayed 50 % over for 400 steps while lambda rose 8000-fold, and the
-#   fit collapsed (28.2 dB at 0.12 bpp for a 0.2 target).
+#   fit collapsed (28.2 dB at 0.12 bpp for a 0.2 target). Started from the analysis, 10x
+#   ran away the same way on carphone at 0.2 bpp (23.5 dB at 0.071 bpp; Bunny +0.4 dB).
+# - after the layout change (one slice per 16 frames at 0.4 bpp, video_time_structure),
+#   2-pixel cells at 0.4 bpp: -0.4 / -0.2 dB against 4-pixel ones (Bunny / carphone).
 RESIDUAL_CELL = 4
 RESIDUAL_LR_SCALE = 3.0
 RESIDUAL_MIN_BPP = 0.15
