@@ -577,7 +577,7 @@ class LatentGrid(FrameRepresentation):
         cfg = self.config
         levels = latents[: cfg.levels]
         if (self.motion_latents is not None or self.residual_latents is not None) and window is not None:
-            raise ValueError("a motion-compensated grid renders whole frames")
+            raise ValueError("a grid with per-frame tensors (motion fields, residual) renders whole frames")
         if self.motion_latents is not None:
             feats = self.compensated(idx, levels, latents[cfg.levels])
         else:
