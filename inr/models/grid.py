@@ -853,9 +853,9 @@ class LatentGrid(FrameRepresentation):
     @torch.no_grad()
     def coarsen(self, factor: float) -> None:
         """Multiply the latent step by `factor`: the levels and the residual shrink by it (the
-        motion fields, in pixels, do not), the synthesis' first layer, linear in them, grows by it, so the
-        picture changes only by the coarser rounding; the rate model's scales shrink with
-        the latents. How a fit too short for lambda control to reach its rate still writes
+        motion fields, in pixels, do not), the synthesis' first layer, linear in them, grows
+        by it, so the picture changes only by the coarser rounding; the rate model's scales
+        shrink with the latents. How a fit too short for lambda control to reach its rate still writes
         a file at its target (`grid_codec.settle_rate`)."""
         for z in self.latents:
             z.div_(factor)
@@ -870,8 +870,8 @@ class LatentGrid(FrameRepresentation):
     @torch.no_grad()
     def retarget(self, bpp: float, pixels: int) -> float:
         """Re-quantize the analysis start for a rate: pick the latent step whose rounded
-        pyramid (and residual) costs about `bpp` (empirical entropy per level and channel: a slight
-        overestimate of what the context model will pay) and rescale the synthesis so the
+        pyramid (and residual) costs about `bpp` (empirical entropy per level and channel: a
+        slight overestimate of what the context model will pay) and rescale the synthesis so the
         decoded picture is unchanged but for rounding. Returns the step. A start at the
         right rate leaves the whole budget for rate-distortion training instead of first
         shedding ten times the target rate."""
@@ -953,8 +953,8 @@ MOTION_CELL = 8
 #   at 0.4, +0.09 / -0.42 at 0.1: hence none below RESIDUAL_MIN_BPP. Carphone at 0.4: two
 #   steps' dead zone -0.01, 8-pixel cells without one -0.28. Single runs vary by up to
 #   0.4 dB. Started at zero instead (a prototype), at 3x the learning rate the residual
-#   stayed at zero in three runs of four, and at 10x its zeros drifted across the rounding threshold on
-#   carphone: the rate stayed 50 % over for 400 steps while lambda rose 8000-fold, and the
+#   stayed at zero in three runs of four, and at 10x its zeros drifted across the rounding
+#   threshold on carphone: the rate stayed 50 % over for 400 steps while lambda rose 8000-fold, and the
 #   fit collapsed (28.2 dB at 0.12 bpp for a 0.2 target). Started from the analysis, 10x
 #   ran away the same way on carphone at 0.2 bpp (23.5 dB at 0.071 bpp; Bunny +0.4 dB).
 # - after the layout change (one slice per 16 frames at 0.4 bpp, video_time_structure),
