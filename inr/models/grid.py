@@ -67,9 +67,8 @@ class GridConfig:
             "context": 0 <= self.context <= 64,
             "temporal": 0 <= self.temporal <= 1,
             # motion fields refer to the level-0 slices: every level must share that layout
-            "motion": self.motion in MOTION_CELLS and (not self.motion or (self.frames > 1 and self.time_growth == 1 and self.height * self.width <= MOTION_MAX_PIXELS)),
-            # per-frame residuals are rendered whole frames, like motion fields
-            "residual": self.residual in RESIDUAL_CELLS and (not self.residual or (self.frames > 1 and self.height * self.width <= MOTION_MAX_PIXELS)),
+            "motion": self.motion in MOTION_CELLS and (not self.motion or (per_frame_fits(self.frames, self.height, self.width) and self.time_growth == 1)),
+            "residual": self.residual in RESIDUAL_CELLS and (not self.residual or per_frame_fits(self.frames, self.height, self.width)),
         }
         bad = [k for k, ok in checks.items() if not (isinstance(getattr(self, k), int) and ok)]
         if bad:
@@ -80,6 +79,12 @@ MOTION_CELLS = (0, 4, 8, 16, 32)
 # Motion-compensated frames are rendered whole (windows would need the latents a displacement
 # reaches): up to this many pixels a frame, two of which a training step holds.
 MOTION_MAX_PIXELS = 1 << 17
+
+
+def per_frame_fits(frames: int, height: int, width: int) -> bool:
+    """Whether a clip may have the per-frame tensors (motion fields, residual latents): a
+    video whose frames are small enough to render whole."""
+    return frames > 1 and height * width <= MOTION_MAX_PIXELS
 
 
 RESIDUAL_CELLS = (0, 2, 4, 8, 16)
@@ -396,7 +401,7 @@ class LatentGrid(FrameRepresentation):
         cfg = with_time_structure(GridConfig(frames=frames, height=height, width=width), None)  # the layout with the most latents
         cfg = dataclasses.replace(cfg, levels=max(1, min(cfg.levels, int(math.log2(max(2, min(height, width)))) - 1)))
         latents = sum(math.prod(shape) for shape in level_shapes(cfg))
-        if frames > 1 and height * width <= MOTION_MAX_PIXELS:  # what _adapt adds: fields and residual
+        if per_frame_fits(frames, height, width):  # what _adapt adds: fields and residual
             cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
             latents += math.prod(motion_shape(cfg)) + math.prod(residual_shape(cfg))
         step = (TRAIN_PIXELS + cls.RENDER_PIXELS) * (cfg.levels * cfg.latent_channels + 4 * cfg.hidden) * 4 * 2
@@ -451,6 +456,11 @@ class LatentGrid(FrameRepresentation):
         """Coded tensor k: latent level k (C, T_k, H_k, W_k), then `per_frame()`'s."""
         return self.latents[k] if k < self.config.levels else self.per_frame()[k - self.config.levels][0]
 
+    def in_steps(self) -> list[nn.Parameter]:
+        """The coded tensors in units of the latent step, which the synthesis' first layer
+        reads linearly: the levels and the residual (not the motion fields, in pixels)."""
+        return [*self.latents, *([self.residual_latents] if self.residual_latents is not None else [])]
+
     def context_of(self, k: int) -> tuple["ContextModel", int]:
         """(context model, its level index) that codes coded tensor k."""
         return (self.context, k) if k < self.config.levels else (self.per_frame()[k - self.config.levels][1], 0)
@@ -473,11 +483,11 @@ class LatentGrid(FrameRepresentation):
         Large levels are scored a few grids at a time, so memory does not follow the level."""
         latents = latents if latents is not None else [self.quantized(k) for k in range(self.num_coded)]
         total = latents[0].new_zeros(())
+        frames = None if idx is None else torch.unique(idx)
         for k in range(self.config.levels, len(latents)):  # one slice per frame, no coarser level
             z = latents[k]
-            slices = None if idx is None else torch.unique(idx)
-            scale = 1.0 if idx is None else z.shape[1] / slices.numel()
-            total = total + self._chunk_bits(k, z, None, slices) * scale
+            scale = 1.0 if idx is None else z.shape[1] / frames.numel()
+            total = total + self._chunk_bits(k, z, None, frames) * scale
         coarser = None
         for k in reversed(range(self.config.levels)):
             z = latents[k]
@@ -857,12 +867,11 @@ class LatentGrid(FrameRepresentation):
         by it, so the picture changes only by the coarser rounding; the rate model's scales
         shrink with the latents. How a fit too short for lambda control to reach its rate still writes
         a file at its target (`grid_codec.settle_rate`)."""
-        for z in self.latents:
+        for z in self.in_steps():
             z.div_(factor)
         self.synthesis[0].weight.mul_(factor)
         self.context.level_bias[:, 1] -= math.log(factor)
-        if self.residual_latents is not None:  # in latent steps too, read by the same layer
-            self.residual_latents.div_(factor)
+        if self.residual_latents is not None:
             self.residual_context.level_bias[:, 1] -= math.log(factor)
         if getattr(self, "init_step", None) is not None:
             self.init_step *= factor
@@ -878,7 +887,7 @@ class LatentGrid(FrameRepresentation):
         old = getattr(self, "init_step", None)
         if old is None:
             return float("nan")
-        scaled = [*self.latents, *([self.residual_latents] if self.residual_latents is not None else [])]
+        scaled = self.in_steps()
         cont = [z * old for z in scaled]
 
         def rate(step: float) -> float:
@@ -925,7 +934,7 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
     cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
-    if t > 1 and h * w <= MOTION_MAX_PIXELS:
+    if per_frame_fits(t, h, w):
         cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
     return with_time_structure(cfg, None)
 
