@@ -119,7 +119,7 @@ def test_structural_header_edits_are_refused_by_the_schema(valid_file, seed, cou
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.sampled_from(["HLAT", "WGTS", "header"]), st.lists(mutation, min_size=1, max_size=3))
+@given(st.sampled_from(["HLAT", "NETW", "header"]), st.lists(mutation, min_size=1, max_size=3))
 def test_hash_latent_mutations_behind_valid_crcs_reach_the_decoder(shacira_file, target, mutations):
     """SHACIRA's section HLAT (one ANS stream of the hash-grid latents) and its `hash_latents`
     header records, damaged behind valid CRCs: decoded, or refused with one BitstreamError."""

@@ -334,6 +334,12 @@ def cmd_info(args) -> int:
     for name, size in info["breakdown"].items():
         print(f"  {name:14s} {size:9d} bytes  {100 * size / info['bytes']:5.1f} %")
     print(f"  {'total':14s} {info['accounted']:9d} bytes")
+    if info.get("network"):
+        print("tensors (step-quantized, in section NETW):")
+        for t in info["network"]:
+            shape = "x".join(map(str, t["shape"]))
+            print(f"  {t['name']:40s} {shape:>16s} step {t['step']:.3g}  |q| <= {t['max_abs']}  Laplace scale {t['scale']:.3g}")
+        return 0
     print("tensors (in section WGTS):")
     for t in h["tensors"]:
         shape = "x".join(map(str, t["shape"]))

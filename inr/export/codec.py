@@ -18,7 +18,7 @@ from torch import nn
 
 from inr import bitstream
 from inr.bitstream import BitstreamError
-from inr.export import entropy, schema
+from inr.export import entropy, netcode, schema
 from inr.export.entropy import Reader
 from inr.export.quant import dequantize, quantize, row_count
 from inr.models.registry import ModelSpec, config_to_dict
@@ -33,10 +33,27 @@ def encode_model(
     masks: dict[str, torch.Tensor] | None = None,
     extra_header: dict | None = None,
     extra_sections: dict[str, bytes] | None = None,
+    steps: dict[str, int] | None = None,
 ) -> bytes:
     """`tensors`: the model's stored tensors (`model.stored_tensors()`, float, unquantized) by
     name; they are quantized here at `bits` (one depth, or one per name), so the caller passes
-    the values QAT saw, not fake-quantized ones. Their order is the file's order."""
+    the values QAT saw, not fake-quantized ones. Their order is the file's order.
+
+    With `steps` (a step index per name, `netcode.py`) the tensors are step-quantized into
+    section NETW instead, and the header lists none of them (`"weights": "steps"`): the
+    scheme of small networks, where the per-row one's ranges and per-tensor blocks cost more
+    than the weights (unpruned tensors only; `bits` is not read then)."""
+    header = {
+        "model": spec.name,
+        "config": config_to_dict(cfg),
+        "signal": signal_meta,
+        "colour": "RGB, 8 bits per channel after decoding; model output clamped to [0, 1]",
+    }
+    if steps is not None:
+        if masks:
+            raise ValueError("step-quantized weights cannot be pruned")
+        header.update(tensors=[], weights="steps", **(extra_header or {}))
+        return bitstream.write(header, {"NETW": netcode.encode_network(tensors, steps), **(extra_sections or {})})
     masks = masks or {}
     depth = bits if isinstance(bits, dict) else dict.fromkeys(tensors, bits)
     qprm, mask_sec, wgts = bytearray(), bytearray(), bytearray()
@@ -62,13 +79,7 @@ def encode_model(
     if mask_sec:
         sections["MASK"] = bytes(mask_sec)
     sections["WGTS"] = bytes(wgts)
-    header = {
-        "model": spec.name,
-        "config": config_to_dict(cfg),
-        "signal": signal_meta,
-        "tensors": records,
-        "colour": "RGB, 8 bits per channel after decoding; model output clamped to [0, 1]",
-    }
+    header["tensors"] = records
     header.update(extra_header or {})
     sections.update(extra_sections or {})
     return bitstream.write(header, sections)
@@ -94,7 +105,12 @@ def decode_model(data: bytes) -> tuple[ModelSpec, object, nn.Module, dict]:
     header = box.header
     plan = schema.check_header(header)
     try:
-        tensors = _decode_tensors(box, header)
+        if header.get("weights") == "steps":
+            if "NETW" not in box.sections:
+                raise BitstreamError("missing section NETW", part="payload")
+            tensors = netcode.decode_network(box.sections["NETW"], plan.tensors)
+        else:
+            tensors = _decode_tensors(box, header)
     except entropy.EntropyError as exc:
         raise BitstreamError(str(exc), part="payload") from None
     model = _build(plan)
@@ -153,4 +169,21 @@ def info(data: bytes) -> dict:
     schema.check_structure(box.header)
     breakdown = dict(box.sizes)
     total = sum(breakdown.values())
-    return {"bytes": len(data), "accounted": total, "breakdown": breakdown, "header": box.header}
+    out = {"bytes": len(data), "accounted": total, "breakdown": breakdown, "header": box.header}
+    if box.header.get("weights") == "steps" and "NETW" in box.sections:
+        out["network"] = _network_table(box)
+    return out
+
+
+def _network_table(box: bitstream.Container) -> list[dict]:
+    """Per tensor of a NETW section: name, shape, step, the bound of its integers and its
+    Laplace scale (the tensor list is the model's: the header is checked to build it)."""
+    shapes = schema.check_header(box.header).tensors
+    table = box.sections["NETW"][: netcode.TENSOR_BYTES * len(shapes)]
+    if len(table) < netcode.TENSOR_BYTES * len(shapes):
+        raise BitstreamError("section NETW is shorter than its tensor table", part="payload")
+    rows = []
+    for i, (name, shape) in enumerate(shapes.items()):
+        e, m, j = table[3 * i : 3 * i + 3]
+        rows.append({"name": name, "shape": shape, "step": netcode.step_of(e), "max_abs": 2**m - 1, "scale": netcode.scale_of(j)})
+    return rows

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from inr.bitstream import BitstreamError
 from inr.device import synchronize
 from inr.errors import InrError
+from inr.export import netcode
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
 from inr.models.grid import LatentGrid, checkerboard, frames_of
@@ -441,7 +442,7 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
 # ------------------------------------------------------------------ the side-information codec
 class LatentSection:
     """How a `LatentGrid` file carries its latents: header key `latents` + section LATS.
-    The network weights travel in QPRM/WGTS like every other family's."""
+    The network weights travel in section NETW (`netcode.py`; QPRM/WGTS in older files)."""
 
     header_key = "latents"
 
@@ -456,17 +457,20 @@ class LatentSection:
 
 
 # ------------------------------------------------------------------ encoding
-WEIGHT_BITS = (6, 7, 8, 10, 12)
+# Depths the network's step is tried at (netcode.step_for: max |w| within 2^(bits-1) - 1 steps).
+# 4 and 5 since the step scheme: a network of a few hundred weights in a 2 KB file is worth
+# trying coarser than the per-row scheme's 6 bits, and each try costs one render.
+WEIGHT_BITS = (4, 5, 6, 7, 8, 10, 12)
 
 
-def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[int], bytes]) -> int:
-    """Bit depth for the network weights by rate-distortion on the decoded output: each
-    candidate quantizes the weights as the file will, renders, and pays its coded bytes."""
-    from inr.export.quant import dequantize, quantize
-
+def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes]) -> dict[str, int]:
+    """A bit depth per network weight by rate-distortion on the decoded output: each candidate
+    quantizes the weights as the file will, renders, and pays its coded bytes. First one depth
+    for the whole network (WEIGHT_BITS), then each module (the synthesis, the refinement, each
+    context model: `weight_groups`) one and two bits coarser than that, kept where it pays:
+    the context models steer only the rate and tolerate coarser steps than the synthesis."""
     params = dict(model.named_parameters())
-    originals = {n: params[n].detach().clone() for n in names}
-    best: tuple[float, int] | None = None
+    originals = {n: params[n].detach().cpu().clone() for n in names}
     # A GOP of 1080p frames rendered five times would cost more than its training (ten of a
     # 12-frame GOP's 36 s with four frames a candidate): the depth is a choice for the whole
     # network, which a frame's worth of pixels judges as well.
@@ -474,22 +478,40 @@ def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: 
     # A large GOP's latents are scored once, with the float weights: there the network is a
     # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
     fixed_bits = None if task.eval_frames() is None else task.latent_bits(model)
-    for bits in WEIGHT_BITS:
+
+    def cost(depths: dict[str, int]) -> float:
         with torch.no_grad():
-            for n in names:
-                q = quantize(originals[n].cpu(), bits)
-                params[n].copy_(dequantize(q.q, q.offset, q.scale).to(params[n].device))
+            steps = {n: netcode.step_for(originals[n], depths[n]) for n in names}
+            for n, w in netcode.quantized_network(originals, steps).items():
+                params[n].copy_(w.to(params[n].device))
             mse = task.mse(model, frames)
-            rate_bpp = len(encode_weights(bits)) * 8 / task.pixels
+            rate_bpp = len(encode_weights(depths)) * 8 / task.pixels
             latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
-            cost = mse + task.lam * (rate_bpp + latent_bits / task.pixels)
-        if best is None or cost < best[0]:
-            best = (cost, bits)
+            return mse + task.lam * (rate_bpp + latent_bits / task.pixels)
+
+    best_cost, best = min((cost(dict.fromkeys(names, b)), b) for b in WEIGHT_BITS)
+    depths = dict.fromkeys(names, best)
+    for group in weight_groups(names):
+        for b in (best - 1, best - 2):
+            if b < WEIGHT_BITS[0]:
+                break
+            trial = depths | dict.fromkeys(group, b)
+            c = cost(trial)
+            if c >= best_cost:
+                break
+            best_cost, depths = c, trial
     with torch.no_grad():
         for n in names:
-            params[n].copy_(originals[n])
-    assert best is not None
-    return best[1]
+            params[n].copy_(originals[n].to(params[n].device))
+    return depths
+
+
+def weight_groups(names: list[str]) -> list[list[str]]:
+    """The weights by top-level module (`synthesis`, `refine`, `context`, ...), in file order."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n.split(".")[0], []).append(n)
+    return list(groups.values())
 
 
 def _evaluated(model, task: RateTask) -> tuple[dict, dict]:
@@ -601,7 +623,6 @@ class RateAwareEncoding:
     model: torch.nn.Module  # weights as the file holds them (dequantized), latents rounded
     metrics: dict
     state: FitState
-    weight_bits: int
 
 
 def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_meta: dict, device: torch.device, callback=None, phase=None, started: float | None = None) -> RateAwareEncoding:
@@ -614,7 +635,6 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     the file holds), and `side_codec()`. `started` (a `time.perf_counter()` reading) is when
     the encode began, so a `--seconds` budget counts the model's analysis start too."""
     from inr.export.codec import encode_model
-    from inr.export.quant import dequantize, quantize
     from inr.fit import Trainer
 
     target.validate()
@@ -653,19 +673,20 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
 
     phase("code")
 
-    def weights_bytes(bits: int) -> bytes:
-        return encode_model(spec, cfg, {n: p.detach().cpu() for n, p in model.stored_tensors().items()}, signal_meta, bits)
+    def weights_bytes(depths: dict[str, int]) -> bytes:
+        tensors = {n: p.detach().cpu() for n, p in model.stored_tensors().items()}
+        return encode_model(spec, cfg, tensors, signal_meta, 8, steps={n: netcode.step_for(w, depths[n]) for n, w in tensors.items()})
 
-    bits = choose_weight_bits(model, task, names, weights_bytes)
+    depths = choose_weight_bits(model, task, names, weights_bytes)
     tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
+    steps = {n: netcode.step_for(w, depths[n]) for n, w in tensors.items()}
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
         params = dict(model.named_parameters())
-        for n, w in tensors.items():
-            q = quantize(w, bits)
-            params[n].copy_(dequantize(q.q, q.offset, q.scale))
+        for n, w in netcode.quantized_network(tensors, steps).items():
+            params[n].copy_(w)
         model.round_latents()
     side = model.side_codec()
     records, sections = side.encode(model)
-    data = encode_model(spec, cfg, tensors, signal_meta, bits, extra_header={side.header_key: records}, extra_sections=sections)
-    return RateAwareEncoding(data, model, float_metrics, state, bits)
+    data = encode_model(spec, cfg, tensors, signal_meta, 8, extra_header={side.header_key: records}, extra_sections=sections, steps=steps)
+    return RateAwareEncoding(data, model, float_metrics, state)

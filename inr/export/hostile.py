@@ -168,21 +168,24 @@ def _c(label: str, model: str, part: str, *edits: tuple[tuple, Any]) -> Case:
 
 CORPUS: tuple[Case, ...] = (
     # wrong JSON types
-    _c("tensor-name-list", "any", "header", (T0 + ("name",), ["weight"])),
-    _c("tensor-name-dict", "any", "header", (T0 + ("name",), {"a": 1})),
+    _c("tensor-name-list", "rows", "header", (T0 + ("name",), ["weight"])),
+    _c("tensor-name-dict", "rows", "header", (T0 + ("name",), {"a": 1})),
     _c("tensors-int", "any", "header", (("tensors",), 7)),
-    _c("tensor-entry-int", "any", "header", (T0, 7)),
-    _c("tensor-shape-string", "any", "header", (T0 + ("shape",), "3x3")),
-    _c("tensor-shape-float", "any", "header", (T0 + ("shape",), [1.5, 2])),
-    _c("tensor-bits-string", "any", "header", (T0 + ("bits",), "8")),
-    _c("tensor-bits-bool", "any", "header", (T0 + ("bits",), True)),
-    _c("tensor-bits-huge", "any", "limits", (T0 + ("bits",), 99)),
-    _c("tensor-pruned-string", "any", "header", (T0 + ("pruned",), "yes")),
-    _c("tensor-coder-int", "any", "header", (T0 + ("coder",), 5)),
-    _c("tensor-missing", "any", "header", (("tensors",), [])),
-    _c("tensor-renamed", "any", "header", (T0 + ("name",), "not.a.parameter")),
-    _c("tensor-reshaped", "any", "header", (T0 + ("shape",), [1, 1])),
+    _c("tensor-entry-int", "rows", "header", (T0, 7)),
+    _c("tensor-shape-string", "rows", "header", (T0 + ("shape",), "3x3")),
+    _c("tensor-shape-float", "rows", "header", (T0 + ("shape",), [1.5, 2])),
+    _c("tensor-bits-string", "rows", "header", (T0 + ("bits",), "8")),
+    _c("tensor-bits-bool", "rows", "header", (T0 + ("bits",), True)),
+    _c("tensor-bits-huge", "rows", "limits", (T0 + ("bits",), 99)),
+    _c("tensor-pruned-string", "rows", "header", (T0 + ("pruned",), "yes")),
+    _c("tensor-coder-int", "rows", "header", (T0 + ("coder",), 5)),
+    _c("tensor-missing", "rows", "header", (("tensors",), [])),
+    _c("tensor-renamed", "rows", "header", (T0 + ("name",), "not.a.parameter")),
+    _c("tensor-reshaped", "rows", "header", (T0 + ("shape",), [1, 1])),
     _c("tensors-too-many", "any", "limits", (("tensors",), [{"name": "x"}] * 5000)),
+    _c("weights-unknown", "any", "header", (("weights",), "bytes")),
+    _c("weights-int", "any", "header", (("weights",), 1)),
+    _c("steps-listing-tensors", "any", "header", (("weights",), "steps"), (("tensors",), [{"name": "x", "shape": [1], "bits": 8, "pruned": False, "coder": "laplace", "bytes": 1}])),
     _c("model-list", "any", "header", (("model",), ["siren"])),
     _c("model-unknown", "any", "header", (("model",), "nosuch")),
     _c("config-list", "any", "header", (("config",), [])),
@@ -261,20 +264,23 @@ def apply(header: dict, edits: tuple[tuple[tuple, Any], ...]) -> dict | None:
 
 
 def corpus(data: bytes, model: str) -> dict[str, tuple[bytes, str]]:
-    """label -> (hostile file, expected part) for every case that applies to a valid file of `model`."""
+    """label -> (hostile file, expected part) for every case that applies to a valid file of
+    `model` ("rows": the cases of a header that lists its tensors, the per-row scheme)."""
     box = bitstream.read(data)
+    scheme = box.header.get("weights", "rows")
     out = {}
     for case in CORPUS:
-        if case.model not in ("any", model):
+        if case.model not in ("any", model, scheme):
             continue
         header = apply(box.header, case.edits)
         forged = rewrap(header, box.sections) if header is not None else None
         if forged is not None:
             out[case.label] = (forged, case.part)
-    sections = dict(box.sections)
-    sections["QPRM"] = sections["QPRM"][:-2]
-    out["qprm-short"] = (bitstream.write(box.header, sections), "payload")
-    for tag in ("LATS", "HLAT"):  # the side codecs' ANS streams: whole 32-bit words, all read
+    if "QPRM" in box.sections:
+        sections = dict(box.sections)
+        sections["QPRM"] = sections["QPRM"][:-2]
+        out["qprm-short"] = (bitstream.write(box.header, sections), "payload")
+    for tag in ("LATS", "HLAT", "NETW"):  # the ANS streams: whole 32-bit words, all read
         if tag in box.sections:
             sections = dict(box.sections)
             sections[tag] += b"\0\0"

@@ -58,6 +58,10 @@ LIMITS = {
 # that a meta build stays fast. Strings: at most 64 characters; tuples: at most 8 items.
 DEFAULT_RANGES: dict[type, tuple[float, float]] = {int: (0, 1 << 16), float: (-1e6, 1e6)}
 MAX_TUPLE = 8
+# How the stored tensors are coded: "rows" (QPRM / MASK / WGTS, listed in `tensors`; every file
+# before 2026-11-30 and a header without the key) or "steps" (section NETW, inr/export/netcode.py:
+# the tensor list is the model's).
+WEIGHT_SCHEMES = ("rows", "steps")
 SIGNAL_DIMS = {"image": 3, "video": 4, "audio": 2}  # shape rank per kind, channels last
 BITS = (2, 16)
 
@@ -123,6 +127,11 @@ def check_structure(header: dict) -> None:
         raise _fail(f"header tensors must be a list, got {_show(tensors)}")
     if len(tensors) > LIMITS["tensors"]:
         raise _fail(f"header lists {len(tensors)} tensors (limit {LIMITS['tensors']})", "limits")
+    weights = header.get("weights", "rows")
+    if weights not in WEIGHT_SCHEMES:
+        raise _fail(f"header weights must be one of {list(WEIGHT_SCHEMES)}, got {_show(weights)}")
+    if weights == "steps" and tensors:
+        raise _fail("header lists tensors, but its weights are step-quantized (section NETW lists none)")
     names: set[str] = set()
     for i, rec in enumerate(tensors):
         _check_record(_dict(rec, f"tensors[{i}]"), f"tensors[{i}]")
@@ -310,7 +319,7 @@ def check_header(header: dict) -> Plan:
         raise _fail(f"decoding would need a {largest >> 20} MiB intermediate tensor (limit {LIMITS['tensor_bytes'] >> 20} MiB)", "limits")
     expect = {n: list(t.shape) for n, t in decoder.stored_tensors().items()}
     got = {rec["name"]: rec["shape"] for rec in header["tensors"]}
-    if expect != got:
+    if header.get("weights", "rows") == "rows" and expect != got:
         raise _fail("header tensor list does not match the model config")
     return Plan(spec, cfg, expect, built, flops, largest)
 

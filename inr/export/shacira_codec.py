@@ -119,7 +119,8 @@ def decode_hash_latents(model: ShaciraMLP, payload: bytes, records) -> None:
 
 class HashLatentSection:
     """How a `ShaciraMLP` file carries its latents: header key `hash_latents` + section HLAT.
-    The decoder, rate model and MLP travel in QPRM/WGTS like every other family's weights."""
+    The decoder, rate model and MLP travel in section NETW (`netcode.py`; QPRM/WGTS in older
+    files)."""
 
     header_key = "hash_latents"
 

@@ -1,0 +1,117 @@
+"""Section NETW (inr/export/netcode.py): step-quantized network weights in one ANS stream."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inr import bitstream
+from inr.bitstream import BitstreamError
+from inr.export import netcode
+from inr.export.codec import decode_model, info
+
+
+def _tensors(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "a.weight": torch.randn(12, 21, generator=g) * 0.1,
+        "a.bias": torch.randn(12, generator=g) * 0.5,
+        "b.weight": torch.randn(3, 3, 3, 3, generator=g) * 0.02,
+        "zeros": torch.zeros(5),
+        "empty": torch.zeros(0, 4),
+        "big": torch.randn(7, generator=g) * 40,
+    }
+
+
+def test_steps_and_scales_are_exact_in_float32():
+    for e in range(netcode.MAX_E + 1):
+        s = netcode.step_of(e)
+        assert float(np.float32(s)) == s and s > 0
+    assert all(netcode.step_of(e) < netcode.step_of(e + 1) for e in range(netcode.MAX_E))
+    for j in range(256):
+        assert float(np.float32(netcode.scale_of(j))) == netcode.scale_of(j)
+
+
+def test_dequantized_weights_match_a_float64_reference():
+    """q x step in float32 is the exact product (both have few significant bits), so every
+    decoder rebuilds the same weights: compared with the float64 product."""
+    w = torch.randn(1000) * 0.3
+    for bits in (4, 6, 8, 12):
+        e = netcode.step_for(w, bits)
+        q = netcode.quantize(w, e)
+        assert int(q.abs().max()) <= 2 ** (bits - 1) - 1
+        ref = q.double() * netcode.step_of(e)
+        assert torch.equal(netcode.dequantize(q, e).double(), ref)
+        assert float((ref - w.double()).abs().max()) <= netcode.step_of(e) / 2 + 1e-12
+
+
+@pytest.mark.parametrize("bits", [4, 7, 10])
+def test_network_round_trips_bit_exactly(bits):
+    tensors = _tensors()
+    steps = {n: netcode.step_for(w, bits) for n, w in tensors.items()}
+    payload = netcode.encode_network(tensors, steps)
+    shapes = {n: list(w.shape) for n, w in tensors.items()}
+    decoded = netcode.decode_network(payload, shapes)
+    expect = netcode.quantized_network(tensors, steps)
+    assert list(decoded) == list(tensors)
+    for n in tensors:
+        assert decoded[n].dtype == torch.float32 and torch.equal(decoded[n], expect[n])
+    # fewer bits, fewer bytes; the table is 3 bytes a tensor, the all-zero tensors code nothing
+    assert len(payload) >= netcode.TENSOR_BYTES * len(tensors)
+
+
+def test_coarser_steps_cost_fewer_bytes():
+    tensors = _tensors(1)
+    sizes = [len(netcode.encode_network(tensors, {n: netcode.step_for(w, b) for n, w in tensors.items()})) for b in (4, 6, 8, 10)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_damaged_payloads_are_bitstream_errors():
+    tensors = _tensors(2)
+    steps = {n: netcode.step_for(w, 8) for n, w in tensors.items()}
+    payload = netcode.encode_network(tensors, steps)
+    shapes = {n: list(w.shape) for n, w in tensors.items()}
+    bad = [
+        payload[:5],  # shorter than the table
+        payload[:-1],  # not whole words
+        payload + b"\x01\x00\x00\x00",  # a word left over
+        bytes([200]) + payload[1:],  # step index out of range
+        payload[:1] + bytes([17]) + payload[2:],  # |q| bound out of range
+        payload[: 3 * len(shapes)],  # the stream missing
+    ]
+    for data in bad:
+        with pytest.raises(BitstreamError):
+            netcode.decode_network(data, shapes)
+
+
+def test_grid_files_carry_their_network_in_netw(crop64):
+    """A rate-aware file: no per-row sections, the header lists no tensors, `info` reads the
+    step table, and the decoder's network is the encoder's quantized one."""
+    from inr.export.hostile import seed_file
+    from inr.signals import image_signal
+
+    data = seed_file(image_signal(crop64[:32, :32]), "grid", 2_000)
+    box = bitstream.read(data)
+    assert box.header["weights"] == "steps" and box.header["tensors"] == []
+    assert set(box.sections) == {"NETW", "LATS"}
+    spec, cfg, model, _ = decode_model(data)
+    table = info(data)["network"]
+    assert [t["name"] for t in table] == list(model.stored_tensors())
+    for t in table:
+        w = model.stored_tensors()[t["name"]]
+        q = w.double() / t["step"]
+        assert torch.equal(q, q.round()) and float(q.abs().max()) <= t["max_abs"]
+
+
+def test_a_header_listing_tensors_with_step_weights_is_refused(crop64):
+    from inr.export.hostile import seed_file
+    from inr.signals import image_signal
+
+    data = seed_file(image_signal(crop64[:32, :32]), "grid", 2_000)
+    box = bitstream.read(data)
+    for edit in ({"tensors": [{"name": "x", "shape": [1], "bits": 8, "pruned": False, "coder": "laplace", "bytes": 1}]}, {"weights": "bytes"}):
+        with pytest.raises(BitstreamError):
+            decode_model(bitstream.write({**box.header, **edit}, box.sections))
+    sections = {k: v for k, v in box.sections.items() if k != "NETW"}
+    with pytest.raises(BitstreamError, match="NETW"):
+        decode_model(bitstream.write(box.header, sections))
