@@ -45,11 +45,11 @@ def test_laplace_bits_match_a_float64_reference():
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
 
 
-@pytest.mark.parametrize("temporal", [0, 1])
-def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal):
+@pytest.mark.parametrize("temporal,coarse", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal, coarse):
     """The estimate's channels-first order and the coder's sites-first order are one network:
     both match a float64 evaluation to float32 rounding."""
-    cfg = GridConfig(frames=4, height=20, width=36, levels=3, context=8, time_base=2, temporal=temporal)
+    cfg = GridConfig(frames=4, height=20, width=36, levels=3, context=8, time_base=2, temporal=temporal, coarse_context=coarse)
     m = _random_model(cfg, scale=3.0)
     z = m.coded(0).detach()
     grids = z.reshape(-1, *z.shape[-2:])
@@ -65,9 +65,9 @@ def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal):
                 assert torch.allclose(g.double(), r, atol=1e-5)
 
 
-@pytest.mark.parametrize("context,temporal,motion,residual", [(0, 0, 0, 0), (8, 0, 0, 0), (8, 1, 0, 0), (8, 1, 4, 0), (0, 0, 8, 0), (8, 1, 4, 2), (8, 0, 0, 4)])
-def test_latents_round_trip_bit_exactly(context, temporal, motion, residual):
-    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion, residual=residual)
+@pytest.mark.parametrize("context,temporal,motion,residual,coarse", [(0, 0, 0, 0, 0), (8, 0, 0, 0, 0), (8, 1, 0, 0, 0), (8, 1, 4, 0, 0), (0, 0, 8, 0, 0), (8, 1, 4, 2, 0), (8, 0, 0, 4, 0), (8, 0, 0, 0, 1), (8, 1, 4, 4, 1)])
+def test_latents_round_trip_bit_exactly(context, temporal, motion, residual, coarse):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse)
     enc = _random_model(cfg, scale=3.0)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
@@ -81,14 +81,90 @@ def test_latents_round_trip_bit_exactly(context, temporal, motion, residual):
         assert torch.equal(enc.coded(k), dec.coded(k))
 
 
-@pytest.mark.parametrize("frames,temporal,motion,residual", [(1, 0, 0, 0), (4, 1, 0, 0), (4, 1, 8, 0), (4, 1, 8, 4)])
-def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual):
-    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion, residual=residual)
+@pytest.mark.parametrize("frames,temporal,motion,residual,coarse", [(1, 0, 0, 0, 0), (4, 1, 0, 0, 0), (4, 1, 8, 0, 0), (4, 1, 8, 4, 0), (1, 0, 0, 0, 1), (4, 1, 8, 4, 1)])
+def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual, coarse):
+    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse)
     m = _random_model(cfg, scale=2.0, seed=1)
     payload, _ = encode_latents(m)
     with torch.no_grad():
         estimate = float(m.rate_bits())
     assert len(payload) * 8 == pytest.approx(estimate, rel=0.03)
+
+
+@pytest.mark.parametrize("coarse", [0, 1])
+def test_raster_coded_latents_round_trip_and_cost_their_estimate(coarse):
+    """An image's levels coded in raster wavefronts: decoded bit-exactly, and the rate the loss
+    sees (every site's causal neighbours at once) is what the wavefront coder pays."""
+    cfg = GridConfig(frames=1, height=40, width=56, levels=4, context=8, raster=1, coarse_context=coarse)
+    enc = _random_model(cfg, scale=3.0)
+    payload, records = encode_latents(enc)
+    dec = LatentGrid(cfg)
+    dec.load_state_dict(enc.state_dict())
+    with torch.no_grad():
+        for k in range(dec.num_coded):
+            dec.coded(k).fill_(99.0)
+    decode_latents(dec, payload, records)
+    for k in range(enc.num_coded):
+        assert torch.equal(enc.coded(k), dec.coded(k))
+    with torch.no_grad():
+        assert len(payload) * 8 == pytest.approx(float(enc.rate_bits()), rel=0.03)
+
+
+def test_raster_wavefronts_only_read_earlier_wavefronts():
+    """Every site of an h x w grid is in exactly one wavefront, and every raster neighbour of
+    a site inside the grid is in an earlier one: what lets a wavefront decode at once."""
+    from inr.models.grid import RASTER_NEIGHBOURS, raster_passes
+
+    h, w = 7, 9
+    when = torch.full((h, w), -1)
+    for t, (ys, xs) in enumerate(raster_passes(h, w)):
+        assert bool((when[ys, xs] == -1).all())
+        when[ys, xs] = t
+    assert bool((when >= 0).all())
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in RASTER_NEIGHBOURS:
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    assert when[y + dy, x + dx] < when[y, x]
+
+
+def test_the_raster_context_matches_its_wavefront_evaluation():
+    """The loss's context (all sites at once, channels-first) and the coder's wavefront
+    evaluation are one network over the same causal features: checked against float64."""
+    from inr.models.grid import raster_passes
+
+    cfg = GridConfig(frames=1, height=12, width=10, levels=2, context=8, raster=1, coarse_context=1)
+    m = _random_model(cfg, scale=3.0)
+    z = m.coded(0).detach().reshape(-1, 12, 10)
+    up = m.coarser_at(0, m.coded(1).detach())
+    with torch.no_grad():
+        mean, log_scale = m.context.params(0, z, up)
+        ref = m.context.double().params(0, z.double(), up.double(), coder=True)
+        m.context.float()
+        for ys, xs in raster_passes(12, 10):
+            wm, ws = m.context.wavefront_params(0, z, up, ys, xs)
+            assert torch.allclose(wm.double(), ref[0][:, ys, xs], atol=1e-5)
+            assert torch.allclose(ws.double(), ref[1][:, ys, xs], atol=1e-5)
+    assert torch.allclose(mean.double(), ref[0], atol=1e-5) and torch.allclose(log_scale.double(), ref[1], atol=1e-5)
+
+
+def test_the_coarse_context_reads_the_coarser_grids_neighbours():
+    """With `coarse_context` the context of a level-k site holds the co-located level-k+1 value
+    and that value's four neighbours in the coarser grid, zero outside it: checked against
+    an explicit loop."""
+    cfg = GridConfig(frames=1, height=12, width=10, levels=2, context=4, coarse_context=1)
+    m = _random_model(cfg, scale=3.0)
+    coarse = m.coded(1).detach()  # (3, 1, 6, 5)
+    got = m.coarser_at(0, coarse)  # (5, 3, 12, 10)
+    assert got.shape == (5, 3, 12, 10)
+    for c in range(3):
+        for y in range(12):
+            for x in range(10):
+                yc, xc = y * 6 // 12, x * 5 // 10
+                for i, (dy, dx) in enumerate(((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))):
+                    inside = 0 <= yc + dy < 6 and 0 <= xc + dx < 5
+                    want = float(coarse[c, 0, yc + dy, xc + dx]) if inside else 0.0
+                    assert float(got[i, c, y, x]) == want
 
 
 def test_corrupt_latent_payload_is_a_bitstream_error():

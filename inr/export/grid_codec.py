@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from inr.bitstream import BitstreamError
-from inr.device import synchronize
+from inr.device import synchronize, torch_threads
 from inr.errors import InrError
 from inr.export import netcode
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
-from inr.models.grid import LatentGrid, checkerboard, frames_of
+from inr.models.grid import LatentGrid, checkerboard, frames_of, raster_passes
 
 STEER_EVERY = 8  # steps between rate measurements for lambda control
 MAX_LATENT = 1 << 15  # |latent| bound a file may declare
@@ -298,7 +298,8 @@ def coder_params(mean: torch.Tensor, log_scale: torch.Tensor) -> tuple[np.ndarra
 
 
 def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(level, time slices, checkerboard half) of every coding pass, in decoding order.
+    """(level, time slices, sites) of every coding pass, in decoding order: the sites are a
+    checkerboard half (a mask), or with `config.raster` one wavefront's (rows, columns).
 
     Levels coarsest first. A temporal model decodes a level one time slice at a time
     (anchors, then the rest), so each slice's context can read the whole previous slice;
@@ -308,6 +309,9 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
     plan = []
     for k in [*reversed(range(model.config.levels)), *range(model.config.levels, model.num_coded)]:
         _, t, h, w = model.coded(k).shape
+        if model.config.raster and k < model.config.levels:  # an image's level: one pass a wavefront
+            plan += [(k, torch.arange(t), sites) for sites in raster_passes(h, w)]
+            continue
         anchors = checkerboard(h, w)
         temporal = model.context_of(k)[0].temporal  # a temporal context reads the whole previous slice
         groups = [torch.arange(i, i + 1) for i in range(t)] if temporal else [torch.arange(t)]
@@ -315,15 +319,28 @@ def _pass_plan(model: LatentGrid) -> list[tuple[int, torch.Tensor, torch.Tensor]
     return plan
 
 
-def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local: torch.Tensor, reverse: bool = False):
+def _pass_chunks(model: LatentGrid, levels: list[torch.Tensor], k: int, slices: torch.Tensor, local, reverse: bool = False, cache: dict | None = None):
     """The chunks of one coding pass (`LatentGrid.context_chunks`), each (the range of the
     pass's (C * |slices|, H, W) grids it covers, coder means, coder scales), the coded sites
     being the pass's checkerboard half `local` of those grids. `levels` holds every level's
     values; a pass reads only those decoded before it, so its chunks are independent: the
     encoder takes them last first (`reverse`) and a decoder decodes each as soon as it is
     computed. A pass's symbols are its chunks' in grid-major, then row-major order, however
-    it is chunked: chunking is not part of the format."""
+    it is chunked: chunking is not part of the format.
+
+    A raster wavefront `local` = (rows, columns) is one chunk of every grid, its symbols in
+    grid-major, then wavefront order; `cache` keeps the coarser level's context features
+    from one wavefront to the next (the coarser level is whole by then)."""
     coarser = levels[k + 1] if k + 1 < model.config.levels else None
+    if isinstance(local, tuple):
+        cache = {} if cache is None else cache
+        if cache.get("level") != k:
+            cache.update(level=k, up=None if coarser is None else model.coarser_at(k, coarser))
+        z = levels[k].reshape(-1, *levels[k].shape[-2:])
+        with torch.no_grad(), torch_threads(1):  # a wavefront's ops are too small to share out
+            mean, log_scale = model.context.wavefront_params(k, z, cache["up"], *local)
+        yield (slice(None), *coder_params(mean, log_scale))
+        return
     with torch.no_grad():
         for grids, _, mean, log_scale in model.context_chunks(k, levels[k], coarser, slices, reverse, coder=True):
             mask = local.expand_as(mean)
@@ -406,11 +423,12 @@ def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:
         lo, hi = integer_range(z, f"latent level {k}" if k < model.config.levels else "per-frame latents")
         records.append({"level": k, "shape": list(z.shape), "min": lo, "max": hi})
     def backwards():  # last chunk first, each computed as it is coded
+        cache: dict = {}
         for k, slices, local in reversed(_pass_plan(model)):
             if records[k]["min"] < records[k]["max"]:  # a constant level costs no bits
                 sites = _pass_sites(latents[k], slices)
-                for grids, m, s in _pass_chunks(model, latents, k, slices, local, reverse=True):
-                    yield sites[grids][:, local].numpy().astype(np.int32).ravel(), records[k]["min"], records[k]["max"], m, s
+                for grids, m, s in _pass_chunks(model, latents, k, slices, local, reverse=True, cache=cache):
+                    yield _take(sites[grids], local).numpy().astype(np.int32).ravel(), records[k]["min"], records[k]["max"], m, s
 
     return ans_encode_backwards(backwards()), records
 
@@ -429,14 +447,29 @@ def decode_latents(model: LatentGrid, payload: bytes, records: list) -> None:
         levels = [model.coded(k).data for k in range(model.num_coded)]  # filled pass by pass: a pass reads only what came before
         for z in levels:
             z.zero_()
+        cache: dict = {}
         for k, slices, local in _pass_plan(model):
             sites = _pass_sites(levels[k], slices)
             if ranges[k][0] == ranges[k][1]:  # a constant level: nothing coded
-                sites[:, local] = float(ranges[k][0])
+                _put(sites, local, torch.tensor(float(ranges[k][0])))
                 continue
-            for grids, m, s in _pass_chunks(model, levels, k, slices, local):
-                sites[grids][:, local] = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS")).view(-1, int(local.sum()))
+            for grids, m, s in _pass_chunks(model, levels, k, slices, local, cache=cache):
+                values = torch.from_numpy(ans_decode(coder, *ranges[k], m, s, "LATS"))
+                _put(sites[grids], local, values.view(sites[grids].shape[0], -1))
     ans_finish(coder, "LATS")
+
+
+def _take(grids: torch.Tensor, local) -> torch.Tensor:
+    """(N, sites) values of a pass's sites: a checkerboard mask or a wavefront's (rows, columns)."""
+    return grids[:, local[0], local[1]] if isinstance(local, tuple) else grids[:, local]
+
+
+def _put(grids: torch.Tensor, local, values: torch.Tensor) -> None:
+    """Write a pass's decoded values (N, sites) (or one value) into its sites, in place."""
+    if isinstance(local, tuple):
+        grids[:, local[0], local[1]] = values
+    else:
+        grids[:, local] = values
 
 
 # ------------------------------------------------------------------ the side-information codec

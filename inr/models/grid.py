@@ -49,6 +49,8 @@ class GridConfig:
     temporal: int = 0  # 1: the context also sees the previous latent time slice (video)
     motion: int = 0  # video: pixels per motion-field cell (0: slices blended in place); missing in older files
     residual: int = 0  # video: pixels per cell of the per-frame residual latents (0: none); missing in older files
+    coarse_context: int = 0  # 1: the levels' context also reads the coarser level's 4 neighbours; 0 in older files
+    raster: int = 0  # images: 1 codes each level in raster order (12 causal neighbours), 0 in checkerboard halves
 
     def validate(self) -> None:
         """Ranges a decoder accepts before building anything (hostile headers)."""
@@ -66,6 +68,8 @@ class GridConfig:
             "refine": 0 <= self.refine <= 8,
             "context": 0 <= self.context <= 64,
             "temporal": 0 <= self.temporal <= 1,
+            "coarse_context": 0 <= self.coarse_context <= 1,
+            "raster": self.raster in (0, 1) and (not self.raster or self.frames == 1),  # a wavefront a level: images
             # motion fields refer to the level-0 slices: every level must share that layout
             "motion": self.motion in MOTION_CELLS and (not self.motion or (per_frame_fits(self.frames, self.height, self.width) and self.time_growth == 1)),
             "residual": self.residual in RESIDUAL_CELLS and (not self.residual or per_frame_fits(self.frames, self.height, self.width)),
@@ -165,23 +169,73 @@ def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
     return (yy + xx) % 2 == 0
 
 
-def context_features(latent: torch.Tensor, coarser: torch.Tensor | None, prev: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
+# The causal neighbourhood of a raster-order context (`GridConfig.raster`): (dy, dx) offsets of
+# already-decoded sites, nearest first. Each reaches at most two rows up and two columns
+# either way, so a level decodes in wavefronts: every site with 3y + x = t at once
+# (`raster_passes`). On the tuning image (Bunny frame 120 at 0.5 bpp) a context network
+# refitted to fixed latents coded them in 10.6 % fewer bits with these than with the
+# checkerboard's four anchor neighbours; a checkerboard with eight more anchors, the coarser
+# grid's neighbours, a channel code and the previous channels saved 8.5 % with 3x the passes.
+# Images up to this many pixels are raster-coded: decoding takes a pass per wavefront, about
+# 3H + W per level (a 512x512 image: ~4,000 passes, about a second on two cores).
+RASTER_MAX_PIXELS = 1 << 18
+RASTER_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (-2, 0), (0, -2), (-1, -2), (-1, 2), (-2, -1), (-2, 1), (-2, -2), (-2, 2))
+
+
+def raster_passes(h: int, w: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows, columns) of the sites of each wavefront of an h x w raster-coded grid, in
+    decoding order: wavefront t holds the sites with 3y + x = t, y ascending. Every neighbour
+    in RASTER_NEIGHBOURS of such a site lies on an earlier wavefront."""
+    y = torch.arange(h)[:, None].expand(h, w).flatten()
+    x = torch.arange(w)[None, :].expand(h, w).flatten()
+    t = 3 * y + x
+    order = torch.argsort(t * h + y)
+    counts = torch.bincount(t, minlength=3 * (h - 1) + w).tolist()
+    ys, xs = y[order].split(counts), x[order].split(counts)
+    return [(a, b) for a, b in zip(ys, xs)]
+
+
+_RASTER_DY = torch.tensor([dy for dy, _ in RASTER_NEIGHBOURS])[:, None]
+_RASTER_DX = torch.tensor([dx for _, dx in RASTER_NEIGHBOURS])[:, None]
+
+
+def raster_gather(latent: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """The RASTER_NEIGHBOURS of sites (ys, xs) of grids `latent` (N, H, W): (N, sites, 12),
+    zero outside the grid. One gather from the padded grids (a wavefront is a few hundred
+    sites; twelve gathers cost more than its network)."""
+    n, h, w = latent.shape
+    flat = F.pad(latent, (2, 2, 2, 0)).reshape(n, -1)
+    idx = (ys + 2 + _RASTER_DY) * (w + 4) + (xs + 2 + _RASTER_DX)  # (12, sites)
+    return flat.index_select(1, idx.T.flatten()).view(n, ys.numel(), len(RASTER_NEIGHBOURS))
+
+
+def context_features(latent: torch.Tensor, coarser: torch.Tensor | None, prev: torch.Tensor | None = None, dim: int = -1, n_coarse: int = 1, raster: bool = False) -> torch.Tensor:
     """(N, H, W) latents of one level -> (N, H, W, F) context per site (the F features
     stacked along `dim`: 0 gives (F, N, H, W)): the four neighbours
     (anchors only: every non-anchor is zeroed, so a non-anchor sees its four decoded anchor
     neighbours and an anchor sees nothing of its own level), the co-located latent of the
-    coarser level (decoded before this one), and the anchor flag. Zero outside the grid.
+    coarser level (decoded before this one) and, with `n_coarse` 5, its four neighbours in
+    the coarser grid (`coarser` is then (5, N, H, W): `LatentGrid.coarser_at`), and the
+    anchor flag. Zero outside the grid.
 
     With `prev` ((N, H, W) co-located latents of the previous time slice, wholly decoded
     before this one, and a (N,) flag of which grids have one) two more: that latent and the
     flag. Static video content repeats from slice to slice, so the mean follows `prev` there
     and its latents cost almost nothing."""
     h, w = latent.shape[-2:]
-    anchors = checkerboard(h, w, device=latent.device).to(latent.dtype)
-    p = F.pad((latent * anchors)[:, None], (1, 1, 1, 1))[:, 0]
-    feats = [p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-    feats.append(coarser if coarser is not None else torch.zeros_like(latent))
-    feats.append(anchors.expand_as(latent))
+    if raster:  # every site's causal neighbours: what a raster-order decoder has when it gets there
+        p = F.pad(latent, (2, 2, 2, 0))
+        feats = [p[:, 2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in RASTER_NEIGHBOURS]
+    else:
+        anchors = checkerboard(h, w, device=latent.device).to(latent.dtype)
+        p = F.pad((latent * anchors)[:, None], (1, 1, 1, 1))[:, 0]
+        feats = [p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    if coarser is None:
+        feats += [torch.zeros_like(latent)] * n_coarse
+    else:
+        feats += [coarser] if n_coarse == 1 else list(coarser.unbind(0))
+    if not raster:
+        feats.append(anchors.expand_as(latent))
     if prev is not None:
         values, has = prev
         feats.append(values)
@@ -221,12 +275,13 @@ class ContextModel(nn.Module):
     Plain matmuls rather than masked convs: with a handful of channels, CPU convolutions
     fall back to slow im2col kernels. With `width` 0 it is a per-level factorized Laplace."""
 
-    def __init__(self, levels: int, width: int, temporal: bool = False):
+    def __init__(self, levels: int, width: int, temporal: bool = False, n_coarse: int = 1, raster: bool = False):
         super().__init__()
-        self.levels, self.width, self.temporal = levels, width, temporal
+        self.levels, self.width, self.temporal, self.n_coarse, self.raster = levels, width, temporal, n_coarse, raster
         self.level_bias = nn.Parameter(torch.zeros(levels, 2))  # (mean, log-scale) per level
         if width:
-            self.net = nn.Sequential(nn.Linear(8 if temporal else 6, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
+            inputs = (len(RASTER_NEIGHBOURS) if raster else 5) + n_coarse + 2 * temporal
+            self.net = nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
 
@@ -249,10 +304,26 @@ class ContextModel(nn.Module):
             prev = (torch.zeros_like(latent), latent.new_zeros(latent.shape[0]))
         prev = prev if self.temporal else None
         if coder:
-            out = self.net(context_features(latent, coarser, prev))
+            out = self.net(context_features(latent, coarser, prev, n_coarse=self.n_coarse, raster=self.raster))
             return out[..., 0] + bias[0], out[..., 1] + bias[1]
-        x = channels_first(self.net, context_features(latent, coarser, prev, dim=0).flatten(1))
+        x = channels_first(self.net, context_features(latent, coarser, prev, dim=0, n_coarse=self.n_coarse, raster=self.raster).flatten(1))
         return (x[0] + bias[0]).view_as(latent), (x[1] + bias[1]).view_as(latent)
+
+    def wavefront_params(self, k: int, latent: torch.Tensor, coarser: torch.Tensor | None, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_scale), each (N, sites), of the sites (ys, xs) of one raster wavefront of
+        grids `latent` (N, H, W) (only earlier wavefronts' values are read) with `coarser` as
+        `params` takes it. The coder's evaluation, sites-first; the encoder runs it on the same
+        wavefronts as the decoder, so both evaluate identical shapes."""
+        near = raster_gather(latent, ys, xs)
+        bias = self.level_bias[k]
+        if not self.width:
+            return bias[0].expand_as(near[..., 0]), bias[1].expand_as(near[..., 0])
+        if coarser is None:
+            up = near.new_zeros(*near.shape[:2], self.n_coarse)
+        else:
+            up = (coarser if self.n_coarse > 1 else coarser[None])[:, :, ys, xs].permute(1, 2, 0)
+        out = self.net(torch.cat([near, up], -1))
+        return out[..., 0] + bias[0], out[..., 1] + bias[1]
 
 
 def empirical_bits(z: torch.Tensor) -> float:
@@ -347,7 +418,7 @@ class LatentGrid(FrameRepresentation):
         for conv in self.refine:  # start as identity: the residual branch learns corrections
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.context = ContextModel(cfg.levels, cfg.context, temporal=bool(cfg.temporal))
+        self.context = ContextModel(cfg.levels, cfg.context, temporal=bool(cfg.temporal), n_coarse=5 if cfg.coarse_context else 1, raster=bool(cfg.raster))
         if cfg.motion:
             # (dy, dx) towards the lower and the upper slice of every frame, in MOTION_STEP
             # units, coded after the levels with their own context model (previous frame's field)
@@ -535,14 +606,16 @@ class LatentGrid(FrameRepresentation):
     def _window_bits(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, window) -> torch.Tensor:
         """Bits of the level-k latents that `window` reads (the cells its bilinear taps touch),
         scaled to the level's area. Their context is computed on a crop one cell wider (the
-        neighbours), starting at even coordinates so the checkerboard keeps its parity."""
+        neighbours; two up and sideways for a raster context), starting at even coordinates
+        so the checkerboard keeps its parity."""
         cfg = self.config
         c, t, h, w = z.shape
         y0, y1, x0, x1 = window
         ty, tx = bilinear_taps(cfg.height, h, y0, y1), bilinear_taps(cfg.width, w, x0, x1)
         r0, r1, c0, c1 = int(ty[0].min()), int(ty[1].max()) + 1, int(tx[0].min()), int(tx[1].max()) + 1
-        R0, C0 = max(r0 - 1, 0) & ~1, max(c0 - 1, 0) & ~1
-        R1, C1 = min(r1 + 1, h), min(c1 + 1, w)
+        m = 2 if cfg.raster else 1  # the raster neighbourhood reaches two cells up and sideways
+        R0, C0 = max(r0 - m, 0) & ~1, max(c0 - m, 0) & ~1
+        R1, C1 = min(r1 + 1, h), min(c1 + m, w)
         sl = (torch.arange(t) if slices is None else slices).to(z.device)
         grids = z[:, sl, R0:R1, C0:C1]
         up = self.coarser_at(k, coarser, sl, (R0, R1), (C0, C1))
@@ -554,7 +627,10 @@ class LatentGrid(FrameRepresentation):
 
     def coarser_at(self, k: int, coarser: torch.Tensor | None, slices: torch.Tensor | None = None, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> torch.Tensor | None:
         """Level k+1's latents at level k's sites, (C * S, rows, cols), for time slices
-        `slices` (all if None) and a row/column range (all if None). Nearest neighbour by
+        `slices` (all if None) and a row/column range (all if None); with
+        `config.coarse_context`, (5, C * S, rows, cols): that value and its four neighbours in
+        the coarser grid (on the tuning image, Bunny frame 120 at 0.5 bpp, a context network
+        refitted to fixed latents coded them in 3.4 % fewer bits with them). Nearest neighbour by
         integer indexing (F.interpolate's 'nearest' rule): exact, no float maths to drift
         between encoder and decoder, and only the sites asked for are gathered. (Gathers in
         this model use `index_select`: its backward, an index_add, is twice as fast on CPU as
@@ -569,7 +645,14 @@ class LatentGrid(FrameRepresentation):
         it = nearest_index(t, tc, sl)
         iy = nearest_index(h, hc, torch.arange(r0, r1, device=dev))
         ix = nearest_index(w, wc, torch.arange(c0, c1, device=dev))
-        return coarser.index_select(1, it).index_select(2, iy).index_select(3, ix).reshape(-1, r1 - r0, c1 - c0)
+        z = coarser.index_select(1, it)
+        if not self.config.coarse_context:
+            return z.index_select(2, iy).index_select(3, ix).reshape(-1, r1 - r0, c1 - c0)
+        # the co-located value, then the coarse grid's (y-1, x), (y+1, x), (y, x-1), (y, x+1):
+        # zero outside it, like the level's own neighbours
+        z = F.pad(z, (1, 1, 1, 1))
+        out = [z.index_select(2, iy + 1 + dy).index_select(3, ix + 1 + dx) for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
+        return torch.stack(out).reshape(5, -1, r1 - r0, c1 - c0)
 
     def slices_for(self, k: int, idx: torch.Tensor) -> torch.Tensor:
         """The (lower, upper) latent time slices frames `idx` interpolate between, (2, B)."""
@@ -933,7 +1016,9 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
     else:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
-    cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels)
+    cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, coarse_context=1)
+    if t == 1 and h * w <= RASTER_MAX_PIXELS:
+        cfg = dataclasses.replace(cfg, raster=1)
     if per_frame_fits(t, h, w):
         cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
     return with_time_structure(cfg, None)
