@@ -494,6 +494,7 @@ class LatentSection:
 # 4 and 5 since the step scheme: a network of a few hundred weights in a 2 KB file is worth
 # trying coarser than the per-row scheme's 6 bits, and each try costs one render.
 WEIGHT_BITS = (4, 5, 6, 7, 8, 10, 12)
+REFINE_SHARE = 0.05  # the network's share of a file from which its modules' depths are refined
 
 
 def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes]) -> dict[str, int]:
@@ -512,24 +513,27 @@ def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: 
     # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
     fixed_bits = None if task.eval_frames() is None else task.latent_bits(model)
 
-    def cost(depths: dict[str, int]) -> float:
+    def cost(depths: dict[str, int]) -> tuple[float, float]:
+        """(mse + lambda x bpp, the network's share of the file) with these depths."""
         with torch.no_grad():
             steps = {n: netcode.step_for(originals[n], depths[n]) for n in names}
             for n, w in netcode.quantized_network(originals, steps).items():
                 params[n].copy_(w.to(params[n].device))
             mse = task.mse(model, frames)
-            rate_bpp = len(encode_weights(depths)) * 8 / task.pixels
+            network_bits = len(encode_weights(depths)) * 8
             latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
-            return mse + task.lam * (rate_bpp + latent_bits / task.pixels)
+            return mse + task.lam * (network_bits + latent_bits) / task.pixels, network_bits / (network_bits + latent_bits)
 
-    best_cost, best = min((cost(dict.fromkeys(names, b)), b) for b in WEIGHT_BITS)
+    (best_cost, share), best = min((cost(dict.fromkeys(names, b)), b) for b in WEIGHT_BITS)
     depths = dict.fromkeys(names, best)
-    for group in weight_groups(names):
+    # Per module only where the network is a sizable part of the file (an image of a few KB):
+    # in a video's tens of KB it is a few percent, and each try renders the clip again.
+    for group in weight_groups(names) if share >= REFINE_SHARE else []:
         for b in (best - 1, best - 2):
             if b < WEIGHT_BITS[0]:
                 break
             trial = depths | dict.fromkeys(group, b)
-            c = cost(trial)
+            c, _ = cost(trial)
             if c >= best_cost:
                 break
             best_cost, depths = c, trial
@@ -715,7 +719,9 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
         tensors = {n: p.detach().cpu() for n, p in model.stored_tensors().items()}
         return encode_model(spec, cfg, tensors, signal_meta, 8, steps={n: netcode.step_for(w, depths[n]) for n, w in tensors.items()})
 
+    t_depth = time.perf_counter()
     depths = choose_weight_bits(model, task, names, weights_bytes)
+    log.debug("network depths %s chosen in %.1f s", sorted(set(depths.values())), time.perf_counter() - t_depth)
     tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
     steps = {n: netcode.step_for(w, depths[n]) for n, w in tensors.items()}
     model = model.cpu()

@@ -169,6 +169,9 @@ def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
     return (yy + xx) % 2 == 0
 
 
+# Images up to this many pixels are raster-coded: decoding takes a pass per wavefront, about
+# 3H + W per level (a 512x512 image: ~4,000 passes, about a second on two cores).
+RASTER_MAX_PIXELS = 1 << 18
 # The causal neighbourhood of a raster-order context (`GridConfig.raster`): (dy, dx) offsets of
 # already-decoded sites, nearest first. Each reaches at most two rows up and two columns
 # either way, so a level decodes in wavefronts: every site with 3y + x = t at once
@@ -176,9 +179,6 @@ def checkerboard(h: int, w: int, device=None) -> torch.Tensor:
 # refitted to fixed latents coded them in 10.6 % fewer bits with these than with the
 # checkerboard's four anchor neighbours; a checkerboard with eight more anchors, the coarser
 # grid's neighbours, a channel code and the previous channels saved 8.5 % with 3x the passes.
-# Images up to this many pixels are raster-coded: decoding takes a pass per wavefront, about
-# 3H + W per level (a 512x512 image: ~4,000 passes, about a second on two cores).
-RASTER_MAX_PIXELS = 1 << 18
 RASTER_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (-2, 0), (0, -2), (-1, -2), (-1, 2), (-2, -1), (-2, 1), (-2, -2), (-2, 2))
 
 
@@ -267,11 +267,13 @@ def channels_first(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 class ContextModel(nn.Module):
-    """Laplace (mean, log-scale) for every latent, checkerboard-causal.
+    """Laplace (mean, log-scale) for every latent, checkerboard-causal (or raster-causal,
+    `raster`: images).
 
     A three-layer MLP maps each site's context (`context_features`) to the Laplace
     parameters, plus a learned per-level bias. Decoding runs it twice per level (anchors,
-    then the rest), vectorised over every grid of the level: never one call per latent.
+    then the rest; a raster level once per wavefront, `wavefront_params`), vectorised over
+    every grid of the level: never one call per latent.
     Plain matmuls rather than masked convs: with a handful of channels, CPU convolutions
     fall back to slow im2col kernels. With `width` 0 it is a per-level factorized Laplace."""
 
