@@ -554,3 +554,16 @@ def test_rate_settling_stops_at_its_cap_when_the_rate_does_not_fall():
     model = _Coarsened(lambda f: 0.2)
     settle_rate(model, _RateOnlyTask(0.1), {"latent_bpp_estimate": 0.2})
     assert model.factor == pytest.approx(MAX_COARSEN) and model.passes <= 2
+
+
+def test_small_files_get_smaller_networks():
+    """The network is part of the file: the smaller the file, the smaller the network a
+    rate target gets (below SMALL_FILE_BYTES and again below TINY_FILE_BYTES)."""
+    cfg = GridConfig(frames=1, height=144, width=176, levels=6)
+    sizes = []
+    for nbytes in (100_000, 10_000, 1_000):
+        small = LatentGrid.config_for_rate(cfg, nbytes * 8)
+        sizes.append(sum(p.numel() for n, p in LatentGrid(small).named_parameters() if not n.startswith("latents")))
+    assert sizes[0] > sizes[1] > sizes[2]
+    tiny = LatentGrid.config_for_rate(cfg, 1_000 * 8)
+    assert (tiny.hidden, tiny.refine, tiny.context) == (8, 1, 4)
