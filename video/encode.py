@@ -19,7 +19,7 @@ from inr.export.codec import info as bitstream_info
 from inr.device import synchronize
 from inr.export.codec import decode_model
 from inr.export.compress import ExportOptions, decode_bytes, encode_signal, encode_to_bpp
-from inr.export.schema import check_header
+from inr.export.schema import check_header, weight_scheme
 from inr.fit import FitState
 from inr.models.auto import resolve_model
 from inr.metrics import audio_snr, psnr, ssim
@@ -131,7 +131,7 @@ def encode_file(
 def header_params(header: dict) -> int:
     """Stored parameters (weights + embeddings) as the file describes them; a file whose
     weights are step-quantized (section NETW) lists none: its model's tensor list counts."""
-    if header.get("weights") == "steps":
+    if weight_scheme(header) == "steps":
         return sum(math.prod(shape) for shape in check_header(header).tensors.values())
     emb = header.get("embeddings")
     return sum(math.prod(t["shape"]) for t in header["tensors"]) + (math.prod(emb["shape"]) if emb else 0)

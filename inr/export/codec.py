@@ -105,7 +105,7 @@ def decode_model(data: bytes) -> tuple[ModelSpec, object, nn.Module, dict]:
     header = box.header
     plan = schema.check_header(header)
     try:
-        if header.get("weights") == "steps":
+        if schema.weight_scheme(header) == "steps":
             if "NETW" not in box.sections:
                 raise BitstreamError("missing section NETW", part="payload")
             tensors = netcode.decode_network(box.sections["NETW"], plan.tensors)
@@ -170,7 +170,7 @@ def info(data: bytes) -> dict:
     breakdown = dict(box.sizes)
     total = sum(breakdown.values())
     out = {"bytes": len(data), "accounted": total, "breakdown": breakdown, "header": box.header}
-    if box.header.get("weights") == "steps" and "NETW" in box.sections:
+    if schema.weight_scheme(box.header) == "steps" and "NETW" in box.sections:
         out["network"] = _network_table(box)
     return out
 
@@ -179,11 +179,8 @@ def _network_table(box: bitstream.Container) -> list[dict]:
     """Per tensor of a NETW section: name, shape, step, the bound of its integers and its
     Laplace scale (the tensor list is the model's: the header is checked to build it)."""
     shapes = schema.check_header(box.header).tensors
-    table = box.sections["NETW"][: netcode.TENSOR_BYTES * len(shapes)]
-    if len(table) < netcode.TENSOR_BYTES * len(shapes):
-        raise BitstreamError("section NETW is shorter than its tensor table", part="payload")
-    rows = []
-    for i, (name, shape) in enumerate(shapes.items()):
-        e, m, j = table[3 * i : 3 * i + 3]
-        rows.append({"name": name, "shape": shape, "step": netcode.step_of(e), "max_abs": 2**m - 1, "scale": netcode.scale_of(j)})
-    return rows
+    table = netcode.network_table(box.sections["NETW"], list(shapes))
+    return [
+        {"name": name, "shape": shape, "step": netcode.step_of(e), "max_abs": 2**m - 1, "scale": netcode.scale_of(j)}
+        for (name, shape), (e, m, j) in zip(shapes.items(), table)
+    ]

@@ -19,6 +19,7 @@ from typing import ClassVar
 import constriction
 import numpy as np
 
+from inr.bitstream import BitstreamError
 from inr.errors import InrError
 
 class EntropyError(InrError):
@@ -252,6 +253,28 @@ def decode_symbols(reader: Reader, count: int, alphabet: int, shape: tuple[int, 
         raise
     except Exception as exc:  # constriction raises on inconsistent streams
         raise EntropyError(f"entropy decoding failed ({exc})") from None
+
+
+# ------------------------------------------------------------------ section streams
+# A section that is one ANS stream (LATS, HLAT, the stream of NETW): u32 little-endian words,
+# every one of them read by the decoder.
+def ans_bytes(coder) -> bytes:
+    """An encoder's stream as the section holds it."""
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def ans_decoder(payload: bytes | memoryview, tag: str):
+    """The ANS coder over a section's words, or BitstreamError."""
+    if len(payload) % 4:
+        raise BitstreamError(f"section {tag} is not whole 32-bit words", part="payload")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    return constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+
+
+def ans_finish(coder, tag: str) -> None:
+    """BitstreamError if the decoder left words of the section unread."""
+    if not coder.is_empty():
+        raise BitstreamError(f"section {tag} has unused data", part="payload")
 
 
 # ------------------------------------------------------------------ masks

@@ -35,6 +35,7 @@ from inr.bitstream import BitstreamError
 from inr.device import synchronize, torch_threads
 from inr.errors import InrError
 from inr.export import netcode
+from inr.export.entropy import ans_bytes, ans_decoder, ans_finish
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
 from inr.models.grid import LatentGrid, checkerboard, frames_of, raster_passes
@@ -385,15 +386,7 @@ def ans_encode_backwards(chunks) -> bytes:
     for symbols, lo, hi, m, s in chunks:
         if symbols.size and lo < hi:
             coder.encode_reverse(np.asarray(symbols, dtype=np.int32), constriction.stream.model.QuantizedLaplace(lo, hi), m, s)
-    return coder.get_compressed().astype("<u4").tobytes()
-
-
-def ans_decoder(payload: bytes, tag: str):
-    """The ANS coder over a section's words, or BitstreamError."""
-    if len(payload) % 4:
-        raise BitstreamError(f"section {tag} is not whole 32-bit words", part="payload")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    return constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+    return ans_bytes(coder)
 
 
 def ans_decode(coder, lo: int, hi: int, m: np.ndarray, s: np.ndarray, tag: str) -> np.ndarray:
@@ -405,11 +398,6 @@ def ans_decode(coder, lo: int, hi: int, m: np.ndarray, s: np.ndarray, tag: str) 
         return np.asarray(coder.decode(constriction.stream.model.QuantizedLaplace(lo, hi), m, s), dtype=np.float32)
     except Exception as exc:  # constriction raises on an exhausted or corrupt stream
         raise BitstreamError(f"section {tag}: latent decoding failed ({type(exc).__name__})", part="payload") from None
-
-
-def ans_finish(coder, tag: str) -> None:
-    if not coder.is_empty():
-        raise BitstreamError(f"section {tag} has unused data", part="payload")
 
 
 def encode_latents(model: LatentGrid) -> tuple[bytes, list[dict]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from inr import bitstream
 from inr.bitstream import BitstreamError
+from inr.export import schema
 
 # Values of every JSON type and of hostile sizes, for structural mutation.
 HOSTILE_VALUES: tuple[Any, ...] = (
@@ -267,7 +268,7 @@ def corpus(data: bytes, model: str) -> dict[str, tuple[bytes, str]]:
     """label -> (hostile file, expected part) for every case that applies to a valid file of
     `model` ("rows": the cases of a header that lists its tensors, the per-row scheme)."""
     box = bitstream.read(data)
-    scheme = box.header.get("weights", "rows")
+    scheme = schema.weight_scheme(box.header)
     out = {}
     for case in CORPUS:
         if case.model not in ("any", model, scheme):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from inr.bitstream import BitstreamError
-from inr.export.entropy import Reader
+from inr.export.entropy import ans_bytes, ans_decoder, ans_finish
 
 MAX_E = 127  # step(127) = 7 x 2^5 = 224: far above any weight a fit produces
 MAX_M = 16  # |q| < 2^16
@@ -107,28 +107,28 @@ def encode_network(tensors: dict[str, torch.Tensor], steps: dict[str, int]) -> b
     coder = constriction.stream.stack.AnsCoder()
     for q, m, j in reversed(coded):  # a stack: the first tensor is coded last, decoded first
         coder.encode_reverse(q, _model(m, j))
-    return bytes(table) + coder.get_compressed().astype("<u4").tobytes()
+    return bytes(table) + ans_bytes(coder)
+
+
+def network_table(payload: bytes | memoryview, names: list[str]) -> list[tuple[int, int, int]]:
+    """The (e, m, j) of each of `names` (the model's tensors, in file order) from the head of a
+    NETW payload. Raises BitstreamError for a short or out-of-range table."""
+    if len(payload) < TENSOR_BYTES * len(names):
+        raise BitstreamError("section NETW is shorter than its tensor table", part="payload")
+    table = [tuple(payload[TENSOR_BYTES * i : TENSOR_BYTES * (i + 1)]) for i in range(len(names))]
+    for name, (e, m, _) in zip(names, table):
+        if e > MAX_E or m > MAX_M:
+            raise BitstreamError(f"section NETW: invalid step or range for {name}", part="payload")
+    return table
 
 
 def decode_network(payload: bytes, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
     """Tensors (float32) of a NETW payload whose tensor list is `shapes` (the model's, in file
     order). Raises BitstreamError for anything malformed."""
-    reader = Reader(payload)
-    if reader.remaining < TENSOR_BYTES * len(shapes):
-        raise BitstreamError("section NETW is shorter than its tensor table", part="payload")
-    table = []
-    for name in shapes:
-        e, m, j = reader.unpack("<BBB")
-        if e > MAX_E or m > MAX_M:
-            raise BitstreamError(f"section NETW: invalid step or range for {name}", part="payload")
-        table.append((e, m, j))
-    rest = reader.take(reader.remaining)
-    if len(rest) % 4:
-        raise BitstreamError("section NETW is not whole 32-bit words after its table", part="payload")
-    words = np.frombuffer(rest, dtype="<u4").astype(np.uint32)
-    if not words.size and any(m and math.prod(shape) for (_, m, _), shape in zip(table, shapes.values())):
+    table = network_table(payload, list(shapes))
+    if len(payload) == TENSOR_BYTES * len(shapes) and any(m and math.prod(shape) for (_, m, _), shape in zip(table, shapes.values())):
         raise BitstreamError("section NETW has no stream for its coded tensors", part="payload")
-    coder = constriction.stream.stack.AnsCoder(words) if words.size else constriction.stream.stack.AnsCoder()
+    coder = ans_decoder(payload[TENSOR_BYTES * len(shapes) :], "NETW")
     out = {}
     for (name, shape), (e, m, j) in zip(shapes.items(), table):
         n = math.prod(shape)
@@ -140,8 +140,7 @@ def decode_network(payload: bytes, shapes: dict[str, list[int]]) -> dict[str, to
         else:
             q = np.zeros(n, dtype=np.int64)
         out[name] = dequantize(torch.from_numpy(q).reshape(shape), e)
-    if not coder.is_empty():
-        raise BitstreamError("section NETW has unused data", part="payload")
+    ans_finish(coder, "NETW")
     return out
 
 

@@ -66,6 +66,12 @@ SIGNAL_DIMS = {"image": 3, "video": 4, "audio": 2}  # shape rank per kind, chann
 BITS = (2, 16)
 
 
+def weight_scheme(header: dict) -> object:
+    """The header's `weights` field, "rows" where it is absent (older files); unchecked until
+    `check_structure` has run."""
+    return header.get("weights", "rows")
+
+
 def _fail(message: str, part: str = "header") -> BitstreamError:
     return BitstreamError(message, part=part)
 
@@ -127,7 +133,7 @@ def check_structure(header: dict) -> None:
         raise _fail(f"header tensors must be a list, got {_show(tensors)}")
     if len(tensors) > LIMITS["tensors"]:
         raise _fail(f"header lists {len(tensors)} tensors (limit {LIMITS['tensors']})", "limits")
-    weights = header.get("weights", "rows")
+    weights = weight_scheme(header)
     if weights not in WEIGHT_SCHEMES:
         raise _fail(f"header weights must be one of {list(WEIGHT_SCHEMES)}, got {_show(weights)}")
     if weights == "steps" and tensors:
@@ -319,7 +325,7 @@ def check_header(header: dict) -> Plan:
         raise _fail(f"decoding would need a {largest >> 20} MiB intermediate tensor (limit {LIMITS['tensor_bytes'] >> 20} MiB)", "limits")
     expect = {n: list(t.shape) for n, t in decoder.stored_tensors().items()}
     got = {rec["name"]: rec["shape"] for rec in header["tensors"]}
-    if header.get("weights", "rows") == "rows" and expect != got:
+    if weight_scheme(header) == "rows" and expect != got:
         raise _fail("header tensor list does not match the model config")
     return Plan(spec, cfg, expect, built, flops, largest)
 

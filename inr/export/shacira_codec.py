@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from inr.bitstream import BitstreamError
+from inr.export.entropy import ans_decoder, ans_finish
 from inr.export.grid_codec import (
     RateTarget,
     RateTask,
     ans_decode,
-    ans_decoder,
     ans_encode,
-    ans_finish,
     check_range,
     coder_params,
     integer_range,
