@@ -115,3 +115,32 @@ def test_a_header_listing_tensors_with_step_weights_is_refused(crop64):
     sections = {k: v for k, v in box.sections.items() if k != "NETW"}
     with pytest.raises(BitstreamError, match="NETW"):
         decode_model(bitstream.write(box.header, sections))
+
+
+def test_the_depth_search_prices_each_candidate_at_the_steps_the_file_would_use(crop64):
+    """Every candidate's bytes are those of the network quantized at the steps that candidate
+    renders with (the float weights' steps), and the steps returned are one candidate's."""
+    from inr.export.grid_codec import GridTask, RateTarget, choose_network_steps
+    from inr.models.grid import GridConfig, LatentGrid
+    from inr.signals import image_signal
+
+    signal = image_signal(crop64[:32, :32])
+    torch.manual_seed(0)
+    model = LatentGrid(GridConfig(frames=1, height=32, width=32, levels=3, hidden=12, hidden_layers=1)).eval()
+    model.start_from(signal)
+    with torch.no_grad():  # weights off any step grid
+        for p in model.stored_tensors().values():
+            p.add_(torch.randn_like(p) * 1e-3)
+    task = GridTask(signal, torch.device("cpu"), RateTarget(lam=0.01))
+    floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
+    priced = []
+
+    def encode_weights(steps):
+        rendered = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
+        assert all(torch.equal(rendered[n], netcode.quantized_network({n: floats[n]}, steps)[n]) for n in floats)
+        priced.append(dict(steps))
+        return netcode.encode_network(floats, steps)
+
+    chosen = choose_network_steps(model, task, list(floats), encode_weights)
+    assert chosen in priced
+    assert all(torch.equal(w, floats[n]) for n, w in model.stored_tensors().items())  # restored

@@ -485,9 +485,10 @@ WEIGHT_BITS = (4, 5, 6, 7, 8, 10, 12)
 REFINE_SHARE = 0.05  # the network's share of a file from which its modules' depths are refined
 
 
-def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes]) -> dict[str, int]:
-    """A bit depth per network weight by rate-distortion on the decoded output: each candidate
-    quantizes the weights as the file will, renders, and pays its coded bytes. First one depth
+def choose_network_steps(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes]) -> dict[str, int]:
+    """The network's steps (`netcode` indices, by name) by rate-distortion on the decoded
+    output, chosen as bit depths: each candidate quantizes the weights as the file will
+    (`encode_weights(steps)` gives its bytes), renders, and pays its coded bytes. First one depth
     for the whole network (WEIGHT_BITS), then each module (the synthesis, the refinement, each
     context model: `weight_groups`) one and two bits coarser than that, kept where it pays:
     the context models steer only the rate and tolerate coarser steps than the synthesis."""
@@ -501,14 +502,17 @@ def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: 
     # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
     fixed_bits = None if task.eval_frames() is None else task.latent_bits(model)
 
+    def steps_at(depths: dict[str, int]) -> dict[str, int]:
+        return {n: netcode.step_for(originals[n], depths[n]) for n in names}
+
     def cost(depths: dict[str, int]) -> tuple[float, float]:
         """(mse + lambda x bpp, the network's share of the file) with these depths."""
         with torch.no_grad():
-            steps = {n: netcode.step_for(originals[n], depths[n]) for n in names}
+            steps = steps_at(depths)
             for n, w in netcode.quantized_network(originals, steps).items():
                 params[n].copy_(w.to(params[n].device))
             mse = task.mse(model, frames)
-            network_bits = len(encode_weights(depths)) * 8
+            network_bits = len(encode_weights(steps)) * 8
             latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
             return mse + task.lam * (network_bits + latent_bits) / task.pixels, network_bits / (network_bits + latent_bits)
 
@@ -528,7 +532,7 @@ def choose_weight_bits(model, task: RateTask, names: list[str], encode_weights: 
     with torch.no_grad():
         for n in names:
             params[n].copy_(originals[n].to(params[n].device))
-    return depths
+    return steps_at(depths)
 
 
 def weight_groups(names: list[str]) -> list[list[str]]:
@@ -703,15 +707,14 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
 
     phase("code")
 
-    def weights_bytes(depths: dict[str, int]) -> bytes:
-        tensors = {n: p.detach().cpu() for n, p in model.stored_tensors().items()}
-        return encode_model(spec, cfg, tensors, signal_meta, 8, steps={n: netcode.step_for(w, depths[n]) for n, w in tensors.items()})
+    tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
+
+    def weights_bytes(steps: dict[str, int]) -> bytes:
+        return encode_model(spec, cfg, tensors, signal_meta, 8, steps=steps)
 
     t_depth = time.perf_counter()
-    depths = choose_weight_bits(model, task, names, weights_bytes)
-    log.debug("network depths %s chosen in %.1f s", sorted(set(depths.values())), time.perf_counter() - t_depth)
-    tensors = {n: p.detach().cpu().clone() for n, p in model.stored_tensors().items()}
-    steps = {n: netcode.step_for(w, depths[n]) for n, w in tensors.items()}
+    steps = choose_network_steps(model, task, names, weights_bytes)
+    log.debug("network steps chosen in %.1f s: %s", time.perf_counter() - t_depth, sorted(set(steps.values())))
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
         params = dict(model.named_parameters())
