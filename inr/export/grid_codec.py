@@ -675,8 +675,9 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     names = list(weights)
     # What the file pays besides the latents, estimated at 6 bits per weight plus framing
     # (preamble, a dictionary-compressed header of ~180 bytes, section frames, NETW's table).
-    # The depth is chosen after the fit (5-8 bits on 256x256 images from 0.25 to 1 bpp; the
-    # network in NETW and the header 530-850 bytes). At 8 bits per weight, the estimate of
+    # The depths are chosen after the fit (on the 256x256 tuning crop of Bunny frame 120:
+    # 6-7 bits at 0.25 bpp, 6-8 at 1 bpp; NETW and the header 840-900 bytes, the estimate
+    # 790: the latents' share is what lambda steers to). At 8 bits per weight, the estimate of
     # the per-row scheme, files landed under their targets since NETW: the tuning images
     # 11 % at 0.3 bpp (Bunny frame 120) and 9 % at 1.2 (frame 70), the tuning clips 3-8 % at
     # 0.2 bpp, the 256x256 still of the image report 12 % at 0.25.
