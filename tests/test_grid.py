@@ -406,6 +406,17 @@ def test_motion_fields_sample_where_the_content_came_from():
     assert torch.allclose(moved[:, :3, 1:, 2:], ref[None, :, :-1, :-2].expand(2, -1, -1, -1), atol=1e-4)
 
 
+def test_the_header_probe_warps_to_the_kernels_shape():
+    """On the meta device (the header check's cost probe) `warp` skips torch's slow
+    decomposition and gives the shape the real kernel gives."""
+    from inr.models.motion import sampling_grid, warp
+
+    image, disp = torch.rand(2, 5, 6, 8), torch.rand(2, 2, 3, 4)
+    real = warp(image, sampling_grid(disp, 12, 16))
+    meta = warp(image.to("meta"), sampling_grid(disp.to("meta"), 12, 16))
+    assert meta.is_meta and meta.shape == real.shape == (2, 5, 12, 16)
+
+
 def test_a_residual_cell_adds_to_its_own_frame_only():
     """Residual latents are per frame: +1 in frame 1's luma residual changes frame 1 alone,
     by the latent step times the cell's bilinear footprint (float64 reference) in every RGB
