@@ -213,8 +213,9 @@ class Trainer:
         """One optimisation step; returns the batch loss (before the update)."""
         s = self.state
         lr = self.base_lr * self.schedule.factor(s.progress)
+        steady = self.base_lr * self.schedule.steady_factor(s.progress)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
+            g["lr"] = (steady if g.get("steady") else lr) * g.get("lr_scale", 1.0)
         self.model.train()
         with autocast(self.device, self.speed.amp):
             loss, mse = self.task.batch_loss(self.model, self.generator, s.step)

@@ -50,6 +50,30 @@ def test_nerv_paper_schedule_reaches_the_optimizer(tiny_clip):
     assert trainer.state.lr == pytest.approx(5e-4 * 0.55)
 
 
+def test_the_grids_entropy_models_keep_the_peak_rate(tiny_clip):
+    """`steady` groups (the grid's context models) follow the warm-up, then stay at the peak
+    while the rest decays; every parameter is in exactly one group."""
+    s = Schedule(warmup=0.2, start=0.1)
+    assert s.steady_factor(0.1) == pytest.approx(s.factor(0.1))
+    assert s.steady_factor(0.9) == 1.0 and s.factor(0.9) < 0.1
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    spec = get_spec("grid")
+    _, model = build_model(spec, signal, None, {}, 0)
+    fit = FitConfig(steps=10, amp=False, fused_adam=False)
+    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="grid", fit=fit))
+    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
+    groups = trainer.optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    steady = {names[id(p)] for g in groups if g["steady"] for p in g["params"]}
+    assert steady and all(n.startswith(("context.", "motion_context.", "residual_context.")) for n in steady)
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    trainer.state.step = 9  # progress 0.9: the rest is near the end of its cosine
+    trainer.step_once()
+    for g in groups:
+        want = spec.optim.lr * g["lr_scale"] * (1.0 if g["steady"] else spec.optim.fast.factor(0.9))
+        assert g["lr"] == pytest.approx(want)
+
+
 def test_cli_schedule_flag(tmp_path, small_png):
     ok = run_cli("fit", str(small_png), "-o", str(tmp_path / "a.pt"), "--model", "siren", "--steps", "5", "--schedule", "paper")
     assert ok.returncode == 0, ok.stderr

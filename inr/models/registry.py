@@ -38,6 +38,11 @@ class Schedule:
         cos = 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress - self.warmup) / span)))
         return self.floor + (1.0 - self.floor) * cos
 
+    def steady_factor(self, progress: float) -> float:
+        """The curve of a `steady` parameter group (`OptimDefaults.steady`): the warm-up, then
+        the peak to the end."""
+        return self.factor(progress) if self.warmup > 0 and progress < self.warmup else 1.0
+
 
 SCHEDULES = ("fast", "paper")  # fast: tuned for short CPU budgets (bench/bench_schedule.py)
 
@@ -54,6 +59,11 @@ class OptimDefaults:
     # (parameter-name prefix, lr multiplier): e.g. latent grids learn at 10x the network's
     # rate, since a latent must travel several quantization steps while a weight moves little.
     lr_scales: tuple[tuple[str, float], ...] = ()
+    # parameter-name prefixes that keep the peak rate after the warm-up instead of decaying
+    # with the schedule: a model that must track other parameters to the end (a rate-aware
+    # family's entropy models follow latents that move, and change distribution when the
+    # quantization proxy switches from noise to rounding late in the fit)
+    steady: tuple[str, ...] = ()
     fast: Schedule = Schedule()
     paper: Schedule = Schedule()
 
@@ -63,11 +73,12 @@ class OptimDefaults:
         return self.fast if name == "fast" else self.paper
 
     def param_groups(self, model: nn.Module) -> list[dict]:
-        groups: dict[float, list] = {}
+        groups: dict[tuple[float, bool], list] = {}
         for name, p in model.named_parameters():
             scale = next((s for prefix, s in self.lr_scales if name.startswith(prefix)), 1.0)
-            groups.setdefault(scale, []).append(p)
-        return [{"params": ps, "lr_scale": s} for s, ps in groups.items()]
+            steady = bool(self.steady) and name.startswith(self.steady)
+            groups.setdefault((scale, steady), []).append(p)
+        return [{"params": ps, "lr_scale": s, "steady": st} for (s, st), ps in groups.items()]
 
 
 @dataclass(frozen=True)
