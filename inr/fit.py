@@ -184,7 +184,11 @@ class Trainer:
         for key, val in info["optimizer"]["scalars"].items():
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = val
-        self.optimizer.load_state_dict({"state": state, "param_groups": info["optimizer"]["param_groups"]})
+        saved_groups = info["optimizer"]["param_groups"]
+        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in self.optimizer.param_groups]:
+            # a version that groups the parameters differently (learning-rate scales) wrote it
+            raise InrError("the checkpoint's optimizer state does not match this version's parameter groups: start a new fit or resume with the version that wrote it")
+        self.optimizer.load_state_dict({"state": state, "param_groups": saved_groups})
         self._match_state_layout()
         saved = info["state"]
         self.state.step = saved["step"]

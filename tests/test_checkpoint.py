@@ -57,3 +57,26 @@ def test_checkpoint_rejects_garbage(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(InrError):
         ckpt.load(tmp_path)
+
+
+def test_a_checkpoint_from_another_parameter_grouping_is_refused_in_one_line(tmp_path, tiny_clip):
+    """A checkpoint whose optimizer groups differ from this version's (a family whose
+    learning-rate scales changed since it was written) ends in an InrError, not a torch
+    traceback halfway through loading."""
+    import json
+
+    from inr.errors import InrError
+
+    signal = video_signal(tiny_clip[:4])
+    opts = FitOptions(model="hnerv", overrides={"fc_dim": 16}, batch_size=2, fit=FitConfig(steps=6, seed=0))
+    with pytest.raises(KeyboardInterrupt):
+        fit_signal(signal, opts, CPU, checkpoint_dir=tmp_path / "ck", callback=StopAt(3))
+    config = tmp_path / "ck" / "config.json"
+    header = json.loads(config.read_text())
+    groups = header["training"]["optimizer"]["param_groups"]
+    merged = {**groups[0], "params": [p for g in groups for p in g["params"]]}
+    extra = {**groups[0], "params": []}
+    header["training"]["optimizer"]["param_groups"] = [merged, extra] if len(groups) == 1 else [merged]
+    config.write_text(json.dumps(header))
+    with pytest.raises(InrError, match="parameter groups"):
+        fit_signal(signal, opts, CPU, checkpoint_dir=tmp_path / "ck", resume=True)
