@@ -49,7 +49,7 @@ def main() -> None:
             for bpp in [float(b) for b in args.bpp.split(",")]:
                 opts = FitOptions(model=name, fit=FitConfig(seconds=args.seconds))
                 data = encode_to_bpp(sig, opts, ExportOptions(), bpp, device)[0].data
-                rows.append(_timed(name, data, t, args.repeats, device) | {"bpp": round(len(data) * 8 / (t * frames.shape[1] * frames.shape[2]), 3)})
+                rows.append(_timed(name, data, t, args.repeats, device))
                 print(rows[-1], flush=True)
             continue
         opts = FitOptions(model=name, params=parse_param_budget(args.params), batch_size=2, fit=FitConfig(epochs=2))
@@ -77,7 +77,7 @@ def _timed(name: str, data: bytes, t: int, repeats: int, device) -> dict:
         synchronize(device)
         best = min(best, time.perf_counter() - t0)
     full = min(decode_bytes(data, device)[2] for _ in range(repeats))
-    return {"model": name, "size": f"{shape[2]}x{shape[1]}", "frames": t, "bytes": len(data), "bpp": "", "fps": round(t / best, 1), "fps_from_file": round(t / full, 1)}
+    return {"model": name, "size": f"{shape[2]}x{shape[1]}", "frames": t, "bytes": len(data), "bpp": round(len(data) * 8 / (t * shape[1] * shape[2]), 3), "fps": round(t / best, 1), "fps_from_file": round(t / full, 1)}
 
 
 if __name__ == "__main__":

@@ -1129,9 +1129,10 @@ def frames_of(signal) -> torch.Tensor:
 # rounded latents of a 40 s, 0.4 bpp encode of the bundled clip (a diagnosis on the report's
 # clip; the choice below was made on the tuning clips and crops alone) they coded them in
 # 8.3 % fewer bits (motion fields 10 %, residual 15 %, levels 7 %). Held steady (tuning
-# clips and crops, 60 s video / 30 s image points, one or two runs each): Bunny 96-127 at 0.2 bpp 33.44 / 33.78 dB at
-# 0.194 bpp against 33.57 / 33.48 at 0.199 / 0.202; carphone 60-91 33.08 / 33.19 dB at
-# 0.196 / 0.201 against 32.93 / 32.83 at 0.200 / 0.198; the image crops' BD-rate vs JPEG
+# clips and crops, 60 s video / 30 s image points, one or two runs each): Bunny 96-127 at
+# 0.2 bpp 33.44 / 33.78 dB at 0.194 bpp against 33.57 / 33.48 at 0.199 / 0.202; carphone
+# 60-91 33.08 / 33.19 dB at 0.196 / 0.201 against 32.93 / 32.83 at 0.200 / 0.198; the
+# image crops' BD-rate vs JPEG
 # -4.3 / -8.7 % against +3.7 (the run before; this one's base collapsed to 24.3 dB at 0.3 bpp)
 # / +5.5 %. An offline refit of a steady fit's end gains < 1 %.
 # They also learn at CONTEXT_LR_SCALE x the network's rate. Same runs (steady at 1x: crops

@@ -76,7 +76,7 @@ class OptimDefaults:
         groups: dict[tuple[float, bool], list] = {}
         for name, p in model.named_parameters():
             scale = next((s for prefix, s in self.lr_scales if name.startswith(prefix)), 1.0)
-            steady = bool(self.steady) and name.startswith(self.steady)
+            steady = name.startswith(self.steady)  # False for an empty tuple
             groups.setdefault((scale, steady), []).append(p)
         return [{"params": ps, "lr_scale": s, "steady": st} for (s, st), ps in groups.items()]
 
