@@ -27,6 +27,8 @@ separate processes and not included). Rows:
 memory grows with the length). `--reuse-encode` decodes and seeks the end-to-end file an
 earlier run left in `--work` (its row then has the encoder's own time and no peak RSS).
 
+`--rows` picks which rows run (default all; `--rows warm` runs the warm/cold pair alone).
+
 Heavy at the defaults (hours on 2 cores); `--size 96x64 --frames 24 --rss-frames 12,24
 --seconds 6 --gop 8 --bpp 0.3 --warm-model siren --out gop_tiny` checks the script in a minute.
 """
@@ -47,6 +49,7 @@ from inr.device import select_device
 from video.ffmpeg_bin import ffmpeg_exe
 from video.gop_encode import decode_video
 
+ROWS = {"end-to-end", "rss", "seek", "warm"}
 SOURCE = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"  # beside the checkout (see --source)
 
 
@@ -111,8 +114,12 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work_gop"))
     ap.add_argument("--out", default="gop", help="results name: bench/results/NAME.json")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rows", default=",".join(sorted(ROWS)), help="rows to run (seek reads the end-to-end row's file)")
     ap.add_argument("--reuse-encode", action="store_true", help="decode and seek the end-to-end file of an earlier run instead of encoding again")
     args = ap.parse_args()
+    wanted = {r.strip() for r in args.rows.split(",") if r.strip()}
+    if unknown := wanted - ROWS:
+        ap.error(f"unknown rows: {', '.join(sorted(unknown))} (known: {', '.join(sorted(ROWS))})")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     device = select_device(args.device)
@@ -120,20 +127,22 @@ def main() -> None:
 
     src = make_clip(work, args.size, args.frames, Path(args.source))
     main_file = work / "main.inr"
-    if args.reuse_encode and Path(str(main_file) + ".json").is_file():
-        # the file of an earlier run whose decode step failed: its encoder's own report (the
-        # encode's wall time without process start; its peak RSS was not kept)
-        report = json.loads(Path(str(main_file) + ".json").read_text())
-        enc = {"wall_s": round(report["encode_seconds"], 2), "peak_rss_mib": None, "psnr": round(report["psnr"], 3), "bpp": round(report["bpp"], 5),
-               "gops": len(report.get("gops", [])) or 1, "reused": True}
-    else:
-        enc = encode(src, main_file, args, ["--seconds", str(args.seconds)])
-        print({"row": "encode", **enc}, flush=True)  # kept in the log should the decode fail
-    dec = run_cli(["decode", str(main_file), "-o", str(work / "main.mp4")])
-    rows.append({"row": "end-to-end", "frames": args.frames, **enc, "decode_wall_s": dec["wall_s"], "decode_rss_mib": dec["peak_rss_mib"]})
-    print(rows[-1], flush=True)
+    dec = None
+    if "end-to-end" in wanted:
+        if args.reuse_encode and Path(str(main_file) + ".json").is_file():
+            # the file of an earlier run whose decode step failed: its encoder's own report (the
+            # encode's wall time without process start; its peak RSS was not kept)
+            report = json.loads(Path(str(main_file) + ".json").read_text())
+            enc = {"wall_s": round(report["encode_seconds"], 2), "peak_rss_mib": None, "psnr": round(report["psnr"], 3), "bpp": round(report["bpp"], 5),
+                   "gops": len(report.get("gops", [])) or 1, "reused": True}
+        else:
+            enc = encode(src, main_file, args, ["--seconds", str(args.seconds)])
+            print({"row": "encode", **enc}, flush=True)  # kept in the log should the decode fail
+        dec = run_cli(["decode", str(main_file), "-o", str(work / "main.mp4")])
+        rows.append({"row": "end-to-end", "frames": args.frames, **enc, "decode_wall_s": dec["wall_s"], "decode_rss_mib": dec["peak_rss_mib"]})
+        print(rows[-1], flush=True)
 
-    for n in [int(v) for v in args.rss_frames.split(",") if v.strip()]:
+    for n in [int(v) for v in args.rss_frames.split(",") if v.strip()] if "rss" in wanted else []:
         clip, out = make_clip(work, args.rss_size or args.size, n, Path(args.source)), work / f"rss_{n}.inr"
         gops = -(-n // (args.gop or 1)) if args.gop else None
         steps = args.rss_steps * (gops or 1)  # --steps is the clip's total, shared among GOPs
@@ -142,16 +151,21 @@ def main() -> None:
         rows.append({"row": f"rss@{n} {args.rss_size or args.size}", "frames": n, **e, "decode_wall_s": d["wall_s"], "decode_rss_mib": d["peak_rss_mib"]})
         print(rows[-1], flush=True)
 
-    mid = max(args.frames // 2 - 5, 0)
-    timed_decode(main_file, work / "warmup/", "0:1", device)  # imports and first-call costs out of the timings
-    seek = min(timed_decode(main_file, work / "seek/", f"{mid}:{mid + min(10, args.frames)}", device) for _ in range(2))
-    runs = range(args.full_decode_runs)
-    full = min(timed_decode(main_file, work / "full.mp4", None, device) for _ in runs) if args.full_decode_runs else dec["wall_s"]
-    rows.append({"row": "seek 10 mid", "frames": min(10, args.frames), "wall_s": seek, "full_decode_s": full, "full_decode_from": "in process" if args.full_decode_runs else "end-to-end inr decode"})
-    print(rows[-1], flush=True)
+    if "seek" in wanted:
+        if not main_file.is_file():
+            sys.exit(f"bench_gop: the seek row reads {main_file}: run the end-to-end row first")
+        mid = max(args.frames // 2 - 5, 0)
+        timed_decode(main_file, work / "warmup/", "0:1", device)  # imports and first-call costs out of the timings
+        seek = min(timed_decode(main_file, work / "seek/", f"{mid}:{mid + min(10, args.frames)}", device) for _ in range(2))
+        if args.full_decode_runs or dec is None:
+            full, source = min(timed_decode(main_file, work / "full.mp4", None, device) for _ in range(max(args.full_decode_runs, 1))), "in process"
+        else:
+            full, source = dec["wall_s"], "end-to-end inr decode"
+        rows.append({"row": "seek 10 mid", "frames": min(10, args.frames), "wall_s": seek, "full_decode_s": full, "full_decode_from": source})
+        print(rows[-1], flush=True)
 
     warm_minus_cold = None
-    if args.warm_model != "none":
+    if args.warm_model != "none" and "warm" in wanted:
         for label, extra in (("warm", []), ("cold", ["--no-warm-start", "--workers", "1"])):
             r = encode(src, work / f"{label}.inr", args, ["--seconds", str(args.seconds), *extra], args.warm_model)
             rows.append({"row": f"{label} {args.warm_model}", "frames": args.frames, **r})
