@@ -146,3 +146,14 @@ def test_decoder_rejects_oversized_claims(hnerv_encoded):
     box.header["signal"]["shape"] = [10**6, 4096, 4096, 3]
     with pytest.raises(BitstreamError, match="limits|frames"):
         decode_model(bitstream.write(box.header, box.sections))
+
+
+def test_bpp_rate_control_never_refits_past_the_time_budget(tiny_clip):
+    """--seconds is the whole encode: a first attempt that spent the budget and missed its
+    rate (here a first guess of 2 bits a parameter sizes the model 4x too large) is final and
+    reported out of tolerance, not refitted for another full budget."""
+    sig = video_signal(tiny_clip[:4])
+    opts = FitOptions(model="nerv", batch_size=2, fit=FitConfig(seconds=1.0, lr=5e-3))
+    enc, report = encode_to_bpp(sig, opts, ExportOptions(), 6.0, CPU, bits_per_param=2.0)
+    assert len(report["attempts"]) == 1 and not report["within_tolerance"]
+    assert report["attempts"][0]["bytes"] == len(enc.data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import math
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from video.audio import AUDIO_EXTS, is_audio_path, write_audio
 from video.fitting import load_signal, signal_extent, write_json
 from video.media import LOSSLESS_IMAGE_EXTS, ReadOptions, atomic_path, save_image, to_uint8, write_video
 from video.quality import clip_quality, stream_quality
+
+log = logging.getLogger("inr.rate")
 
 
 def quality(decoded: torch.Tensor, original: torch.Tensor, kind: str) -> dict:
@@ -124,6 +127,8 @@ def encode_file(
         report["kbps"] = len(data) * 8 / extent["duration"] / 1000
     if rate:
         report["rate_control"] = rate
+        if not rate["within_tolerance"]:
+            log.warning("%s is %.4g bpp for a %.4g bpp target (%+.0f %%, outside rate control's tolerance)", out.name, report["bpp"], bpp, 100 * (report["bpp"] / bpp - 1))
     write_json(Path(str(out) + ".json"), report)
     return report
 
