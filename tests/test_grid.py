@@ -578,3 +578,22 @@ def test_small_files_get_smaller_networks():
     assert sizes[0] > sizes[1] > sizes[2]
     tiny = LatentGrid.config_for_rate(cfg, 1_000 * 8)
     assert (tiny.hidden, tiny.refine, tiny.context) == (8, 1, 4)
+
+
+def test_windowed_fits_train_their_entropy_models_without_the_boost():
+    """Frames larger than a training step renders (a 1080p GOP: a dozen steps in its share)
+    drop the entropy models' steady / scaled learning rate, which cost a 1080p GOP 2.9 dB;
+    frames a step renders whole keep it."""
+    from inr.export.grid_codec import GridTask, RateTarget
+    from inr.models import get_spec
+    from inr.signals import video_signal
+
+    optim = get_spec("grid").optim
+    assert optim.steady
+    small = GridTask(video_signal(torch.zeros(2, 64, 96, 3, dtype=torch.uint8)), torch.device("cpu"), RateTarget(bpp=0.1))
+    assert small.optim_defaults(optim) == optim
+    large = GridTask(video_signal(torch.zeros(2, 720, 1280, 3, dtype=torch.uint8)), torch.device("cpu"), RateTarget(bpp=0.1))
+    plain = large.optim_defaults(optim)
+    assert large.window is not None and plain.steady == ()
+    assert not any(prefix in optim.steady for prefix, _ in plain.lr_scales)
+    assert dict(plain.lr_scales)["latents."] == dict(optim.lr_scales)["latents."]
