@@ -260,6 +260,8 @@ def encode_to_bpp(
         try:
             enc = encode_signal(signal, dataclasses.replace(opts, params=params, fit=fit), exp, device, callback, phase)
         except InrError as exc:
+            if best is not None:  # a re-size the family cannot build: the closest file so far stands
+                break
             raise InrError(f"--bpp {bpp} cannot be met with {opts.model} ({exc})") from None
         size = len(enc.data)
         tried.append({"params": params, "bytes": size, "bpp": size * 8 / pixels, "bits_per_param": size * 8 / params})
