@@ -240,8 +240,9 @@ def encode_to_bpp(
         return enc, report
     # Trained weights entropy-code at about their depth once the per-row steps and the file's
     # framing are paid: NeRV 8.05 and HNeRV 7.46 / 8.16 bits a parameter at 8 bits (Bunny
-    # 320x180 at 0.2 / 0.1 bpp, 1080p at 0.02). The 0.8 x bits guessed before sized every
-    # first attempt 20-27 % too large, and its refit made `--seconds` twice the encode.
+    # 320x180 at 0.2 / 0.1 bpp, 1080p at 0.02). The 0.8 x bits guessed before sized the first
+    # attempt 26-28 % too large (NeRV at 0.2 bpp, HNeRV at 1080p), and its refit made
+    # `--seconds` twice the encode.
     bits_per_param = bits_per_param or float(exp.bits)
     tried: list[dict] = []
     best: Encoded | None = None

@@ -1132,9 +1132,9 @@ def frames_of(signal) -> torch.Tensor:
 # clips and crops, 60 s video / 30 s image points, one or two runs each): Bunny 96-127 at
 # 0.2 bpp 33.44 / 33.78 dB at 0.194 bpp against 33.57 / 33.48 at 0.199 / 0.202; carphone
 # 60-91 33.08 / 33.19 dB at 0.196 / 0.201 against 32.93 / 32.83 at 0.200 / 0.198; the
-# image crops' BD-rate vs JPEG
-# -4.3 / -8.7 % against +3.7 (the run before; this one's base collapsed to 24.3 dB at 0.3 bpp)
-# / +5.5 %. An offline refit of a steady fit's end gains < 1 %.
+# image crops' BD-rate vs JPEG -4.3 / -8.7 % against +3.7 (the run before; this one's base
+# collapsed to 24.3 dB at 0.3 bpp) / +5.5 %. An offline refit of a steady fit's end gains
+# < 1 %. Frames trained on windows (1080p) do without both (`GridTask.optim_defaults`).
 # They also learn at CONTEXT_LR_SCALE x the network's rate. Same runs (steady at 1x: crops
 # -4.3 / +1.6 % on Bunny 120 (two runs), -8.7 / -8.8 % on Bunny 70; clips 33.79 dB at 0.196
 # bpp / 33.11 at 0.198): 3x -4.7 / -12.4 %, clips 33.90 at 0.196 / 32.89 at 0.192; 10x
