@@ -33,3 +33,23 @@ def test_msssim_small_frames_is_bounded_and_ordered(tiny_clip):
     same = ms_ssim_frames(clean, clean)
     assert all(abs(v - 1) < 1e-5 for v in same)
     assert min(ms_ssim_frames(clean, noisy)) > max(ms_ssim_frames(clean, noisier))
+
+
+def test_metrics_scored_in_chunks_equal_the_whole_clip_in_float64(monkeypatch):
+    """Metrics hold a bounded number of elements in flight (a 1080p group of frames scored
+    at once peaked at 5.4 GB): scoring in chunks must give the whole-clip figures."""
+    import numpy as np
+
+    import inr.metrics as metrics
+
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand(5, 48, 40, 3, generator=gen)
+    b = (a + 0.03 * torch.randn(a.shape, generator=gen)).clamp(0, 1)
+    whole_ms = ms_ssim_frames(a, b)
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 1000)  # under one frame: a frame and a slice of it at a time
+    diff = a.numpy().astype(np.float64) - b.numpy().astype(np.float64)
+    assert math.isclose(psnr(a, b), 10 * math.log10(1 / np.mean(diff**2)), rel_tol=1e-12)
+    expected = [10 * math.log10(1 / np.mean(d**2)) for d in diff]
+    assert all(math.isclose(x, y, rel_tol=1e-12) for x, y in zip(per_frame_psnr(a, b), expected))
+    assert len(metrics.frame_chunks(5, a[0].numel())) == 5
+    np.testing.assert_allclose(ms_ssim_frames(a, b), whole_ms, rtol=1e-5)
