@@ -22,17 +22,22 @@ from inr.options import FitOptions
 from inr.signals import Signal
 
 
+def base_config(spec: ModelSpec, signal: Signal, overrides: dict | None, rate_bits: float | None = None):
+    """The family's config for `signal` before any parameter budget: adapted to the signal,
+    sized to a file of `rate_bits` for a rate-aware family, with the user's overrides."""
+    check_handles(spec.name, signal.kind, "the signal")
+    cfg = spec.adapt(spec.config_cls(), signal)
+    if spec.rate_aware and rate_bits is not None:
+        cfg = spec.model_cls.config_for_rate(cfg, rate_bits)
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
 def build_model(spec: ModelSpec, signal: Signal, params: int | None, overrides: dict | None, seed: int, rate_bits: float | None = None):
     """A fresh model for `signal`: sized to `params` stored parameters, or, for a rate-aware
     family, to a file of `rate_bits` (default: `params` 8-bit parameters, see rate_target)."""
-    check_handles(spec.name, signal.kind, "the signal")
-    cfg = spec.adapt(spec.config_cls(), signal)
-    if spec.rate_aware:
-        bits = rate_bits if rate_bits is not None else (8.0 * params if params else None)
-        if bits is not None:
-            cfg = spec.model_cls.config_for_rate(cfg, bits)
-    if overrides:
-        cfg = dataclasses.replace(cfg, **overrides)
+    if spec.rate_aware and rate_bits is None and params:
+        rate_bits = 8.0 * params
+    cfg = base_config(spec, signal, overrides, rate_bits)
     if params is not None and not spec.rate_aware:  # a rate-aware family's size is its rate: see rate_target()
         cfg = size_to_budget(spec, cfg, params)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
