@@ -597,3 +597,24 @@ def test_windowed_fits_train_their_entropy_models_without_the_boost():
     assert large.window is not None and plain.steady == ()
     assert not any(prefix in optim.steady for prefix, _ in plain.lr_scales)
     assert dict(plain.lr_scales)["latents."] == dict(optim.lr_scales)["latents."]
+
+
+def test_lambda_control_winds_up_no_further_than_its_ceiling_over_a_known_start():
+    """While the context model learns the start, the measured rate is far over the target
+    and steering kept raising lambda (25x on a tuning clip), squeezing the file under its
+    rate. Over a start known to be near the settled slope, lambda stops at LAMBDA_WINDUP
+    times it; below the start it stays free (high rates need lower slopes)."""
+    from inr.export.grid_codec import LAMBDA_WINDUP, STEER_EVERY, RateTarget, RateTask
+
+    task = RateTask(RateTarget(bpp=0.1), pixels=1000)
+    task.start_lambda(0.004)
+    for i in range(200):
+        task.steer_at(i * STEER_EVERY, lambda: 0.3 * 1000)  # three times the target, throughout
+    assert task.lam == pytest.approx(LAMBDA_WINDUP * 0.004)
+    for i in range(200):
+        task.steer_at(i * STEER_EVERY, lambda: 0.01 * 1000)  # far under
+    assert task.lam < 0.004 / LAMBDA_WINDUP
+    free = RateTask(RateTarget(bpp=0.1), pixels=1000)  # no known start: only the global bound
+    for i in range(200):
+        free.steer_at(i * STEER_EVERY, lambda: 0.3 * 1000)
+    assert free.lam > LAMBDA_WINDUP * 0.004
