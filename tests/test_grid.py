@@ -618,3 +618,13 @@ def test_lambda_control_winds_up_no_further_than_its_ceiling_over_a_known_start(
     for i in range(200):
         free.steer_at(i * STEER_EVERY, lambda: 0.3 * 1000)
     assert free.lam > LAMBDA_WINDUP * 0.004
+
+
+def test_rate_settling_survives_latents_that_round_to_nothing():
+    """Coarsened far enough, a tiny GOP's latents all round to zero and code in 0 bits: the
+    settling's secant took the log of that ratio and the encode died (ZeroDivisionError)."""
+    from inr.export.grid_codec import settle_rate
+
+    model = _Coarsened(lambda f: 0.2 if f < 1.5 else 0.0)
+    out = settle_rate(model, _RateOnlyTask(0.1), {"latent_bpp_estimate": 0.2})
+    assert model.factor >= 1.5 and out["latent_bpp_estimate"] <= 0.1

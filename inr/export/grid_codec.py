@@ -652,7 +652,7 @@ def settle_rate(model, task: RateTask, metrics: dict, steps: int = 0) -> dict:
     # Secant steps on log-rate over log-factor, kept inside the bracket of a factor known too
     # fine and one known to fit (bisection when a step leaves it): the rate falls slowly while
     # the step is below the latents' spread, then fast, so a plain secant overshoots.
-    tried = {0.0: rate}  # log factor from the fit's end -> latent bpp
+    tried = {0.0: max(rate, 1e-9)}  # log factor from the fit's end -> latent bpp
     low, high = 0.0, None  # too fine; fits
     at, slope = 0.0, 1.0  # where the model is now; rate ~ factor^-slope, a first guess
     for _ in range(SETTLE_PASSES):
@@ -663,7 +663,9 @@ def settle_rate(model, task: RateTask, metrics: dict, steps: int = 0) -> dict:
             break
         model.coarsen(math.exp(guess - at))
         before, at = low, guess
-        tried[at] = task.latent_bits(model) / task.pixels
+        # floored: coarsened far enough, tiny latents all round to zero and code in 0 bits
+        # (a 2-frame 64x96 GOP did), and the secant's log-ratios need a positive rate
+        tried[at] = max(task.latent_bits(model) / task.pixels, 1e-9)
         if tried[at] <= want * RATE_SLACK:
             high = at if high is None else min(high, at)
         else:
