@@ -89,3 +89,16 @@ def test_cli_decode_of_a_hostile_gop_file_is_one_line_and_exit_2(gop_file, tmp_p
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "GOP" in err
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_cold_start_of_rate_aware_gops_is_said_only_where_there_are_gops(clip12, tmp_path, caplog):
+    """`grid` GOPs start cold; a clip that fits one GOP has none to start, and every point of
+    `make demo`'s report said so anyway."""
+    import logging
+
+    said = lambda: any("start from their own signal" in r.getMessage() for r in caplog.records)  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="inr"):
+        assert main(["encode", str(clip12), "-o", str(tmp_path / "one.inr"), "--model", "grid", "--steps", "2", "--bpp", "0.5", "--max-frames", "4"]) == 0
+        assert not said()
+        assert main(["encode", str(clip12), "-o", str(tmp_path / "two.inr"), "--model", "grid", "--steps", "2", "--bpp", "0.5", "--max-frames", "4", "--gop", "2"]) == 0
+        assert said()

@@ -87,12 +87,12 @@ def encode_video(
     if info.kind == "image":
         return encode_file(path, out, opts, exp, read, device, bpp, callback, phase, bits_per_param)
     opts = dataclasses.replace(opts, model=resolve_model(opts.model, "video")[0])
-    if gops.warm_start and get_spec(opts.model).rate_aware:
+    cold = gops.warm_start and get_spec(opts.model).rate_aware
+    if cold:
         # A rate-aware family starts from the signal itself (grid: a Laplacian pyramid and a
         # synthesis that sums it exactly); a neighbour's synthesis breaks that start (measured:
         # -6 dB on a 3-GOP clip, README), so its GOPs start cold. (shacira: its hash latents,
         # most of the model, are side tensors a warm start does not copy; not measured warm.)
-        log.info("%s: GOPs start from their own signal, not warm from the previous GOP", opts.model)
         gops = dataclasses.replace(gops, warm_start=False)
     workers = _workers(gops)
     budget = (gops.memory_budget or default_memory_budget()) // workers  # GOPs in flight share the memory
@@ -105,6 +105,8 @@ def encode_video(
         report = encode_file(path, out, opts, exp, whole, device, bpp, callback, phase, bits_per_param)
         progress(1, 1)
         return report
+    if cold:  # said only where there are GOPs to start
+        log.info("%s: GOPs start from their own signal, not warm from the previous GOP", opts.model)
     return _encode_gops(path, out, opts, exp, read, device, bpp, gops, plan, info, (h, w), callback, phase, progress, bits_per_param)
 
 
