@@ -310,8 +310,9 @@ class ConvNeXtEncoder(nn.Module):
 
 
 # Pixels of frames embedded at once after a fit: the encoder's widest stage holds 4 x enc_dim
-# channels at 1/25 of the pixels, so eight 1080p frames at once (the fixed batch before) made
-# a 12-frame 1080p encode peak at 4.3 GB; two frames at a time, 2.x GB.
+# channels at 1/16 or 1/25 of the pixels (a first stride of 4 or 5), so eight 1080p frames at
+# once (the fixed batch before) made a 12-frame 1080p encode peak at 4.3 GB; at two frames a
+# batch its peak is the training step's (3.15 GiB).
 EMBED_PIXELS = 1 << 22
 HNERV_EXTRA_STEP_BYTES = 256  # a pixel, over the generic 512 (see HNeRV.fit_memory)
 
