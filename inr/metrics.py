@@ -49,7 +49,7 @@ def audio_snr(recon: torch.Tensor, target: torch.Tensor) -> float:
     PCM signal over the power of the error. Unlike PSNR it does not depend on a peak, so a
     quiet clip is not scored as better than a loud one with the same relative error."""
     signal = float(torch.sum((target.double() - 0.5) ** 2))
-    noise = float(torch.sum((recon.double() - target.double()) ** 2))
+    noise = _squared_error(recon, target)
     if noise <= 0:
         return float("inf")
     return 10.0 * math.log10(max(signal, 1e-300) / noise)

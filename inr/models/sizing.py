@@ -52,9 +52,12 @@ def _closest_width(spec: ModelSpec, cfg, budget: int) -> tuple[int, int]:
     return min(((w, count(w)) for w in (lo, hi)), key=lambda wc: abs(wc[1] - budget))
 
 
-def _closest_config(spec: ModelSpec, cfg, budget: int, tolerance: float) -> tuple[int, dict]:
-    """(stored count, fields to set) of the size closest to `budget`, searching the fine field
-    too while the width alone misses by more than a quarter of `tolerance`."""
+def closest_size(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05) -> tuple[int, dict]:
+    """(stored count, config fields to set) of the size closest to `budget`, whether or not it
+    is within `tolerance`, which only says how hard to search: the fine field is searched too
+    while the width alone misses by more than a quarter of it. Rate control builds from the
+    fields directly when the count is close enough for the file's rate, so a budget the
+    family can only approach is traded for one it can build, without a second search."""
     width, got = _closest_width(spec, cfg, budget)
     chosen = {spec.width_field: width}
     if abs(got - budget) > tolerance * budget / 4 and spec.fine_field:
@@ -71,13 +74,6 @@ def _closest_config(spec: ModelSpec, cfg, budget: int, tolerance: float) -> tupl
     return got, chosen
 
 
-def closest_size(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05) -> int:
-    """The stored parameter count of the size `size_to_budget` would pick, whether or not it
-    is within `tolerance`: rate control asks for it so that a budget the family can only
-    approach is traded for one it can build exactly, when the file's rate allows."""
-    return _closest_config(spec, cfg, budget, tolerance)[0]
-
-
 def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
     """Return a copy of `cfg` whose stored parameter count is as close to `budget` as the width
     allows; raise if the closest is still off by more than `tolerance`.
@@ -86,7 +82,7 @@ def size_to_budget(spec: ModelSpec, cfg, budget: int, tolerance: float = 0.05):
     lower-width floor), so the optional fine field is then searched too, re-fitting the width
     for each of its values.
     """
-    got, chosen = _closest_config(spec, cfg, budget, tolerance)
+    got, chosen = closest_size(spec, cfg, budget, tolerance)
     if abs(got - budget) > tolerance * budget:
         raise InrError(
             f"{spec.name}: closest size to {budget} parameters is {got} "
