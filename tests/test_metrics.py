@@ -37,7 +37,7 @@ def test_msssim_small_frames_is_bounded_and_ordered(tiny_clip):
 
 def test_metrics_scored_in_chunks_equal_the_whole_clip_in_float64(monkeypatch):
     """Metrics hold a bounded number of elements in flight (a 1080p group of frames scored
-    at once peaked at 5.4 GB): scoring in chunks must give the whole-clip figures."""
+    at once peaked at 5,371 MiB): scoring in chunks must give the whole-clip figures."""
     import numpy as np
 
     import inr.metrics as metrics

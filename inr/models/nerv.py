@@ -311,8 +311,8 @@ class ConvNeXtEncoder(nn.Module):
 
 # Pixels of frames embedded at once after a fit: the encoder's widest stage holds 4 x enc_dim
 # channels at 1/16 or 1/25 of the pixels (a first stride of 4 or 5), so eight 1080p frames at
-# once (the fixed batch before) made a 12-frame 1080p encode peak at 4.3 GB; at two frames a
-# batch its peak is the training step's (3.15 GiB).
+# once (the fixed batch before) made a 12-frame 1080p encode peak at 4,305 MiB; at two frames
+# a batch its peak is the training step's (3,154 MiB).
 EMBED_PIXELS = 1 << 22
 HNERV_EXTRA_STEP_BYTES = 256  # a pixel, over the generic 512 (see HNeRV.fit_memory)
 
@@ -343,7 +343,7 @@ class HNeRV(FrameRepresentation):
         4 x enc_dim channels at 1/16 of the pixels and keeps them all for the backward, in
         float32 (HNeRV is not bf16 on CPU). A training step on 2 frames of 1080p held 2.1 GiB
         over the signal (NeRV's, at the same size: 0.4 GiB); a 12-frame 1080p GOP encode peaked
-        at 3.15 GiB where the generic estimate said 2.9."""
+        at 3.08 GiB (3,154 MiB) where the generic estimate said 2.89."""
         return super().fit_memory(frames, height, width, params) + height * width * HNERV_EXTRA_STEP_BYTES
 
     @classmethod
