@@ -179,6 +179,47 @@ def test_corrupt_latent_payload_is_a_bitstream_error():
         decode_latents(m, payload, bad)
 
 
+def test_batched_rate_equals_the_coders_per_chunk_sum(monkeypatch):
+    """The training rate batches channels, slices and levels through each context network
+    (`batched_bits`); it must price every latent as the coder's per-channel chunks do, with
+    each level's slice scaling, in value and gradient."""
+    cfg = GridConfig(frames=8, height=16, width=24, levels=3, context=4, time_base=4, time_growth=1, temporal=1, coarse_context=1, motion=8, residual=4)
+    m = _random_model(cfg, scale=2.0)
+    with torch.no_grad():
+        m.context.level_bias.add_(torch.randn_like(m.context.level_bias) * 0.3)  # levels priced apart
+    monkeypatch.setattr(LatentGrid, "RATE_BATCH", 700)  # several flushes, pieces split across them
+    idx = torch.tensor([1, 6])
+
+    def per_chunk(latents):
+        total = torch.zeros((), dtype=torch.float64)
+        frames = torch.unique(idx)
+        for k in range(cfg.levels, m.num_coded):
+            z = latents[k]
+            for _, g, mean, ls in m.context_chunks(k, z, None, frames):
+                total = total + laplace_bits(g.double(), mean.double(), ls.double()) * (z.shape[1] / frames.numel())
+        for k in reversed(range(cfg.levels)):
+            z = latents[k]
+            slices = torch.unique(m.slices_for(k, idx))
+            coarser = latents[k + 1] if k + 1 < cfg.levels else None
+            for _, g, mean, ls in m.context_chunks(k, z, coarser, slices):
+                total = total + laplace_bits(g.double(), mean.double(), ls.double()) * (z.shape[1] / slices.numel())
+        return total
+
+    def grads(fn):
+        m.zero_grad()
+        latents = [m.coded(k) for k in range(m.num_coded)]
+        value = fn(latents)
+        value.backward()
+        return float(value.detach()), [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    got, got_grads = grads(lambda lat: m.rate_bits(lat, idx))
+    ref, ref_grads = grads(per_chunk)
+    assert got == pytest.approx(ref, rel=1e-5)
+    assert len(got_grads) == len(ref_grads)
+    for a, b in zip(got_grads, ref_grads):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5)
+
+
 def test_batch_rate_is_an_unbiased_slice_estimate():
     """Scoring only the time slices a batch reads, scaled up, averages to the full rate."""
     cfg = GridConfig(frames=8, height=16, width=24, levels=3, context=4)
