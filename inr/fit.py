@@ -28,8 +28,11 @@ class FitTask(Protocol):
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (objective to minimise, MSE on the batch) for the batch of optimisation step `step`."""
 
-    def evaluate(self, model: nn.Module) -> dict:
-        """Full evaluation; must contain 'psnr'."""
+    def evaluate(self, model: nn.Module, full: bool = True) -> dict:
+        """Evaluation of the whole signal; must contain 'psnr'. `full=False`: PSNR (and the
+        reconstruction) alone, for callers that only compare or report it: an encoder
+        measures the rest on its decoded file, and MS-SSIM of a 1080p group of frames costs
+        seconds."""
 
     def attach(self, state: "FitState") -> None:
         """Called once by the Trainer with the live state (progress, step), for tasks whose
@@ -241,7 +244,7 @@ class Trainer:
         if target is None or s.psnr < target or s.step - self._last_full_eval < self.cfg.eval_every:
             return False
         self._last_full_eval = s.step
-        return self.task.evaluate(self.model)["psnr"] >= target
+        return self.task.evaluate(self.model, full=False)["psnr"] >= target
 
     def run(self, callback: Callback | None = None, checkpoint: Callable[["Trainer"], None] | None = None) -> FitState:
         """Train until the budget or target PSNR is reached.

@@ -90,8 +90,10 @@ def fit_signal(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     callback: Callable[[FitState], None] | None = None,
+    full_metrics: bool = True,
 ) -> FitOutcome:
-    """Fit `opts.model` to `signal`; with `resume`, continue from `checkpoint_dir`."""
+    """Fit `opts.model` to `signal`; with `resume`, continue from `checkpoint_dir`.
+    `full_metrics=False` scores the fit by PSNR alone (`FitTask.evaluate`)."""
     spec = get_spec(opts.model)
     training = None
     if resume:
@@ -117,7 +119,7 @@ def fit_signal(
             ckpt.save(checkpoint_dir, spec, cfg, model, meta, tr)
 
     state = trainer.run(callback=callback, checkpoint=save if checkpoint_dir is not None else None)
-    result = task.evaluate(model)
+    result = task.evaluate(model, full=full_metrics)
     recon = result.pop("reconstruction").cpu()
     save(trainer)  # after evaluation: HNeRV's embeddings are cached now and travel along
     result.update(

@@ -102,6 +102,24 @@ def test_decode_equals_quantized_model_output(hnerv_encoded):
     assert {t["bits"] for t in header["tensors"] if t["name"] != "embeddings"} == {8}
 
 
+def test_hnerv_encode_embeds_once_unless_pruning_retrains(tiny_clip, monkeypatch):
+    """The fit's evaluation embeds the frames; the export codes those embeddings instead of
+    embedding again (seconds a GOP at 1080p), except after pruning has fine-tuned the encoder.
+    Either way the file decodes to what the encoder's model renders."""
+    from inr.models.nerv import HNeRV
+
+    calls = []
+    real = HNeRV.prepare_decoding
+    monkeypatch.setattr(HNeRV, "prepare_decoding", lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1])
+    for prune, embeds in ((0.0, 1), (0.3, 2)):
+        calls.clear()
+        sig, enc = _encode(tiny_clip, model="hnerv", epochs=4, prune=prune)
+        assert len(calls) == embeds, prune
+        assert "msssim" not in enc.float_metrics  # scored by PSNR alone: the report measures the file
+        decoded, _, _ = decode_bytes(enc.data, CPU)
+        assert torch.equal(decoded, enc.model.render(list(sig.data.shape), CPU))
+
+
 def test_info_accounts_for_every_byte(hnerv_encoded):
     _, enc = hnerv_encoded
     rep = info(enc.data)

@@ -111,7 +111,7 @@ class _NeverThereTask:
         loss = model.weight.square().sum() * 1e-9
         return loss, loss.detach()
 
-    def evaluate(self, model):
+    def evaluate(self, model, full=True):
         self.evaluations += 1
         return {"psnr": 0.0}
 

@@ -115,7 +115,8 @@ def encode_signal(
         return _encode_rate_aware(signal, opts, exp, None, device, callback, phase)
     main_fit, ft = split_budget(opts.fit, exp.finetune_fraction, 1 + (exp.prune > 0))
     (phase or (lambda name: None))("fit")
-    outcome = fit_signal(signal, dataclasses.replace(opts, fit=main_fit), device, callback=callback)
+    # the float fit is scored by PSNR alone: the report measures everything on the decoded file
+    outcome = fit_signal(signal, dataclasses.replace(opts, fit=main_fit), device, callback=callback, full_metrics=False)
     return export_fitted(outcome, signal, opts, exp, ft, device, callback, phase)
 
 
@@ -148,8 +149,11 @@ def export_fitted(
         _unparametrize(model, keep_effect=True)
 
     # Per-item tensors (HNeRV's embeddings) are made now, quantized once, and loaded back, so
-    # QAT trains the network against exactly the values the file will carry.
-    model.prepare_decoding(signal, device)
+    # QAT trains the network against exactly the values the file will carry. The fit's own
+    # evaluation made them from these very weights unless pruning has fine-tuned them since
+    # (a model that trains again drops them: `HNeRV.train`); at 1080p embedding is seconds.
+    if masks or not model.coded_buffers():
+        model.prepare_decoding(signal, device)
     buffers = {n: t.detach().cpu() for n, t in model.coded_buffers().items()}
     quantized = {n: quantize(t, exp.embed_bits) for n, t in buffers.items()}
     model.load_stored_tensors({n: dequantize(q.q, q.offset, q.scale).to(device) for n, q in quantized.items()})

@@ -304,10 +304,10 @@ class GridTask(RateTask):
         model.train(was)
         return out[0].permute(1, 2, 0).cpu()
 
-    def evaluate(self, model: LatentGrid, reconstruction: bool = True) -> dict:
-        """Metrics of the model as it would decode; `reconstruction=False` streams the frames
-        (a long 1080p GOP's reconstruction would be as large as its float target) and scores
-        `eval_frames()`."""
+    def evaluate(self, model: LatentGrid, reconstruction: bool = True, full: bool = True) -> dict:
+        """Metrics of the model as it would decode (PSNR: the encoder measures the rest on its
+        file, whatever `full` asks); `reconstruction=False` streams the frames (a long 1080p
+        GOP's reconstruction would be as large as its float target) and scores `eval_frames()`."""
         t0 = time.perf_counter()
         scored = None
         if reconstruction:

@@ -70,8 +70,8 @@ class ShaciraTask(RateTask, CoordTask):
     def latent_bits(self, model: ShaciraMLP) -> float:
         return float(model.rate_bits(torch.round(model.latents)))
 
-    def evaluate(self, model: ShaciraMLP, reconstruction: bool = True) -> dict:
-        out = CoordTask.evaluate(self, model)  # in eval mode: the rounded latents, as decoded
+    def evaluate(self, model: ShaciraMLP, reconstruction: bool = True, full: bool = True) -> dict:
+        out = CoordTask.evaluate(self, model, full)  # in eval mode: the rounded latents, as decoded
         out["latent_bpp_estimate"], out["lambda"] = self.latent_bits(model) / self.pixels, self.lam
         if not reconstruction:
             out.pop("reconstruction")
