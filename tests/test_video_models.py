@@ -72,6 +72,17 @@ def test_bunny_1280x640_paper_budgets(name, budget):
         assert got == decoder + 132 * 16 * 2 * 4  # decoder + embeddings; the encoder is not stored
 
 
+@pytest.mark.parametrize("name", ["nerv", "nervpp", "hnerv", "grid"])
+def test_render_batches_follow_the_frame_size(name):
+    """A decoder renders a few small frames a call but one large frame at a time: its
+    activations follow the batch (four 1080p frames through HNeRV held 1.2 GiB)."""
+    spec, cfg = _bunny_cfg(name)
+    model = spec.model_cls(size_to_budget(spec, cfg, 350_000) if name != "grid" else cfg)
+    assert model.render_batch(132, 180, 320) == model.RENDER_BATCH
+    assert model.render_batch(132, 640, 1280) == 1
+    assert model.render_batch(132, 1080, 1920) == 1
+
+
 @pytest.mark.parametrize("name", ["nerv", "nervpp", "hnerv", "siren", "hashgrid"])
 @pytest.mark.parametrize("budget", [40_000, 120_000])
 def test_budget_sizing_within_5_percent(tiny_clip, name, budget):

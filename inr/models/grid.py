@@ -849,9 +849,6 @@ class LatentGrid(FrameRepresentation):
             x[:, y : y + rows] = self.synthesis(band.permute(0, 2, 3, 1))
         return self.refined(x.permute(0, 3, 1, 2))
 
-    def render_batch(self, frames: int, height: int, width: int) -> int:
-        return max(1, min(self.RENDER_BATCH, self.RENDER_PIXELS // (height * width)))
-
     # ---------------------------------------------------------------- analysis start
     @torch.no_grad()
     def init_from_frames(self, frames: torch.Tensor, step: float = 1 / 64) -> None:

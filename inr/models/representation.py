@@ -207,6 +207,9 @@ class FrameRepresentation(Representation):
     fitted resolution only."""
 
     RENDER_BATCH: ClassVar[int] = 4  # frames per render call
+    # ... and at most this many pixels' worth of them (at least one frame): a decoder's
+    # activations follow the batch, and four 1080p frames through HNeRV peaked at 1.2 GiB
+    RENDER_PIXELS: ClassVar[int] = 1 << 19
     losses = ("l2", "l1", "l1_ssim")
 
     def make_task(self, signal, device, opts):
@@ -220,8 +223,9 @@ class FrameRepresentation(Representation):
         return cfg.frames, cfg.height, cfg.width
 
     def render_batch(self, frames: int, height: int, width: int) -> int:
-        """Frames per render call at this size (a family whose frames are costly bounds it)."""
-        return self.RENDER_BATCH
+        """Frames per render call at this size: RENDER_BATCH, fewer where their pixels pass
+        RENDER_PIXELS."""
+        return max(1, min(self.RENDER_BATCH, self.RENDER_PIXELS // max(1, height * width)))
 
     def _check_shape(self, shape) -> None:
         fitted = self._fitted_shape()
