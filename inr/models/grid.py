@@ -417,13 +417,13 @@ def laplace_site_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tens
     return -torch.log2(p.clamp_min(2.0**-24))
 
 
-def batched_bits(pieces, limit: int) -> torch.Tensor:
+def batched_bits(pieces, limit: int) -> torch.Tensor | None:
     """Bits of many pieces of latents, sum of `weight x laplace_bits` over the pieces
     (context model, level, grids (N, H, W), coarser, prev, weight), each context network run
     once per `limit` sites instead of once per piece. A video's training rate is some 25
     pieces (a level's channels and slices, the motion fields, the residual) of a few dozen to
     a few hundred thousand sites: a network call and a Laplace per piece was five times the
-    ops (see `LatentGrid.RATE_BATCH`)."""
+    ops (see `LatentGrid.RATE_BATCH`). None when there are no pieces."""
     total = None
     pending: dict[int, list] = {}
     sites = 0
@@ -652,7 +652,7 @@ class LatentGrid(FrameRepresentation):
 
     def _slice_groups(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, chunk: int, joint: bool, reverse: bool = False):
         """Coded tensor k (C, T_k, H, W) in groups of time slices `slices` (all if None) of at
-        most RATE_CHUNK sites: (channel slice, start among the slices, grids (C' * S, H, W),
+        most `chunk` sites (or one grid, where a grid is larger): (channel slice, start among the slices, grids (C' * S, H, W),
         their coarser-level context, their previous slices). One channel a group, or all
         channels together when `joint` and a slice's channels fit in a chunk. Context inputs
         are gathered for the group alone, so memory follows a chunk, not the level."""
