@@ -609,10 +609,11 @@ class LatentGrid(FrameRepresentation):
 
     RATE_CHUNK: ClassVar[int] = 1 << 20  # latents coded per context-network call (~200 MB of temporaries)
     # Latents the training rate scores per context-network call (`batched_bits`). On a 320x180
-    # clip at 0.2 bpp (Bunny 96-127, ~480k latents scored a step; best of 4 x 8 repeats, runs
-    # of the same code on this shared 2-core machine differ by up to 40 %) the rate's forward
-    # and backward took 76 and 103 ms as 25 calls (one per channel and level), 66-71 ms
-    # batched at 2^16 to 2^20 sites: the op count falls 5-fold, the arithmetic does not.
+    # clip at 0.2 bpp (Bunny 96-127, ~480k latents scored a step) the rate's forward and
+    # backward took a median 96.4 ms as 25 calls (one per channel and level) and 69.1 ms
+    # batched, the two interleaved in one process (12 rounds); separate runs at 2^16 to 2^20
+    # sites a call all gave 66-71 ms (best of 4 x 8 repeats; this shared 2-core machine
+    # varies by up to 40 % between runs). The op count falls 5-fold, the arithmetic does not.
     RATE_BATCH: ClassVar[int] = 1 << 18
 
     def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
