@@ -221,8 +221,9 @@ class Trainer:
         s = self.state
         lr = self.base_lr * self.schedule.factor(s.progress)
         steady = self.base_lr * self.schedule.steady_factor(s.progress)
+        late = self.task.late_lr_factor() if hasattr(self.task, "late_lr_factor") else 1.0
         for g in self.optimizer.param_groups:
-            g["lr"] = (steady if g.get("steady") else lr) * g.get("lr_scale", 1.0)
+            g["lr"] = (steady if g.get("steady") else lr) * g.get("lr_scale", 1.0) * (late if g.get("late") else 1.0)
         self.model.train()
         with autocast(self.device, self.speed.amp):
             loss, mse = self.task.batch_loss(self.model, self.generator, s.step)

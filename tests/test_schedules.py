@@ -74,6 +74,40 @@ def test_the_grids_entropy_models_keep_the_peak_rate(tiny_clip):
         assert g["lr"] == pytest.approx(want)
 
 
+def test_the_grids_latents_slow_down_in_a_long_straight_through_phase(tiny_clip):
+    """The straight-through phase gives the latents ROUNDING_STEPS steps' worth of their rate,
+    however long it is (a long one let the zeros drift across the rounding threshold); the
+    noise phase and every other parameter keep theirs."""
+    from inr.export.grid_codec import ROUNDING_STEPS
+
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    spec = get_spec("grid")
+    _, model = build_model(spec, signal, None, {}, 0)
+    fit = FitConfig(steps=1000, amp=False, fused_adam=False)
+    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="grid", fit=fit))
+    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = trainer.optimizer.param_groups
+    late = {names[id(p)] for g in groups if g["late"] for p in g["params"]}
+    assert late == {n for n in names.values() if n.startswith(("latents.", "motion_latents", "residual_latents"))}
+
+    def expected(g, p, factor):
+        base = spec.optim.lr * g["lr_scale"] * (spec.optim.fast.steady_factor(p) if g["steady"] else spec.optim.fast.factor(p))
+        return base * (factor if g["late"] else 1.0)
+
+    trainer.state.step = 100  # noise phase
+    trainer.step_once()
+    for g in groups:
+        assert g["lr"] == pytest.approx(expected(g, 0.1, 1.0))
+    trainer.state.step = 800  # the straight-through phase: 250 steps of it in all
+    trainer.step_once()
+    factor = ROUNDING_STEPS / (1000 * (1 - task.target.noise_fraction))
+    assert task.quant_mode() == "ste" and factor < 1
+    assert task.late_lr_factor() == pytest.approx(factor)
+    for g in groups:
+        assert g["lr"] == pytest.approx(expected(g, 0.8, factor))
+
+
 def test_cli_schedule_flag(tmp_path, small_png):
     ok = run_cli("fit", str(small_png), "-o", str(tmp_path / "a.pt"), "--model", "siren", "--steps", "5", "--schedule", "paper")
     assert ok.returncode == 0, ok.stderr

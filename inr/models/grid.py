@@ -1215,6 +1215,7 @@ def frames_of(signal) -> torch.Tensor:
 # -9.4 / -5.2 %, clips 33.67 at 0.204 / 32.91 at 0.200. 3x: the images gain, the clips are
 # inside their spread.
 CONTEXT_MODELS = ("context.", "motion_context.", "residual_context.")
+LATENT_TENSORS = ("latents.", "motion_latents", "residual_latents")  # slowed in the straight-through phase (grid_codec.ROUNDING_STEPS)
 CONTEXT_LR_SCALE = 3.0
 
 
@@ -1225,7 +1226,7 @@ register(
         model_cls=LatentGrid,
         signals=("image", "video"),
         description="Cool-chic/C3: quantized latent grid pyramid + tiny synthesis, trained for rate and distortion",
-        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0), ("motion_latents", 10.0), ("residual_latents", RESIDUAL_LR_SCALE), *((m, CONTEXT_LR_SCALE) for m in CONTEXT_MODELS)), steady=CONTEXT_MODELS, fast=FAST["grid"], paper=PAPER["grid"]),
+        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0), ("motion_latents", 10.0), ("residual_latents", RESIDUAL_LR_SCALE), *((m, CONTEXT_LR_SCALE) for m in CONTEXT_MODELS)), steady=CONTEXT_MODELS, late=LATENT_TENSORS, fast=FAST["grid"], paper=PAPER["grid"]),
         adapt=_adapt,
         width_field="hidden",
     )

@@ -64,6 +64,10 @@ class OptimDefaults:
     # family's entropy models follow latents that move, and change distribution when the
     # quantization proxy switches from noise to rounding late in the fit)
     steady: tuple[str, ...] = ()
+    # parameter-name prefixes whose rate the task may scale down late in the fit
+    # (`late_lr_factor()`, where a task has one): a rate-aware family's latents in the
+    # straight-through phase (`inr.export.grid_codec.ROUNDING_STEPS`)
+    late: tuple[str, ...] = ()
     fast: Schedule = Schedule()
     paper: Schedule = Schedule()
 
@@ -77,8 +81,9 @@ class OptimDefaults:
         for name, p in model.named_parameters():
             scale = next((s for prefix, s in self.lr_scales if name.startswith(prefix)), 1.0)
             steady = name.startswith(self.steady)  # False for an empty tuple
-            groups.setdefault((scale, steady), []).append(p)
-        return [{"params": ps, "lr_scale": s, "steady": st} for (s, st), ps in groups.items()]
+            late = name.startswith(self.late)
+            groups.setdefault((scale, steady, late), []).append(p)
+        return [{"params": ps, "lr_scale": s, "steady": st, "late": lt} for (s, st, lt), ps in groups.items()]
 
 
 @dataclass(frozen=True)
