@@ -62,9 +62,10 @@ LAMBDA_WINDUP = 8.0
 # 480 straight-through steps its rate rose 8 %, lambda control quadrupled lambda and the file
 # ended at 27.56 dB at 0.450 bpp (30 s: 28.15 dB at 0.506; 240 s: 27.08 at 0.437; longer fits
 # were worse). With this budget (a factor 0.18 there): 28.57 dB at 0.503 (0.1 throughout:
-# 28.84 at 0.511); frame 70 at 1 bpp, 60 s: 32.07 dB at 1.001 against 31.70 at 0.952. The
-# tuning clips' 60 s fits have about 100 such steps (factor 1: unchanged); Bunny 96-127 at
-# 0.2 bpp, 120 s: 35.11 dB at 0.204 against 35.30 at 0.206, one run each. Their rounded
+# 28.84 at 0.511); frame 70 at 1 bpp, 60 s: 32.07 dB at 1.001 against 31.70 at 0.952. Bunny
+# 96-127 at 60 s has about 100 such steps (factor 1: unchanged; carphone 60-91, smaller
+# frames, about 220); at 0.2 bpp, 120 s: 35.11 dB at 0.204 against 35.30 at 0.206, one run
+# each. The clips' rounded
 # PSNR jumps 2 dB in that phase, so it stays at the end (a switch at half the budget lost
 # 0.9-1.4 dB on both clips at 60 and 120 s).
 ROUNDING_STEPS = 100
