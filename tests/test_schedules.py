@@ -50,20 +50,25 @@ def test_nerv_paper_schedule_reaches_the_optimizer(tiny_clip):
     assert trainer.state.lr == pytest.approx(5e-4 * 0.55)
 
 
+def _grid_trainer(tiny_clip, steps: int):
+    """(spec, Trainer, {id(parameter): name}) of a grid on a tiny clip, for `steps` steps."""
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    spec = get_spec("grid")
+    _, model = build_model(spec, signal, None, {}, 0)
+    fit = FitConfig(steps=steps, amp=False, fused_adam=False)
+    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="grid", fit=fit))
+    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
+    return spec, trainer, {id(p): n for n, p in model.named_parameters()}
+
+
 def test_the_grids_entropy_models_keep_the_peak_rate(tiny_clip):
     """`steady` groups (the grid's context models) follow the warm-up, then stay at the peak
     while the rest decays; every parameter is in exactly one group."""
     s = Schedule(warmup=0.2, start=0.1)
     assert s.steady_factor(0.1) == pytest.approx(s.factor(0.1))
     assert s.steady_factor(0.9) == 1.0 and s.factor(0.9) < 0.1
-    signal = video_signal(tiny_clip[:4, :32, :48])
-    spec = get_spec("grid")
-    _, model = build_model(spec, signal, None, {}, 0)
-    fit = FitConfig(steps=10, amp=False, fused_adam=False)
-    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="grid", fit=fit))
-    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
+    spec, trainer, names = _grid_trainer(tiny_clip, steps=10)
     groups = trainer.optimizer.param_groups
-    names = {id(p): n for n, p in model.named_parameters()}
     steady = {names[id(p)] for g in groups if g["steady"] for p in g["params"]}
     assert steady and all(n.startswith(("context.", "motion_context.", "residual_context.")) for n in steady)
     assert sum(len(g["params"]) for g in groups) == len(names)
@@ -80,14 +85,8 @@ def test_the_grids_latents_slow_down_in_a_long_straight_through_phase(tiny_clip)
     noise phase and every other parameter keep theirs."""
     from inr.export.grid_codec import ROUNDING_STEPS
 
-    signal = video_signal(tiny_clip[:4, :32, :48])
-    spec = get_spec("grid")
-    _, model = build_model(spec, signal, None, {}, 0)
-    fit = FitConfig(steps=1000, amp=False, fused_adam=False)
-    task = model.make_task(signal, torch.device("cpu"), FitOptions(model="grid", fit=fit))
-    trainer = Trainer(model, task, fit, spec.optim, torch.device("cpu"))
-    names = {id(p): n for n, p in model.named_parameters()}
-    groups = trainer.optimizer.param_groups
+    spec, trainer, names = _grid_trainer(tiny_clip, steps=1000)
+    task, groups = trainer.task, trainer.optimizer.param_groups
     late = {names[id(p)] for g in groups if g["late"] for p in g["params"]}
     assert late == {n for n in names.values() if n.startswith(("latents.", "motion_latents", "residual_latents"))}
 
