@@ -10,7 +10,7 @@ from inr.fit import FitConfig
 from inr.models import get_spec, size_to_budget
 from inr.models.geometry import derive_geometry, split_strides
 from inr.models.sizing import stored_params
-from inr.pipeline import FitOptions, fit_signal
+from inr.pipeline import FitOptions, build_model, fit_signal
 from inr.signals import video_signal
 
 
@@ -120,3 +120,15 @@ def test_hnerv_beats_nerv_at_equal_size_and_epochs(tiny_clip):
         opts = FitOptions(model=name, params=30_000, batch_size=2, fit=FitConfig(epochs=100, lr=5e-3))
         res[name] = fit_signal(sig, opts, torch.device("cpu")).metrics["psnr"]
     assert res["hnerv"] > res["nerv"] + 1.0, res
+
+
+@pytest.mark.parametrize("name", ["siren", "nerv"])
+def test_a_quick_evaluation_keeps_the_psnrs_definition(tiny_clip, name):
+    """`evaluate(full=False)` drops the costly metrics (MS-SSIM), not the PSNR's definition:
+    a video's is the mean of its frames' either way, for coordinate and frame families."""
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    _, model = build_model(get_spec(name), signal, 20_000, None, 0)
+    task = model.make_task(signal, torch.device("cpu"), FitOptions(model=name, fit=FitConfig(steps=1)))
+    full, quick = task.evaluate(model), task.evaluate(model, full=False)
+    assert quick["psnr"] == pytest.approx(full["psnr"])
+    assert "msssim" in full and "msssim" not in quick
