@@ -23,6 +23,11 @@ from inr.models.registry import SCHEDULES, OptimDefaults
 
 
 class FitTask(Protocol):
+    """What the Trainer asks of a task. One hook is optional and read with `hasattr`:
+    `late_lr_factor() -> float`, the factor on the learning rate of the parameters the
+    family's `OptimDefaults.late` names (a rate-aware task's latents in its straight-through
+    phase, `inr.export.grid_codec.RateTask`); 1 where a task has none."""
+
     steps_per_epoch: int
 
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor]:
