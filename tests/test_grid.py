@@ -91,12 +91,14 @@ def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual, coa
     assert len(payload) * 8 == pytest.approx(estimate, rel=0.03)
 
 
-@pytest.mark.parametrize("coarse", [0, 1])
-def test_raster_coded_latents_round_trip_and_cost_their_estimate(coarse):
+@pytest.mark.parametrize("coarse,finest", [(0, 0), (1, 0), (1, 1)])
+def test_raster_coded_latents_round_trip_and_cost_their_estimate(coarse, finest):
     """An image's levels coded in raster wavefronts: decoded bit-exactly, and the rate the loss
-    sees (every site's causal neighbours at once) is what the wavefront coder pays."""
-    cfg = GridConfig(frames=1, height=40, width=56, levels=4, context=8, raster=1, coarse_context=coarse)
+    sees (every site's causal neighbours at once) is what the wavefront coder pays. (With
+    `finest` 1, level 0 is half the image's resolution.)"""
+    cfg = GridConfig(frames=1, height=40, width=56, levels=4, context=8, raster=1, coarse_context=coarse, finest=finest)
     enc = _random_model(cfg, scale=3.0)
+    assert tuple(enc.latents[0].shape[-2:]) == (40 // 2**finest, 56 // 2**finest)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
     dec.load_state_dict(enc.state_dict())
@@ -619,6 +621,34 @@ def test_small_files_get_smaller_networks():
     assert sizes[0] > sizes[1] > sizes[2]
     tiny = LatentGrid.config_for_rate(cfg, 1_000 * 8)
     assert (tiny.hidden, tiny.refine, tiny.context) == (8, 1, 4)
+
+
+def test_low_rate_images_start_at_half_resolution(tmp_path, small_png, crop64):
+    """Below FINEST_IMAGE_BPP an image's finest level is half its resolution (a full-resolution
+    one ends up empty there); videos and higher rates keep it. The file says so, renders at
+    full size and decodes to what the encoder measured."""
+    import json
+
+    from inr.export.compress import decode_bytes
+    from inr.models.grid import FINEST_IMAGE_BPP
+
+    image = GridConfig(frames=1, height=64, width=64, levels=5)
+    pixels = 64 * 64
+    assert LatentGrid.config_for_rate(image, 0.9 * FINEST_IMAGE_BPP * pixels).finest == 1
+    assert LatentGrid.config_for_rate(image, 1.1 * FINEST_IMAGE_BPP * pixels).finest == 0
+    video = GridConfig(frames=8, height=64, width=64, levels=5)
+    assert LatentGrid.config_for_rate(video, 0.05 * 8 * pixels).finest == 0
+
+    out = tmp_path / "low.inr"
+    r = run_cli("encode", str(small_png), "-o", str(out), "--model", "grid", "--steps", "20", "--bpp", str(FINEST_IMAGE_BPP / 2))
+    assert r.returncode == 0, r.stderr
+    info = run_cli("info", str(out))
+    assert "finest=1" in info.stdout
+    decoded, _, _ = decode_bytes(out.read_bytes(), torch.device("cpu"))
+    decoded = decoded.reshape(64, 64, 3).clamp(0, 1)
+    mse = float(((decoded - crop64.float() / 255) ** 2).mean())
+    report = json.loads(out.with_name("low.inr.json").read_text())
+    assert -10 * math.log10(mse) == pytest.approx(report["psnr"], abs=0.1)
 
 
 def test_windowed_fits_train_their_entropy_models_without_the_boost():
