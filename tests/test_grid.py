@@ -65,9 +65,9 @@ def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal, coars
                 assert torch.allclose(g.double(), r, atol=1e-5)
 
 
-@pytest.mark.parametrize("context,temporal,motion,residual,coarse", [(0, 0, 0, 0, 0), (8, 0, 0, 0, 0), (8, 1, 0, 0, 0), (8, 1, 4, 0, 0), (0, 0, 8, 0, 0), (8, 1, 4, 2, 0), (8, 0, 0, 4, 0), (8, 0, 0, 0, 1), (8, 1, 4, 4, 1)])
-def test_latents_round_trip_bit_exactly(context, temporal, motion, residual, coarse):
-    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse)
+@pytest.mark.parametrize("context,temporal,motion,residual,coarse,luma", [(0, 0, 0, 0, 0, 0), (8, 0, 0, 0, 0, 0), (8, 1, 0, 0, 0, 0), (8, 1, 4, 0, 0, 0), (0, 0, 8, 0, 0, 0), (8, 1, 4, 2, 0, 0), (8, 0, 0, 4, 0, 0), (8, 0, 0, 0, 1, 0), (8, 1, 4, 4, 1, 0), (8, 1, 4, 4, 1, 2)])
+def test_latents_round_trip_bit_exactly(context, temporal, motion, residual, coarse, luma):
+    cfg = GridConfig(frames=3, height=24, width=40, levels=4, time_base=1, time_growth=1, context=context, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse, luma_levels=luma)
     enc = _random_model(cfg, scale=3.0)
     payload, records = encode_latents(enc)
     dec = LatentGrid(cfg)
@@ -81,9 +81,9 @@ def test_latents_round_trip_bit_exactly(context, temporal, motion, residual, coa
         assert torch.equal(enc.coded(k), dec.coded(k))
 
 
-@pytest.mark.parametrize("frames,temporal,motion,residual,coarse", [(1, 0, 0, 0, 0), (4, 1, 0, 0, 0), (4, 1, 8, 0, 0), (4, 1, 8, 4, 0), (1, 0, 0, 0, 1), (4, 1, 8, 4, 1)])
-def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual, coarse):
-    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse)
+@pytest.mark.parametrize("frames,temporal,motion,residual,coarse,luma", [(1, 0, 0, 0, 0, 0), (4, 1, 0, 0, 0, 0), (4, 1, 8, 0, 0, 0), (4, 1, 8, 4, 0, 0), (1, 0, 0, 0, 1, 0), (4, 1, 8, 4, 1, 0), (4, 1, 8, 4, 1, 1)])
+def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual, coarse, luma):
+    cfg = GridConfig(frames=frames, height=128, width=128, levels=5, context=8, time_base=1, time_growth=1, temporal=temporal, motion=motion, residual=residual, coarse_context=coarse, luma_levels=luma)
     m = _random_model(cfg, scale=2.0, seed=1)
     payload, _ = encode_latents(m)
     with torch.no_grad():
@@ -91,12 +91,12 @@ def test_rate_estimate_is_the_coded_size(frames, temporal, motion, residual, coa
     assert len(payload) * 8 == pytest.approx(estimate, rel=0.03)
 
 
-@pytest.mark.parametrize("coarse,finest", [(0, 0), (1, 0), (1, 1)])
-def test_raster_coded_latents_round_trip_and_cost_their_estimate(coarse, finest):
+@pytest.mark.parametrize("coarse,finest,luma", [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1)])
+def test_raster_coded_latents_round_trip_and_cost_their_estimate(coarse, finest, luma):
     """An image's levels coded in raster wavefronts: decoded bit-exactly, and the rate the loss
     sees (every site's causal neighbours at once) is what the wavefront coder pays. (With
-    `finest` 1, level 0 is half the image's resolution.)"""
-    cfg = GridConfig(frames=1, height=40, width=56, levels=4, context=8, raster=1, coarse_context=coarse, finest=finest)
+    `finest` 1, level 0 is half the image's resolution; with `luma`, it holds one grid.)"""
+    cfg = GridConfig(frames=1, height=40, width=56, levels=4, context=8, raster=1, coarse_context=coarse, finest=finest, luma_levels=luma)
     enc = _random_model(cfg, scale=3.0)
     assert tuple(enc.latents[0].shape[-2:]) == (40 // 2**finest, 56 // 2**finest)
     payload, records = encode_latents(enc)
@@ -322,15 +322,18 @@ def test_a_fit_never_ends_below_its_start(crop64):
     assert psnr[100.0] > 45.0 and psnr[100.0] >= psnr[4.0], psnr
 
 
-def test_grid_starts_from_the_picture(tiny_clip):
-    """The analysis start reconstructs the clip before any training step."""
+@pytest.mark.parametrize("luma_levels", [0, 1, 2])
+def test_grid_starts_from_the_picture(tiny_clip, luma_levels):
+    """The analysis start reconstructs the clip before any training step, also where the
+    finest levels hold luma alone (their chroma detail is then dropped, not misplaced)."""
     from inr.metrics import psnr
     from inr.models import get_spec
     from inr.pipeline import build_model
     from inr.signals import video_signal
 
     signal = video_signal(tiny_clip)
-    _, model = build_model(get_spec("grid"), signal, None, None, 0)
+    _, model = build_model(get_spec("grid"), signal, None, {"luma_levels": luma_levels}, 0)
+    assert [z.shape[0] for z in model.latents[:3]] == [1] * luma_levels + [3] * (3 - luma_levels)
     model.quant_mode = "round"
     with torch.no_grad():
         out = model(torch.arange(8)).clamp(0, 1).permute(0, 2, 3, 1)
@@ -649,6 +652,19 @@ def test_low_rate_images_start_at_half_resolution(tmp_path, small_png, crop64):
     mse = float(((decoded - crop64.float() / 255) ** 2).mean())
     report = json.loads(out.with_name("low.inr.json").read_text())
     assert -10 * math.log10(mse) == pytest.approx(report["psnr"], abs=0.1)
+
+
+def test_below_its_rate_the_finest_level_holds_luma_alone():
+    """LUMA_ONLY_BPP: an image or a video encoded below it gets a luma-only finest level (one
+    grid instead of three), above it the full level."""
+    from inr.models.grid import LUMA_ONLY_BPP
+
+    for frames, limit in ((1, LUMA_ONLY_BPP[0]), (8, LUMA_ONLY_BPP[1])):
+        cfg = GridConfig(frames=frames, height=64, width=64, levels=5)
+        pixels = frames * 64 * 64
+        low, high = (LatentGrid.config_for_rate(cfg, f * limit * pixels) for f in (0.9, 1.1))
+        assert (low.luma_levels, high.luma_levels) == (1, 0)
+        assert [z.shape[0] for z in LatentGrid(low).latents[:2]] == [1, 3]
 
 
 def test_windowed_fits_train_their_entropy_models_without_the_boost():
