@@ -654,17 +654,19 @@ def test_low_rate_images_start_at_half_resolution(tmp_path, small_png, crop64):
     assert -10 * math.log10(mse) == pytest.approx(report["psnr"], abs=0.1)
 
 
-def test_below_its_rate_the_finest_level_holds_luma_alone():
-    """LUMA_ONLY_BPP: an image or a video encoded below it gets a luma-only finest level (one
-    grid instead of three), above it the full level."""
-    from inr.models.grid import LUMA_ONLY_BPP
+def test_at_its_rates_the_finest_level_holds_luma_alone():
+    """An image encoded below LUMA_ONLY_IMAGE_BPP, a video inside LUMA_ONLY_VIDEO_BPP, gets a
+    luma-only finest level (one grid instead of three); other rates the full level."""
+    from inr.models.grid import LUMA_ONLY_IMAGE_BPP, LUMA_ONLY_VIDEO_BPP
 
-    for frames, limit in ((1, LUMA_ONLY_BPP[0]), (8, LUMA_ONLY_BPP[1])):
+    lo, hi = LUMA_ONLY_VIDEO_BPP
+    for frames, rates in ((1, {0.1: 1, 0.9 * LUMA_ONLY_IMAGE_BPP: 1, 1.1 * LUMA_ONLY_IMAGE_BPP: 0}), (8, {0.9 * lo: 0, 1.1 * lo: 1, 0.9 * hi: 1, 1.1 * hi: 0})):
         cfg = GridConfig(frames=frames, height=64, width=64, levels=5)
         pixels = frames * 64 * 64
-        low, high = (LatentGrid.config_for_rate(cfg, f * limit * pixels) for f in (0.9, 1.1))
-        assert (low.luma_levels, high.luma_levels) == (1, 0)
-        assert [z.shape[0] for z in LatentGrid(low).latents[:2]] == [1, 3]
+        for bpp, luma in rates.items():
+            got = LatentGrid.config_for_rate(cfg, bpp * pixels)
+            assert got.luma_levels == luma, (frames, bpp)
+            assert [z.shape[0] for z in LatentGrid(got).latents[:2]] == [1 if luma else 3, 3]
 
 
 def test_windowed_fits_train_their_entropy_models_without_the_boost():
