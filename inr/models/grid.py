@@ -474,7 +474,7 @@ class LatentGrid(FrameRepresentation):
         cfg.validate()
         self.config = cfg
         self.latents = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in level_shapes(cfg)])
-        c_in = sum(shape[0] for shape in level_shapes(cfg)) + bool(cfg.residual) * cfg.latent_channels  # the residual has its own inputs
+        c_in = sum(z.shape[0] for z in self.latents) + bool(cfg.residual) * cfg.latent_channels  # the residual has its own inputs
         layers: list[nn.Module] = []
         for _ in range(cfg.hidden_layers):
             layers += [nn.Linear(c_in, cfg.hidden), nn.ReLU()]
@@ -505,7 +505,9 @@ class LatentGrid(FrameRepresentation):
         self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
 
     channels_last_friendly = False  # per-pixel matmuls on (B, H, W, C); see inr.fit.is_convolutional
-    side_tensors = ("latents.", "motion_latents", "residual_latents")  # latents travel in section LATS (the side codec), not as weights
+    # latents travel in section LATS (the side codec), not as weights; they are also what the
+    # straight-through phase slows (`OptimDefaults.late`, grid_codec.ROUNDING_STEPS)
+    side_tensors = ("latents.", "motion_latents", "residual_latents")
 
     # Below this many bytes a file cannot afford the default synthesis: at 2 KB (a 256x256
     # image at 0.25 bpp) its weights and their quantization parameters took ~70 % of the file.
@@ -1261,7 +1263,6 @@ def frames_of(signal) -> torch.Tensor:
 # -9.4 / -5.2 %, clips 33.67 at 0.204 / 32.91 at 0.200. 3x: the images gain, the clips are
 # inside their spread.
 CONTEXT_MODELS = ("context.", "motion_context.", "residual_context.")
-LATENT_TENSORS = ("latents.", "motion_latents", "residual_latents")  # slowed in the straight-through phase (grid_codec.ROUNDING_STEPS)
 CONTEXT_LR_SCALE = 3.0
 
 
@@ -1272,7 +1273,7 @@ register(
         model_cls=LatentGrid,
         signals=("image", "video"),
         description="Cool-chic/C3: quantized latent grid pyramid + tiny synthesis, trained for rate and distortion",
-        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0), ("motion_latents", 10.0), ("residual_latents", RESIDUAL_LR_SCALE), *((m, CONTEXT_LR_SCALE) for m in CONTEXT_MODELS)), steady=CONTEXT_MODELS, late=LATENT_TENSORS, fast=FAST["grid"], paper=PAPER["grid"]),
+        optim=OptimDefaults(lr=1e-2, lr_scales=(("latents.", 10.0), ("motion_latents", 10.0), ("residual_latents", RESIDUAL_LR_SCALE), *((m, CONTEXT_LR_SCALE) for m in CONTEXT_MODELS)), steady=CONTEXT_MODELS, late=LatentGrid.side_tensors, fast=FAST["grid"], paper=PAPER["grid"]),
         adapt=_adapt,
         width_field="hidden",
     )
