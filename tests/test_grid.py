@@ -716,3 +716,65 @@ def test_rate_settling_survives_latents_that_round_to_nothing():
     model = _Coarsened(lambda f: 0.2 if f < 1.5 else 0.0)
     out = settle_rate(model, _RateOnlyTask(0.1), {"latent_bpp_estimate": 0.2})
     assert model.factor >= 1.5 and out["latent_bpp_estimate"] <= 0.1
+
+
+def test_soft_rounding_matches_a_float64_reference_and_its_limits():
+    """Soft rounding (the image noise phase's proxy) against a float64 evaluation of its
+    formula; integers are fixed points, a small temperature rounds, a large one is the
+    identity."""
+    from inr.models.grid import soft_round
+
+    x = torch.tensor([-2.7, -1.5, -0.49, 0.0, 0.2, 0.5, 0.51, 1.0, 3.25, 40.4])
+    for t in (0.3, 0.1):
+        d = x.double()
+        f = torch.floor(d)
+        ref = f + 0.5 * torch.tanh((d - f - 0.5) / t) / math.tanh(0.5 / t) + 0.5
+        assert torch.allclose(soft_round(x, t).double(), ref, atol=1e-6)
+    ints = torch.arange(-5.0, 6.0)
+    assert torch.allclose(soft_round(ints, 0.3), ints, atol=1e-6)
+    off_ties = x[(x - x.floor() - 0.5).abs() > 0.05]
+    assert torch.allclose(soft_round(off_ties, 1e-3), torch.round(off_ties))
+    assert torch.allclose(soft_round(x, 1e3), x, atol=1e-3)
+
+
+def test_kumaraswamy_noise_is_uniform_at_one_and_peaked_above():
+    from inr.models.grid import kumaraswamy_noise
+
+    torch.manual_seed(0)
+    u = torch.rand(200_000)
+    assert torch.allclose(kumaraswamy_noise(u, 1.0), u - 0.5)
+    peaked = kumaraswamy_noise(u, 2.0)
+    assert float(peaked.min()) >= -0.5 and float(peaked.max()) <= 0.5
+    assert abs(float(peaked.mean())) < 0.01
+    assert float(peaked.var()) < 0.8 / 12  # narrower than U(-0.5, 0.5)
+
+
+def test_images_train_under_annealed_soft_rounding_videos_under_uniform_noise(crop64, tiny_clip):
+    """The noise phase's proxy follows the signal: an image's latents are soft-rounded around
+    Kumaraswamy noise on a schedule that runs through the noise phase (grid.SOFT_ROUND_T); a
+    video's get uniform noise; the straight-through phase and the decoder round."""
+    from inr.export.grid_codec import GridTask, RateTarget
+    from inr.fit import FitState
+    from inr.models.grid import GridConfig, LatentGrid, quantize_latents
+    from inr.signals import image_signal, video_signal
+
+    for signal, annealed in ((image_signal(crop64[:32, :32]), True), (video_signal(tiny_clip[:2, :32, :32]), False)):
+        task = GridTask(signal, torch.device("cpu"), RateTarget(lam=0.01))
+        t = signal.spatial_shape[0] if signal.kind == "video" else 1
+        model = LatentGrid(GridConfig(frames=t, height=32, width=32, levels=3))
+        for step in (1, 50, 99):
+            progress = step / 100
+            task.attach(FitState(step=step, total_steps=100))
+            task.batch_loss(model, torch.Generator().manual_seed(0), step)
+            if progress < 0.75:
+                assert model.quant_mode == "noise"
+                assert model.quant_anneal == (pytest.approx(progress / 0.75, abs=0.02) if annealed else None)
+            else:
+                assert model.quant_mode == "ste"
+    z = torch.linspace(-3, 3, 10_001)
+    torch.manual_seed(1)
+    start = quantize_latents(z, "noise", 0.0) - z
+    torch.manual_seed(1)
+    end = quantize_latents(z, "noise", 1.0) - z
+    assert float(start.abs().max()) <= 1.0 and float(end.abs().max()) <= 1.0
+    assert torch.equal(quantize_latents(z, "round", 0.5), torch.round(z))

@@ -141,6 +141,11 @@ class RateTask:
         progress = self.state.progress if self.state is not None else 0.0
         return "noise" if progress < self.target.noise_fraction else "ste"
 
+    def noise_progress(self) -> float:
+        """How far through the noise phase the fit is, 0 to 1 (the soft-rounding schedule)."""
+        progress = self.state.progress if self.state is not None else 0.0
+        return min(progress / max(self.target.noise_fraction, 1e-9), 1.0)
+
     def late_lr_factor(self) -> float:
         """The latents' learning-rate factor (`OptimDefaults.late`): 1 under the noise proxy;
         in the straight-through phase, ROUNDING_STEPS over the steps that phase will take
@@ -271,6 +276,8 @@ class GridTask(RateTask):
 
     def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
         model.quant_mode = self.quant_mode()
+        # images train under soft rounding, videos under uniform noise (grid.SOFT_ROUND_T)
+        model.quant_anneal = self.noise_progress() if self.num_frames == 1 else None
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
         window = self._random_window(generator)
         latents = [model.quantized(k) for k in range(model.num_coded)]
