@@ -755,20 +755,22 @@ def test_images_train_under_annealed_soft_rounding_videos_under_uniform_noise(cr
     video's get uniform noise; the straight-through phase and the decoder round."""
     from inr.export.grid_codec import GridTask, RateTarget
     from inr.fit import FitState
-    from inr.models.grid import GridConfig, LatentGrid, quantize_latents
+    from inr.models.grid import IMAGE_NOISE_FRACTION, GridConfig, LatentGrid, quantize_latents
     from inr.signals import image_signal, video_signal
 
     for signal, annealed in ((image_signal(crop64[:32, :32]), True), (video_signal(tiny_clip[:2, :32, :32]), False)):
         task = GridTask(signal, torch.device("cpu"), RateTarget(lam=0.01))
         t = signal.spatial_shape[0] if signal.kind == "video" else 1
         model = LatentGrid(GridConfig(frames=t, height=32, width=32, levels=3))
-        for step in (1, 50, 99):
+        for step in (1, 50, 80, 99):
             progress = step / 100
             task.attach(FitState(step=step, total_steps=100))
             task.batch_loss(model, torch.Generator().manual_seed(0), step)
-            if progress < 0.75:
+            noise = IMAGE_NOISE_FRACTION if annealed else 0.75
+            assert task.target.noise_fraction == noise
+            if progress < noise:
                 assert model.quant_mode == "noise"
-                assert model.quant_anneal == (pytest.approx(progress / 0.75, abs=0.02) if annealed else None)
+                assert model.quant_anneal == (pytest.approx(progress / noise, abs=0.02) if annealed else None)
             else:
                 assert model.quant_mode == "ste"
     z = torch.linspace(-3, 3, 10_001)

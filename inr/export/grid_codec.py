@@ -38,7 +38,7 @@ from inr.export import netcode
 from inr.export.entropy import ans_bytes, ans_decoder, ans_finish
 from inr.fit import FitState
 from inr.metrics import mse_to_psnr
-from inr.models.grid import LatentGrid, checkerboard, frames_of, raster_passes
+from inr.models.grid import IMAGE_NOISE_FRACTION, LatentGrid, checkerboard, frames_of, raster_passes
 from inr.models.registry import OptimDefaults
 
 STEER_EVERY = 8  # steps between rate measurements for lambda control
@@ -105,8 +105,8 @@ WEIGHT_EVAL_PIXELS = 1 << 19
 class RateTask:
     """What every rate-aware task shares: lambda (fixed, or steered towards a bpp target from
     the measured rate), the overhead the file pays besides the coded latents, and the
-    quantization proxy of the moment (uniform noise for the first `noise_fraction` of the
-    budget, then straight-through rounding). `grid` and `shacira` build their tasks on it.
+    quantization proxy of the moment (noise for the first `noise_fraction` of the budget:
+    uniform, or for grid images soft rounding, `GridTask`; then straight-through rounding). `grid` and `shacira` build their tasks on it.
 
     What the encoder asks of it beyond a FitTask: `evaluate(model, reconstruction=False)`
     (with `latent_bpp_estimate`), `mse(model, frames)` and `latent_bits(model)` for the
@@ -226,6 +226,8 @@ class GridTask(RateTask):
         self.frames = frames_of(signal).to(device)  # (T, C, H, W), a view of the signal's data
         self.device = device
         self.num_frames, _, self.height, self.width = self.frames.shape
+        if self.num_frames == 1:  # images: a longer noise phase, under soft rounding (IMAGE_NOISE_FRACTION)
+            target = dataclasses.replace(target, noise_fraction=IMAGE_NOISE_FRACTION)
         super().__init__(target, self.num_frames * self.height * self.width, overhead_bits)
         self.batch = max(1, min(target.frames_per_step, self.num_frames))
         self.steps_per_epoch = -(-self.num_frames // self.batch)
