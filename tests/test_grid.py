@@ -755,7 +755,7 @@ def test_images_train_under_annealed_soft_rounding_videos_under_uniform_noise(cr
     video's get uniform noise; the straight-through phase and the decoder round."""
     from inr.export.grid_codec import GridTask, RateTarget
     from inr.fit import FitState
-    from inr.models.grid import IMAGE_NOISE_FRACTION, GridConfig, LatentGrid, quantize_latents
+    from inr.models.grid import IMAGE_NOISE_FRACTION, quantize_latents
     from inr.signals import image_signal, video_signal
 
     for signal, annealed in ((image_signal(crop64[:32, :32]), True), (video_signal(tiny_clip[:2, :32, :32]), False)):

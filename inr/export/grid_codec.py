@@ -106,7 +106,8 @@ class RateTask:
     """What every rate-aware task shares: lambda (fixed, or steered towards a bpp target from
     the measured rate), the overhead the file pays besides the coded latents, and the
     quantization proxy of the moment (noise for the first `noise_fraction` of the budget:
-    uniform, or for grid images soft rounding, `GridTask`; then straight-through rounding). `grid` and `shacira` build their tasks on it.
+    uniform, or for grid images soft rounding, `GridTask`; then straight-through rounding).
+    `grid` and `shacira` build their tasks on it.
 
     What the encoder asks of it beyond a FitTask: `evaluate(model, reconstruction=False)`
     (with `latent_bpp_estimate`), `mse(model, frames)` and `latent_bits(model)` for the
@@ -137,14 +138,17 @@ class RateTask:
         """The family's optimizer defaults as this task trains with them: as they are."""
         return optim
 
+    @property
+    def progress(self) -> float:
+        """How far through its budget the fit is (0 before it is attached)."""
+        return self.state.progress if self.state is not None else 0.0
+
     def quant_mode(self) -> str:
-        progress = self.state.progress if self.state is not None else 0.0
-        return "noise" if progress < self.target.noise_fraction else "ste"
+        return "noise" if self.progress < self.target.noise_fraction else "ste"
 
     def noise_progress(self) -> float:
         """How far through the noise phase the fit is, 0 to 1 (the soft-rounding schedule)."""
-        progress = self.state.progress if self.state is not None else 0.0
-        return min(progress / max(self.target.noise_fraction, 1e-9), 1.0)
+        return min(self.progress / max(self.target.noise_fraction, 1e-9), 1.0)
 
     def late_lr_factor(self) -> float:
         """The latents' learning-rate factor (`OptimDefaults.late`): 1 under the noise proxy;
@@ -226,7 +230,10 @@ class GridTask(RateTask):
         self.frames = frames_of(signal).to(device)  # (T, C, H, W), a view of the signal's data
         self.device = device
         self.num_frames, _, self.height, self.width = self.frames.shape
-        if self.num_frames == 1:  # images: a longer noise phase, under soft rounding (IMAGE_NOISE_FRACTION)
+        # images train under soft rounding, for a longer noise phase (grid.SOFT_ROUND_T,
+        # IMAGE_NOISE_FRACTION); videos under uniform noise
+        self.soft_rounding = self.num_frames == 1
+        if self.soft_rounding:
             target = dataclasses.replace(target, noise_fraction=IMAGE_NOISE_FRACTION)
         super().__init__(target, self.num_frames * self.height * self.width, overhead_bits)
         self.batch = max(1, min(target.frames_per_step, self.num_frames))
@@ -278,8 +285,7 @@ class GridTask(RateTask):
 
     def batch_loss(self, model: LatentGrid, generator: torch.Generator, step: int):
         model.quant_mode = self.quant_mode()
-        # images train under soft rounding, videos under uniform noise (grid.SOFT_ROUND_T)
-        model.quant_anneal = self.noise_progress() if self.num_frames == 1 else None
+        model.quant_anneal = self.noise_progress() if self.soft_rounding else None
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
         window = self._random_window(generator)
         latents = [model.quantized(k) for k in range(model.num_coded)]
