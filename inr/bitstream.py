@@ -3,12 +3,13 @@
     offset  size  field
     0       4     magic b"INRC"
     4       1     format version (1)
-    5       1     flags: bit 0 = the header is compressed with the preset dictionary
-                  (inr/assets/header_dict.bin); other bits reserved (0)
+    5       1     flags: bit 0 = the header is compressed with the first preset dictionary
+                  (inr/assets/header_dict.bin), bit 1 = with the second
+                  (inr/assets/header_dict_2.bin); at most one of them; other bits reserved (0)
     6       2     number of sections (u16 LE)
     8       4     header length H (u32 LE)
     12      4     CRC32 of the header bytes
-    16      H     header: zlib-compressed UTF-8 JSON (with the preset dictionary if flagged)
+    16      H     header: zlib-compressed UTF-8 JSON (with the preset dictionary flagged)
     ...           sections, each: tag (4 ASCII bytes) | length L (u32) | CRC32 (u32) | L bytes
 
 Nothing may follow the last section. The reader checks sizes against the file and against
@@ -33,21 +34,31 @@ PREAMBLE = struct.Struct("<4sBBHII")  # magic, version, flags, n_sections, heade
 SECTION = struct.Struct("<4sII")  # tag, length, crc32
 MAX_HEADER_BYTES = 256 << 10
 FLAG_HEADER_DICT = 1
-# The preset dictionary is part of the format: files written with it need these exact bytes.
-HEADER_DICT_SHA256 = "706bba5b546fd3a25fdeee545652e1c37227af77196799c87ba5b39096added8"
+FLAG_HEADER_DICT_2 = 2
+# The preset dictionaries are part of the format: files written with one need its exact bytes.
+# flag -> (file in inr/assets, SHA-256). Writers use the newest (`HEADER_FLAGS`); the first
+# stays for the files written with it.
+HEADER_DICTS = {
+    FLAG_HEADER_DICT: ("header_dict.bin", "706bba5b546fd3a25fdeee545652e1c37227af77196799c87ba5b39096added8"),
+    FLAG_HEADER_DICT_2: ("header_dict_2.bin", "bc5e6edf363a697c7b0ebd6084a14996c2b6e041146af5fe9d6e6f50a13619c2"),
+}
+HEADER_FLAGS = FLAG_HEADER_DICT_2  # the flags a writer sets: the header dictionary it compresses with
 MAX_HEADER_JSON = 4 << 20
 MAX_SECTIONS = 16
 KNOWN_TAGS = (b"QPRM", b"MASK", b"WGTS", b"EMBD", b"LATS", b"HLAT", b"NETW")
 
 
 @cache
-def header_dict() -> bytes:
-    """The headers of small files of every family (scripts/make_header_dict.py): with it a
-    header's repeated names and keys cost a few bits each (a 256x256 grid image at 0.25 bpp:
-    560 -> about 250 header bytes of 2.2 KB)."""
-    data = (Path(__file__).parent / "assets" / "header_dict.bin").read_bytes()
-    if hashlib.sha256(data).hexdigest() != HEADER_DICT_SHA256:
-        raise InrError("inr/assets/header_dict.bin is not the format's header dictionary (reinstall inr-codec)")
+def header_dict(flag: int = HEADER_FLAGS) -> bytes:
+    """The preset dictionary of header flag `flag`: headers of small files of every family
+    (scripts/make_header_dict.py), so a header's repeated names, keys and values cost a few
+    bits each. The first (a 256x256 grid image at 0.25 bpp: 560 -> about 230 header bytes of
+    2.2 KB) predates the grid family's later config fields and image layouts; the second holds
+    them (the same header: about 60 bytes)."""
+    name, digest = HEADER_DICTS[flag]
+    data = (Path(__file__).parent / "assets" / name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise InrError(f"inr/assets/{name} is not the format's header dictionary (reinstall inr-codec)")
     return data
 
 
@@ -76,7 +87,7 @@ class Container:
 
 def write(header: dict, sections: dict[str, bytes]) -> bytes:
     hdr = encode_header(header)
-    out = bytearray(PREAMBLE.pack(MAGIC, VERSION, FLAG_HEADER_DICT, len(sections), len(hdr), zlib.crc32(hdr)))
+    out = bytearray(PREAMBLE.pack(MAGIC, VERSION, HEADER_FLAGS, len(sections), len(hdr), zlib.crc32(hdr)))
     out += hdr
     for tag, payload in sections.items():
         t = tag.encode("ascii")
@@ -98,7 +109,7 @@ def read_preamble(data: bytes, version: int = VERSION) -> tuple[int, int, int, i
         raise BitstreamError("not an .inr file (bad magic)")
     if found != version:
         raise BitstreamError(f"unsupported .inr format version {found} here (expected {version})")
-    if flags & ~FLAG_HEADER_DICT:
+    if flags not in (0, *HEADER_DICTS):
         raise BitstreamError("unknown flags set")
     if header_len > MAX_HEADER_BYTES:
         raise BitstreamError("header length exceeds the file (truncated or corrupt)")
@@ -106,12 +117,12 @@ def read_preamble(data: bytes, version: int = VERSION) -> tuple[int, int, int, i
 
 
 def decode_header(hdr: bytes, header_crc: int, flags: int) -> dict:
-    """The header JSON object from its compressed bytes (with the preset dictionary when
-    `flags` says so), CRC and size limits checked."""
+    """The header JSON object from its compressed bytes (with the preset dictionary `flags`
+    names, if any), CRC and size limits checked."""
     if zlib.crc32(hdr) != header_crc:
         raise BitstreamError("header CRC mismatch (corrupt file)")
     try:
-        dec = zlib.decompressobj(zdict=header_dict()) if flags & FLAG_HEADER_DICT else zlib.decompressobj()
+        dec = zlib.decompressobj(zdict=header_dict(flags)) if flags in HEADER_DICTS else zlib.decompressobj()
         raw = dec.decompress(hdr, MAX_HEADER_JSON)
         if dec.unconsumed_tail or not dec.eof:
             raise BitstreamError("header does not decompress cleanly")
@@ -126,8 +137,8 @@ def decode_header(hdr: bytes, header_crc: int, flags: int) -> dict:
 
 
 def encode_header(header: dict) -> bytes:
-    """Compressed with the preset dictionary: a writer sets FLAG_HEADER_DICT in the preamble."""
-    packer = zlib.compressobj(9, zdict=header_dict())
+    """Compressed with the newest preset dictionary: a writer sets HEADER_FLAGS in the preamble."""
+    packer = zlib.compressobj(9, zdict=header_dict(HEADER_FLAGS))
     hdr = packer.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + packer.flush()
     if len(hdr) > MAX_HEADER_BYTES:
         raise BitstreamError("header too large")

@@ -84,7 +84,7 @@ def index_bytes(signal: dict, model: str, frames: list[int], sizes: list[int], e
         **(extra or {}),
     }
     hdr = bitstream.encode_header(header)
-    return PREAMBLE.pack(bitstream.MAGIC, VERSION, bitstream.FLAG_HEADER_DICT, len(frames), len(hdr), zlib.crc32(hdr)) + hdr
+    return PREAMBLE.pack(bitstream.MAGIC, VERSION, bitstream.HEADER_FLAGS, len(frames), len(hdr), zlib.crc32(hdr)) + hdr
 
 
 def pack(signal: dict, model: str, parts: list[tuple[int, bytes]], extra: dict | None = None) -> bytes:

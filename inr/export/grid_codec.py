@@ -558,6 +558,9 @@ class LatentSection:
 
 
 # ------------------------------------------------------------------ encoding
+# Bytes a file spends on framing besides its weights and latents (`encode_rate_aware`'s estimate
+# of what the latents cannot have).
+FRAMING_BYTES = 100
 # Depths the network's step is tried at (netcode.step_for: max |w| within 2^(bits-1) - 1 steps).
 # 4 and 5 since the step scheme: a network of a few hundred weights in a 2 KB file is worth
 # trying coarser than the per-row scheme's 6 bits, and each try costs one render.
@@ -756,14 +759,15 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     weights = model.stored_tensors()
     names = list(weights)
     # What the file pays besides the latents, estimated at 6 bits per weight plus framing
-    # (preamble, a dictionary-compressed header of ~180 bytes, section frames, NETW's table).
+    # (preamble 16 bytes, a header of ~65 bytes under the second preset dictionary, two
+    # section frames of 12; 250 bytes under the first, whose header took ~230).
     # The depths are chosen after the fit (on the 256x256 tuning crop of Bunny frame 120:
     # 6-7 bits at 0.25 bpp, 6-8 at 1 bpp; NETW and the header 840-900 bytes, the estimate
     # 790: the latents' share is what lambda steers to). At 8 bits per weight, the estimate of
     # the per-row scheme, files landed under their targets since NETW: the tuning images
     # 11 % at 0.3 bpp (Bunny frame 120) and 9 % at 1.2 (frame 70), the tuning clips 3-8 % at
     # 0.2 bpp, the 256x256 still of the image report 12 % at 0.25.
-    overhead = 6.0 * sum(w.numel() for w in weights.values()) + 8.0 * 250
+    overhead = 6.0 * sum(w.numel() for w in weights.values()) + 8.0 * FRAMING_BYTES
     task = model.rate_task(signal, device, target, overhead_bits=overhead)
     if target.bpp is not None:  # start the analysis at the target rate
         step = model.start_at_rate(max(target.bpp - task.overhead_bpp, 0.1 * target.bpp), task.pixels)

@@ -327,7 +327,7 @@ def rewrap_gop(index: dict, count: int, payload: bytes) -> bytes:
     from inr.export.gop import VERSION
 
     hdr = bitstream.encode_header(index)
-    return bitstream.PREAMBLE.pack(bitstream.MAGIC, VERSION, bitstream.FLAG_HEADER_DICT, count, len(hdr), zlib.crc32(hdr)) + hdr + payload
+    return bitstream.PREAMBLE.pack(bitstream.MAGIC, VERSION, bitstream.HEADER_FLAGS, count, len(hdr), zlib.crc32(hdr)) + hdr + payload
 
 
 def gop_corpus(data: bytes) -> dict[str, tuple[bytes, str]]:
