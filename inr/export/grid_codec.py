@@ -561,6 +561,14 @@ class LatentSection:
 # Bytes a file spends on framing besides its weights and latents (`encode_rate_aware`'s estimate
 # of what the latents cannot have).
 FRAMING_BYTES = 100
+# What a --seconds budget keeps back from the fit for what follows it (see `encode_rate_aware`):
+# this share of the budget, or this many times the evaluation of the analysis start, whichever
+# is more. At 0.1 / 4, 60 s image encodes ended at 55-56 s and a 120 s video at 117 s; at
+# 0.03 / 5, 60.1-60.4 s and 121.3 s, and the tuning crops gained +0.11 dB (Bunny frame 120 at
+# 0.5 bpp) and +0.31 dB (frame 70 at 1 bpp), the tuning clip (Bunny 96-127, 0.2 bpp) about
+# the same (+0.3 dB, within the spread of single runs).
+RESERVE_SHARE = 0.03
+RESERVE_EVALS = 5
 # Depths the network's step is tried at (netcode.step_for: max |w| within 2^(bits-1) - 1 steps).
 # 4 and 5 since the step scheme: a network of a few hundred weights in a 2 KB file is worth
 # trying coarser than the per-row scheme's 6 bits, and each try costs one render.
@@ -780,12 +788,12 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
     start = _evaluated(model, task)
     if budget is not None:
         # --seconds is the whole encode: what the analysis start and its retargeting took is
-        # spent, and what follows the fit is kept back: a tenth of the budget, or four times
-        # the evaluation just made (the end-of-fit evaluation, the bit-depth choice and the
-        # coding measured about that on Bunny 320x180x32), whichever is more. When the fit
+        # spent, and what follows the fit is kept back (RESERVE_SHARE of the budget, or
+        # RESERVE_EVALS times the evaluation just made: the end-of-fit evaluation, the
+        # bit-depth choice and the coding measured about that on Bunny 320x180x32). When the fit
         # got 9 s of a 10 s budget whatever came before and after it, 10 s encodes took 11.1
         # to 14.9 s (measured on three clips); now 11.2 s. A quarter is always trained.
-        reserve = max(0.1 * budget, 4 * (time.perf_counter() - t_eval))
+        reserve = max(RESERVE_SHARE * budget, RESERVE_EVALS * (time.perf_counter() - t_eval))
         fit = dataclasses.replace(fit, seconds=max(budget - reserve - (time.perf_counter() - started), 0.25 * budget))
     trainer = Trainer(model, task, fit, task.optim_defaults(spec.optim), device)
     phase("fit")
