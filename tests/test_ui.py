@@ -99,6 +99,42 @@ def test_job_list_and_queue_reason():
     assert "No jobs yet" in views.jobs_table_html([])
 
 
+def test_pages_following_one_job_share_its_preview_without_breaking(tmp_path):
+    """A reload opens a second stream on a running job while the first still polls: both copy
+    the worker's preview at once. Every call must return a whole, existing copy (a shared
+    temporary name once made one stream's rename take the other's file: FileNotFoundError,
+    and that page's progress stopped)."""
+    import threading
+
+    from server.api import ServerConfig
+    from server.retention import job_dir
+    from ui.app import _snapshot
+
+    cfg = ServerConfig(data_dir=tmp_path)
+    preview = job_dir(tmp_path, "job1") / "preview.png"
+    preview.parent.mkdir(parents=True)
+    payload = os.urandom(200_000)
+    preview.write_bytes(payload)
+    start, errors, returned = threading.Barrier(8), [], []
+
+    def follow():
+        start.wait()
+        try:
+            for _ in range(25):
+                returned.append(_snapshot(cfg, "job1", "preview.png"))
+        except Exception as exc:  # noqa: BLE001 - the test reports what a stream would die of
+            errors.append(exc)
+
+    threads = [threading.Thread(target=follow) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(returned)) == 1 and Path(returned[0]).read_bytes() == payload
+    assert [p.name for p in (tmp_path / "previews").iterdir()] == [Path(returned[0]).name]  # no .part left
+
+
 def test_expectations_come_from_the_measured_tables():
     from ui.expect import RESULTS, expect
 

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline, no telemetry
@@ -450,7 +451,11 @@ CSS = """
 
 def _snapshot(cfg: ServerConfig, job_id: str, name: str | None) -> str | None:
     """A copy of a file the worker keeps rewriting (preview.png), so Gradio never reads half a
-    file; one copy per version of the file, older copies of the same job's file removed."""
+    file; one copy per version of the file, older copies of the same job's file removed.
+    Several pages may follow one job at once (a reload opens a second stream before the
+    first ends), so each call copies under its own temporary name and never removes the
+    version it returns: with one shared `.part` name one stream's rename took the other's
+    file away and the FileNotFoundError ended that page's progress."""
     if not name:
         return None
     path = _job_dir(cfg, job_id) / name
@@ -463,10 +468,15 @@ def _snapshot(cfg: ServerConfig, job_id: str, name: str | None) -> str | None:
     snap = snaps / f"{job_id}-{version}-{Path(name).name}"
     if not snap.is_file():
         for old in snaps.glob(f"{job_id}-*-{Path(name).name}"):
-            old.unlink(missing_ok=True)
-        tmp = snap.with_suffix(".part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(snap)
+            if old != snap:
+                old.unlink(missing_ok=True)
+        tmp = snaps / f".{uuid.uuid4().hex}.part"
+        try:
+            shutil.copyfile(path, tmp)
+            tmp.replace(snap)
+        except OSError:  # the worker removed its file meanwhile: no preview this time
+            tmp.unlink(missing_ok=True)
+            return str(snap) if snap.is_file() else None
     return str(snap)
 
 
