@@ -54,7 +54,7 @@ def header_dict(flag: int = HEADER_FLAGS) -> bytes:
     (scripts/make_header_dict.py), so a header's repeated names, keys and values cost a few
     bits each. The first (a 256x256 grid image at 0.25 bpp: 560 -> about 230 header bytes of
     2.2 KB) predates the grid family's later config fields and image layouts; the second holds
-    them (the same header: about 60 bytes)."""
+    them (the same header: about 65 bytes)."""
     name, digest = HEADER_DICTS[flag]
     data = (Path(__file__).parent / "assets" / name).read_bytes()
     if hashlib.sha256(data).hexdigest() != digest:
@@ -85,9 +85,10 @@ class Container:
     sizes: dict[str, int]  # byte accounting: "preamble", "header", "section:TAG" (framing included)
 
 
-def write(header: dict, sections: dict[str, bytes]) -> bytes:
-    hdr = encode_header(header)
-    out = bytearray(PREAMBLE.pack(MAGIC, VERSION, HEADER_FLAGS, len(sections), len(hdr), zlib.crc32(hdr)))
+def write(header: dict, sections: dict[str, bytes], flags: int = HEADER_FLAGS) -> bytes:
+    """The file; `flags` other than the default only to write as earlier writers did (tests)."""
+    hdr = encode_header(header, flags)
+    out = bytearray(PREAMBLE.pack(MAGIC, VERSION, flags, len(sections), len(hdr), zlib.crc32(hdr)))
     out += hdr
     for tag, payload in sections.items():
         t = tag.encode("ascii")
@@ -136,9 +137,10 @@ def decode_header(hdr: bytes, header_crc: int, flags: int) -> dict:
     return header
 
 
-def encode_header(header: dict) -> bytes:
-    """Compressed with the newest preset dictionary: a writer sets HEADER_FLAGS in the preamble."""
-    packer = zlib.compressobj(9, zdict=header_dict(HEADER_FLAGS))
+def encode_header(header: dict, flags: int = HEADER_FLAGS) -> bytes:
+    """Compressed with the preset dictionary `flags` names (none for 0): a writer sets the same
+    `flags` in the preamble."""
+    packer = zlib.compressobj(9, zdict=header_dict(flags)) if flags in HEADER_DICTS else zlib.compressobj(9)
     hdr = packer.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + packer.flush()
     if len(hdr) > MAX_HEADER_BYTES:
         raise BitstreamError("header too large")
