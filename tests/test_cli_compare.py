@@ -178,7 +178,9 @@ def test_compare_on_a_frame_range_streams_to_the_whole_clip_numbers(tmp_path, ti
     decoded = torch.cat(list(gopfile.decode_range(file, 0, 6, torch.device("cpu"))))
     q = clip_quality(to_uint8(decoded), whole)
     assert (inr["psnr"], inr["psnr_y"], inr["per_frame_psnr"]) == (q["psnr"], q["psnr_y"], q["per_frame_psnr"])
-    assert inr["msssim"] == pytest.approx(q["msssim"], rel=1e-12)  # GOP means weighted by frames
+    # GOP means weighted by frames (a wrong weighting is off by percents); per-frame MS-SSIM is
+    # float32 convolutions, whose last bits may follow the batch's size (one GOP or the range)
+    assert inr["msssim"] == pytest.approx(q["msssim"], rel=1e-6)
     assert inr["bpp"] == pytest.approx(file.stat().st_size * 8 / (6 * 64 * 96))
     if gops == 1:  # the same file the range held whole gives today (rate control and all)
         opts = fit_options("siren", "video", steps=5, seed=0, schedule="fast")
