@@ -181,11 +181,20 @@ def test_corrupt_latent_payload_is_a_bitstream_error():
         decode_latents(m, payload, bad)
 
 
-def test_batched_rate_equals_the_coders_per_chunk_sum(monkeypatch):
-    """The training rate batches channels, slices and levels through each context network
-    (`batched_bits`); it must price every latent as the coder's per-channel chunks do, with
-    each level's slice scaling, in value and gradient."""
-    cfg = GridConfig(frames=8, height=16, width=24, levels=3, context=4, time_base=4, time_growth=1, temporal=1, coarse_context=1, motion=8, residual=4)
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GridConfig(frames=8, height=16, width=24, levels=3, context=4, time_base=4, time_growth=1, temporal=1, coarse_context=1, motion=8, residual=4),
+        GridConfig(frames=1, height=20, width=26, levels=3, context=4, raster=1, coarse_context=1, luma_levels=1),
+        GridConfig(frames=8, height=15, width=22, levels=3, context=4, time_base=2, time_growth=2, temporal=1),
+        GridConfig(frames=4, height=16, width=16, levels=2, context=0),
+    ],
+    ids=["video-motion-residual", "image-raster-luma", "video-doubling", "factorized"],
+)
+def test_batched_rate_equals_the_coders_per_chunk_sum(monkeypatch, cfg):
+    """The training rate gathers every context input of many channels, slices and levels at
+    once (`_gathered_bits`); it must price every latent as the coder's per-channel chunks
+    do, with each level's slice scaling, in value and gradient."""
     m = _random_model(cfg, scale=2.0)
     with torch.no_grad():
         m.context.level_bias.add_(torch.randn_like(m.context.level_bias) * 0.3)  # levels priced apart

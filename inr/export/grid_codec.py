@@ -292,7 +292,7 @@ class GridTask(RateTask):
         model.quant_anneal = self.noise_progress() if self.soft_rounding else None
         idx = torch.randperm(self.num_frames, generator=generator)[: self.batch].to(self.device)
         window = self._random_window(generator)
-        latents = [model.quantized(k) for k in range(model.num_coded)]
+        latents = model.quantized()
         if window is None:
             pred, target = model.synthesize(model.upsampled(idx, latents)).float(), self.frames[idx]
         else:

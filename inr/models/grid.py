@@ -20,7 +20,6 @@ per-pixel MLP recover most of what a learned filter would give at this scale.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -471,46 +470,6 @@ def laplace_site_bits(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tens
     return -torch.log2(p.clamp_min(2.0**-24))
 
 
-def batched_bits(pieces, limit: int) -> torch.Tensor | None:
-    """Bits of many pieces of latents, sum of `weight x laplace_bits` over the pieces
-    (context model, level, grids (N, H, W), coarser, prev, weight), each context network run
-    once per `limit` sites instead of once per piece. A video's training rate is some 25
-    pieces (a level's channels and slices, the motion fields, the residual) of a few dozen to
-    a few hundred thousand sites: a network call and a Laplace per piece was five times the
-    ops (see `LatentGrid.RATE_BATCH`). None when there are no pieces."""
-    total = None
-    pending: dict[int, list] = {}
-    sites = 0
-
-    def flush():
-        nonlocal total, sites
-        for context, feats, grids, levels, counts, weights in pending.values():
-            dev = grids[0].device
-            # each piece's level bias, broadcast: its backward is a sum per piece, not a
-            # gather's index_add of every site into a handful of rows
-            x = context.head(torch.cat(feats, 1)) + torch.cat([context.level_bias[lv, :, None].expand(2, n) for lv, n in zip(levels, counts)], 1)
-            bits = laplace_site_bits(torch.cat(grids), x[0], x[1])
-            if any(w != 1.0 for w in weights):
-                bits = bits * torch.repeat_interleave(torch.tensor(weights, dtype=bits.dtype, device=dev), torch.tensor(counts, device=dev))
-            part = bits.sum()
-            total = part if total is None else total + part
-        pending.clear()
-        sites = 0
-
-    for context, level, grids, up, prev, weight in pieces:
-        entry = pending.setdefault(id(context), [context, [], [], [], [], []])
-        entry[1].append(context.features(grids, up, prev) if context.width else grids.new_zeros(0, grids.numel()))
-        entry[2].append(grids.flatten())
-        entry[3].append(level)
-        entry[4].append(grids.numel())
-        entry[5].append(float(weight))
-        sites += grids.numel()
-        if sites >= limit:
-            flush()
-    flush()
-    return total
-
-
 # ------------------------------------------------------------------ the model
 class LatentGrid(FrameRepresentation):
     """Latents -> frames. `forward(idx)` renders frames `idx` (B,) as (B, C, H, W)."""
@@ -552,6 +511,9 @@ class LatentGrid(FrameRepresentation):
             self.residual_latents = None
         self.quant_mode = "round"  # "noise" (training proxy), "ste", "round" (decode)
         self.quant_anneal: float | None = None  # the noise proxy's progress (`quantize_latents`); None: uniform noise
+        # the training rate's gather positions (`_gathered_bits`): shapes alone decide them
+        self._gather_sites: dict = {}
+        self._gather_batches: dict = {}
 
     channels_last_friendly = False  # per-pixel matmuls on (B, H, W, C); see inr.fit.is_convolutional
     # latents travel in section LATS (the side codec), not as weights; they are also what the
@@ -666,17 +628,23 @@ class LatentGrid(FrameRepresentation):
         """(context model, its level index) that codes coded tensor k."""
         return (self.context, k) if k < self.config.levels else (self.per_frame()[k - self.config.levels][1], 0)
 
-    def quantized(self, k: int) -> torch.Tensor:
-        return quantize_latents(self.coded(k), self.quant_mode, self.quant_anneal)
+    def quantized(self) -> list[torch.Tensor]:
+        """Every coded tensor as the loss sees it (`quant_mode`), in `coded`'s order. Quantized
+        as one flat tensor: per tensor, the soft rounding's two dozen ops forward and backward
+        were 9 ms of a 256x256 image's training step, 6 ms at once."""
+        coded = [self.coded(k) for k in range(self.num_coded)]
+        flat = quantize_latents(torch.cat([z.reshape(-1) for z in coded]), self.quant_mode, self.quant_anneal)
+        return [part.view_as(z) for part, z in zip(flat.split([z.numel() for z in coded]), coded)]
 
     RATE_CHUNK: ClassVar[int] = 1 << 20  # latents coded per context-network call (~200 MB of temporaries)
-    # Latents the training rate scores per context-network call (`batched_bits`). On a 320x180
+    # Latents the training rate scores per context-network call (`_gathered_bits`). On a 320x180
     # clip at 0.2 bpp (Bunny 96-127, ~480k latents scored a step) the rate's forward and
     # backward took a median 96.4 ms as 25 calls (one per channel and level) and 69.1 ms
     # batched, the two interleaved in one process (12 rounds); separate runs at 2^16 to 2^20
     # sites a call all gave 66-71 ms (best of 4 x 8 repeats; this shared 2-core machine
     # varies by up to 40 % between runs). The op count falls 5-fold, the arithmetic does not.
     RATE_BATCH: ClassVar[int] = 1 << 18
+    GATHER_CACHE: ClassVar[int] = 4  # concatenated gather indices kept (`_gathered_bits`)
 
     def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Bits of all latents under the context model: what the file will pay.
@@ -689,52 +657,144 @@ class LatentGrid(FrameRepresentation):
         ran away from its target, 0.076 bpp for a 0.1 target on Bunny.) With `window` too,
         only the latents that window reads are scored, for the same reason.
         Large levels are scored a few grids at a time, so memory does not follow the level."""
-        latents = latents if latents is not None else [self.quantized(k) for k in range(self.num_coded)]
-        total = latents[0].new_zeros(())
-        frames = None if idx is None else torch.unique(idx)
-        pieces = []  # generators of batched_bits' pieces, evaluated as it consumes them
+        latents = latents if latents is not None else self.quantized()
+        frames = None if idx is None else torch.unique(idx).tolist()
+        scored = []  # (coded tensor, its time slices, weight): the whole-frame rate, gathered
         for k in range(self.config.levels, len(latents)):  # one slice per frame, no coarser level
-            z = latents[k]
-            scale = 1.0 if idx is None else z.shape[1] / frames.numel()
-            pieces.append(self._rate_pieces(k, z, None, frames, scale))
+            t = latents[k].shape[1]
+            scored.append((k, range(t) if frames is None else frames, 1.0 if frames is None else t / len(frames)))
+        total = latents[0].new_zeros(())
         coarser = None
         for k in reversed(range(self.config.levels)):
             z = latents[k]
-            c, t, h, w = z.shape
-            scale, slices = 1.0, None
+            t = z.shape[1]
+            slices = None
             if idx is not None and t > 1:
                 slices = torch.unique(self.slices_for(k, idx))
-                scale = t / slices.numel()
+            scale = 1.0 if slices is None else t / slices.numel()
             if window is not None:
                 total = total + self._window_bits(k, z, coarser, slices, window) * scale
             else:
-                pieces.append(self._rate_pieces(k, z, coarser, slices, scale))
+                scored.append((k, range(t) if slices is None else slices.tolist(), scale))
             coarser = z
-        batched = batched_bits(itertools.chain.from_iterable(pieces), self.RATE_BATCH)
-        return total if batched is None else total + batched
+        if window is None:
+            total = total + self._gathered_bits(latents, scored)
+        return total
 
-    def _slice_groups(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, chunk: int, joint: bool, reverse: bool = False):
-        """Coded tensor k (C, T_k, H, W) in groups of time slices `slices` (all if None) of at
-        most `chunk` sites (or one grid, where a grid is larger): (channel slice, start among the slices, grids (C' * S, H, W),
-        their coarser-level context, their previous slices). One channel a group, or all
-        channels together when `joint` and a slice's channels fit in a chunk. Context inputs
-        are gathered for the group alone, so memory follows a chunk, not the level."""
+    def _gathered_bits(self, latents: list[torch.Tensor], scored: list[tuple[int, list[int], float]]) -> torch.Tensor:
+        """Bits of time slices of coded tensors (`scored`: (k, slices, weight x each site's
+        bits)), each context network run once per RATE_BATCH sites.
+
+        Every context input is a latent (or zero, or one: the anchor and previous-slice flags),
+        so a batch's whole (features, sites) matrix is one gather from the coded tensors laid
+        end to end, at positions that depend on the shapes alone (`_site_index`, cached).
+        Built from shifted slices and stacks instead, a 256x256 image's 131k sites took 30 ms
+        of a 97 ms training step to assemble (forward and backward; 12 ms gathered): a slice's
+        backward fills and adds a zero tensor the size of its grid."""
+        dev = latents[0].device
+        buffer = torch.cat([torch.tensor([0.0, 1.0], dtype=latents[0].dtype, device=dev), *(z.reshape(-1) for z in latents)])
+        total = buffer.new_zeros(())
+        groups: dict[int, list] = {}  # context model -> pieces (k, slice, channels), in order
+        for k, slices, weight in scored:
+            context, level = self.context_of(k)
+            c, _, h, w = latents[k].shape
+            split = c * h * w > self.RATE_BATCH  # a slice larger than a batch goes a channel at a time
+            for s in slices:
+                for ch in (range(c) if split else [None]):
+                    groups.setdefault(id(context), [context, []])[1].append(((k, int(s), ch), level, weight, (1 if split else c) * h * w))
+        for context, pieces in groups.values():
+            start, sites = 0, 0
+            for i, (_, _, _, n) in enumerate(pieces):
+                sites += n
+                if sites >= self.RATE_BATCH or i == len(pieces) - 1:
+                    total = total + self._batch_bits(context, buffer, pieces[start : i + 1])
+                    start, sites = i + 1, 0
+        return total
+
+    def _batch_bits(self, context: "ContextModel", buffer: torch.Tensor, pieces: list) -> torch.Tensor:
+        """`_gathered_bits` of one batch of pieces ((k, slice, channel or None), level, weight,
+        sites) under one context model."""
+        dev = buffer.device
+        key = (tuple(p[0] for p in pieces), str(dev))
+        cache = self._gather_batches
+        index = cache.get(key)
+        if index is None:
+            index = torch.cat([self._site_index(*p[0], dev) for p in pieces], 1)
+            if len(cache) >= self.GATHER_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key] = index
+        rows = buffer.index_select(0, index.view(-1)).view(index.shape)  # (features + own value, sites)
+        counts = [p[3] for p in pieces]
+        # each piece's level bias, broadcast: its backward is a sum per piece, not a gather's
+        # index_add of every site into a handful of rows
+        x = context.head(rows[:-1]) + torch.cat([context.level_bias[p[1], :, None].expand(2, n) for p, n in zip(pieces, counts)], 1)
+        bits = laplace_site_bits(rows[-1], x[0], x[1])
+        weights = [p[2] for p in pieces]
+        if any(w != 1.0 for w in weights):
+            bits = bits * torch.repeat_interleave(torch.tensor(weights, dtype=bits.dtype, device=dev), torch.tensor(counts, device=dev))
+        return bits.sum()
+
+    def _site_index(self, k: int, s: int, ch: int | None, device) -> torch.Tensor:
+        """(features + 1, sites) int32 positions in `_gathered_bits`' buffer (0: zero, 1: one, then
+        every coded tensor flattened, in order) of the context inputs of time slice s of coded
+        tensor k (channel `ch`, or all), in `context_features`' order, and last of each
+        site's own value. The same inputs `ContextModel.params` reads; cached per shape."""
+        cache = self._gather_sites
+        key = (k, s, ch, str(device))
+        if key in cache:
+            return cache[key]
+        shapes = [self.coded(j).shape for j in range(self.num_coded)]
+        offsets = [2 + sum(math.prod(sh) for sh in shapes[:j]) for j in range(len(shapes))]
+        context, _ = self.context_of(k)
+        c, t, h, w = shapes[k]
+        g = torch.arange(c)[:, None, None] if ch is None else torch.tensor([ch])[:, None, None]
+        y, x = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
+        zero, one = torch.tensor(0), torch.tensor(1)  # the buffer's positions of 0.0 and 1.0
+
+        def at(j: int, tj, yy, xx):  # positions in coded tensor j, zero (position 0) outside it
+            _, tt, hh, ww = shapes[j]
+            inside = (yy >= 0) & (yy < hh) & (xx >= 0) & (xx < ww)
+            return torch.where(inside, offsets[j] + ((g * tt + tj) * hh + yy.clamp(0, hh - 1)) * ww + xx.clamp(0, ww - 1), 0)
+
+        rows = []
+        if context.width:
+            if context.raster:
+                rows += [at(k, s, y + dy, x + dx) for dy, dx in RASTER_NEIGHBOURS]
+            else:  # a neighbour is read only where it is an anchor
+                rows += [torch.where((y + dy + x + dx) % 2 == 0, at(k, s, y + dy, x + dx), 0) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+            if k + 1 < self.config.levels:  # the coarser level's co-located latent (and its four neighbours)
+                _, tc, hc, wc = shapes[k + 1]
+                tk = int(nearest_index(t, tc, torch.tensor([s])))
+                iy, ix = nearest_index(h, hc, torch.arange(h))[:, None], nearest_index(w, wc, torch.arange(w))[None, :]
+                near = ((0, 0),) if context.n_coarse == 1 else ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+                rows += [at(k + 1, tk, iy + dy, ix + dx) for dy, dx in near]
+            else:
+                rows += [zero] * context.n_coarse
+            if not context.raster:
+                rows.append(torch.where((y + x) % 2 == 0, one, zero))  # the anchor flag
+            if context.temporal:
+                rows.append(at(k, s - 1, y, x) if s > 0 else zero)
+                rows.append(one if s > 0 else zero)
+        rows.append(at(k, s, y, x))
+        shape = (g.shape[0], h, w)
+        index = torch.stack([r.expand(shape).flatten() for r in rows]).to(device=device, dtype=torch.int32)
+        cache[key] = index
+        return index
+
+    def _slice_groups(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, chunk: int, reverse: bool = False):
+        """Coded tensor k (C, T_k, H, W) one channel at a time, in groups of time slices
+        `slices` (all if None) of at most `chunk` sites (or one grid, where a grid is larger):
+        (channel slice, start among the slices, grids (S, H, W), their coarser-level context,
+        their previous slices). Context inputs are gathered for the group alone, so memory
+        follows a chunk, not the level."""
         c, t, h, w = z.shape
         slices = torch.arange(t, device=z.device) if slices is None else slices
-        joint = joint and c * h * w <= chunk
-        step = max(1, chunk // ((c if joint else 1) * h * w))
-        channels = [slice(None)] if joint else [slice(ch, ch + 1) for ch in range(c)]
-        starts = [(one, i) for one in channels for i in range(0, len(slices), step)]
+        step = max(1, chunk // (h * w))
+        starts = [(slice(ch, ch + 1), i) for ch in range(c) for i in range(0, len(slices), step)]
         for one, i in reversed(starts) if reverse else starts:
             part = slices[i : i + step]
             up = None if coarser is None else self.coarser_at(k, coarser[one], part)
             yield one, i, z[one, part].reshape(-1, h, w), up, previous_slices(z[one], part)
-
-    def _rate_pieces(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, weight: float):
-        """`batched_bits`' pieces of coded tensor k's time slices `slices` (all if None)."""
-        context, level = self.context_of(k)
-        for _, _, grids, up, prev in self._slice_groups(k, z, coarser, slices, self.RATE_BATCH, joint=True):
-            yield context, level, grids, up, prev, weight
 
     def context_chunks(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None = None, reverse: bool = False, coder: bool = False):
         """Level k's latents `z` (C, T_k, H, W) under the context model, a chunk at a time:
@@ -743,12 +803,12 @@ class LatentGrid(FrameRepresentation):
         at most RATE_CHUNK sites, and its context inputs (coarser level, previous slice) are
         gathered for it alone, so memory follows a chunk, not the level (a 1080p level 0 holds
         tens of millions of latents). The coder reads the level this way (the rate estimate
-        batches the channels and levels instead: `batched_bits`); `reverse` gives the chunks
+        batches the channels and levels instead: `_gathered_bits`); `reverse` gives the chunks
         last first (the ANS encoder's order), `coder` the coder's evaluation order
         (`ContextModel.params`)."""
         context, level = self.context_of(k)
         n = z.shape[1] if slices is None else len(slices)
-        for one, i, grids, up, prev in self._slice_groups(k, z, coarser, slices, self.RATE_CHUNK, joint=False, reverse=reverse):
+        for one, i, grids, up, prev in self._slice_groups(k, z, coarser, slices, self.RATE_CHUNK, reverse=reverse):
             mean, log_scale = context.params(level, grids, up, prev, coder=coder)
             yield slice(one.start * n + i, one.start * n + i + len(grids)), grids, mean, log_scale
 
@@ -870,6 +930,8 @@ class LatentGrid(FrameRepresentation):
         h, w = z.shape[-2:]
 
         def in_time(zc: torch.Tensor) -> torch.Tensor:  # (C, T_k, h', w') -> (B, C, h', w') at the frames
+            if zc.shape[1] == 1:  # one slice (an image): every frame reads it as it is
+                return zc.transpose(0, 1).expand(idx.numel(), *zc.shape[:1], *zc.shape[2:])
             return (zc.index_select(1, lo) * (1 - a) + zc.index_select(1, hi) * a).transpose(0, 1)
 
         if (h, w) == (H, W):
@@ -897,7 +959,7 @@ class LatentGrid(FrameRepresentation):
     RENDER_PIXELS: ClassVar[int] = 1 << 19  # pixels a no-grad render band holds features for
 
     def forward(self, idx: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        latents = [self.quantized(k) for k in range(self.num_coded)]
+        latents = self.quantized()
         cfg = self.config
         rows = max(1, self.RENDER_PIXELS // (idx.numel() * cfg.width))
         if torch.is_grad_enabled() or rows >= cfg.height or cfg.motion or cfg.residual:
