@@ -662,19 +662,23 @@ def test_low_rate_images_start_at_half_resolution(tmp_path, small_png, crop64):
     assert psnr(decoded.reshape(64, 64, 3).clamp(0, 1), crop64.float() / 255) == pytest.approx(report["psnr"], abs=0.1)
 
 
-def test_at_its_rates_the_finest_level_holds_luma_alone():
-    """An image encoded below LUMA_ONLY_IMAGE_BPP, a video inside LUMA_ONLY_VIDEO_BPP, gets a
-    luma-only finest level (one grid instead of three); other rates the full level."""
-    from inr.models.grid import LUMA_ONLY_IMAGE_BPP, LUMA_ONLY_VIDEO_BPP
+def test_at_its_rates_the_finest_levels_hold_luma_alone():
+    """An image's finest LUMA_ONLY_IMAGE_LEVELS levels hold one grid (luma) instead of three
+    at every rate, but its coarsest level keeps chroma however few levels it has; a video's
+    finest level does inside LUMA_ONLY_VIDEO_BPP, at other rates none."""
+    from inr.models.grid import LUMA_ONLY_IMAGE_LEVELS, LUMA_ONLY_VIDEO_BPP
 
     lo, hi = LUMA_ONLY_VIDEO_BPP
-    for frames, rates in ((1, {0.1: 1, 0.9 * LUMA_ONLY_IMAGE_BPP: 1, 1.1 * LUMA_ONLY_IMAGE_BPP: 0}), (8, {0.9 * lo: 0, 1.1 * lo: 1, 0.9 * hi: 1, 1.1 * hi: 0})):
+    for frames, rates in ((1, {0.1: LUMA_ONLY_IMAGE_LEVELS, 1.0: LUMA_ONLY_IMAGE_LEVELS, 3.0: LUMA_ONLY_IMAGE_LEVELS}), (8, {0.9 * lo: 0, 1.1 * lo: 1, 0.9 * hi: 1, 1.1 * hi: 0})):
         cfg = GridConfig(frames=frames, height=64, width=64, levels=5)
         pixels = frames * 64 * 64
         for bpp, luma in rates.items():
             got = LatentGrid.config_for_rate(cfg, bpp * pixels)
             assert got.luma_levels == luma, (frames, bpp)
-            assert [z.shape[0] for z in LatentGrid(got).latents[:2]] == [1 if luma else 3, 3]
+            assert [z.shape[0] for z in LatentGrid(got).latents] == [1] * luma + [3] * (5 - luma)
+    for levels in (1, 2):
+        got = LatentGrid.config_for_rate(GridConfig(height=8, width=8, levels=levels), 0.5 * 64)
+        assert LatentGrid(got).latents[-1].shape[0] == 3
 
 
 def test_windowed_fits_train_their_entropy_models_without_the_boost():

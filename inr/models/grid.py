@@ -53,7 +53,7 @@ class GridConfig:
     coarse_context: int = 0  # 1: the levels' context also reads the coarser level's 4 neighbours; 0 in older files
     raster: int = 0  # images: 1 codes each level in raster order (12 causal neighbours), 0 in checkerboard halves
     finest: int = 0  # level 0 holds a latent per 2^finest x 2^finest pixels (FINEST_IMAGE_BPP); 0 in older files
-    luma_levels: int = 0  # the finest this many levels hold only the luma grid (channel 0: LUMA_ONLY_BPP); 0 in older files
+    luma_levels: int = 0  # the finest this many levels hold only the luma grid (channel 0: LUMA_ONLY_IMAGE_LEVELS); 0 in older files
 
     def validate(self) -> None:
         """Ranges a decoder accepts before building anything (hostile headers)."""
@@ -543,8 +543,9 @@ class LatentGrid(FrameRepresentation):
         cfg = with_time_structure(cfg, bpp)
         if cfg.frames == 1 and bpp < FINEST_IMAGE_BPP:
             cfg = dataclasses.replace(cfg, finest=1)
-        lo, hi = (0.0, LUMA_ONLY_IMAGE_BPP) if cfg.frames == 1 else LUMA_ONLY_VIDEO_BPP
-        if lo <= bpp < hi:
+        if cfg.frames == 1:  # the coarsest level keeps its chroma, however few the levels
+            cfg = dataclasses.replace(cfg, luma_levels=max(0, min(LUMA_ONLY_IMAGE_LEVELS, cfg.levels - 1)))
+        elif LUMA_ONLY_VIDEO_BPP[0] <= bpp < LUMA_ONLY_VIDEO_BPP[1]:
             cfg = dataclasses.replace(cfg, luma_levels=1)
         if bits / 8 < cls.TINY_FILE_BYTES:
             return dataclasses.replace(cfg, hidden=min(cfg.hidden, 8), hidden_layers=min(cfg.hidden_layers, 1), refine=min(cfg.refine, 1), context=min(cfg.context, 4))
@@ -1283,11 +1284,12 @@ RESIDUAL_CELL = 4
 RESIDUAL_LR_SCALE = 3.0
 RESIDUAL_MIN_BPP = 0.15
 RESIDUAL_DEADZONE = 1.0
-# Below LUMA_ONLY_IMAGE_BPP (images) and inside LUMA_ONLY_VIDEO_BPP (videos) the finest level
-# holds only luma (`GridConfig.luma_levels` = 1). Its chroma grids end up sparse or empty
-# there (non-zero latents at 60 s: the tuning crop of Bunny frame 70 at 1 bpp 0 %, against 11
-# % of its luma; the tuning clip, Bunny 96-127, at 0.2 bpp 13.5 / 3.6 % for Cb / Cr against
-# 51 % of luma) but are two thirds of the level every training step prices and upsamples.
+# Inside LUMA_ONLY_VIDEO_BPP (videos) the finest level holds only luma (`GridConfig.luma_levels`
+# = 1); an image's finest LUMA_ONLY_IMAGE_LEVELS levels do at every rate. Their chroma grids
+# end up sparse or empty (non-zero latents at 60 s: the tuning crop of Bunny frame 70 at 1 bpp
+# 0 %, against 11 % of its luma; the tuning clip, Bunny 96-127, at 0.2 bpp 13.5 / 3.6 % for
+# Cb / Cr against 51 % of luma) but are two thirds of a level every training step prices and
+# upsamples.
 # Measured at 60 s on the tuning material, one run each, decoded PSNR with vs without: Bunny
 # frame 120 crop at 0.5 bpp 28.52 dB at 0.510 bpp vs 28.41 at 0.511 (1054 vs 817 steps);
 # frame 70 crop at 1 bpp 32.05 at 0.997 vs 32.07 at 1.001; Bunny 96-127 at 0.2 bpp 34.63 at
@@ -1298,7 +1300,15 @@ RESIDUAL_DEADZONE = 1.0
 # level-0 chroma ends as empty: a video keeps it below RESIDUAL_MIN_BPP. The upper video limit
 # lies between 0.2 bpp, measured, and 0.4, not (where the report's files hold 21 / 8 %
 # non-zero chroma at level 0).
-LUMA_ONLY_IMAGE_BPP = 1.5
+# Two luma-only levels against one (images until 2026-12-02: one below 1.5 bpp, none above),
+# same code, 60 s, decoded PSNR: crop of frame 120 at 0.5 bpp 31.13 dB at 0.506 vs 30.85 /
+# 30.91 at 0.505 / 0.502 (808 vs 656 / 744 steps); frame 70 at 1 bpp 36.31 at 1.019 vs 36.13
+# at 1.012; at 2 bpp (against none) 40.63 at 2.063 vs 39.35 at 1.909 (753 vs 346 steps);
+# frame 20 at 0.25 bpp 27.48 at 0.255 vs 27.29 at 0.250, its smoother native-resolution crop
+# 29.63 at 0.256 vs 29.34 at 0.251. Three: 30.78 at 0.516 on frame 120. Videos with two at
+# 0.2 bpp: Bunny 96-127 31.75 at 0.183 vs 32.26 at 0.200, carphone 60-91 32.82 at 0.198 vs
+# 32.77 at 0.196: not taken.
+LUMA_ONLY_IMAGE_LEVELS = 2
 LUMA_ONLY_VIDEO_BPP = (RESIDUAL_MIN_BPP, 0.3)
 # x lambda: the bar a start's motion vector must clear (`_prune_motion`). The pixel-domain
 # gain of block matching overstates what a vector is worth to a coarse pyramid: on the
