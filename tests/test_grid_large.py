@@ -74,10 +74,16 @@ def test_whole_frame_window_rate_equals_the_slice_rate():
 
 
 def test_rate_in_small_batches_equals_one_batch(monkeypatch):
+    """Batches of a channel's band of rows, with gather caches too small for a level, give the
+    one-batch rate: memory follows RATE_BATCH and GATHER_CACHE, not the level."""
     m = _model()
     whole = m.rate_bits()
-    monkeypatch.setattr(LatentGrid, "RATE_BATCH", CFG.height * CFG.width // 2)  # a channel of a grid a batch
-    assert torch.allclose(m.rate_bits(), whole, rtol=1e-6)
+    monkeypatch.setattr(LatentGrid, "RATE_BATCH", CFG.height * CFG.width // 3)  # a third of a grid a batch
+    monkeypatch.setattr(LatentGrid, "GATHER_CACHE", 4 * CFG.height * CFG.width)
+    m = _model()
+    for _ in range(2):  # the second pass reads what the first cached
+        assert torch.allclose(m.rate_bits(), whole, rtol=1e-6)
+        assert m.gather_cached() <= LatentGrid.GATHER_CACHE
 
 
 def test_a_windowed_step_moves_only_the_latents_its_window_reads(monkeypatch):

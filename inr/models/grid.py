@@ -645,7 +645,10 @@ class LatentGrid(FrameRepresentation):
     # sites a call all gave 66-71 ms (best of 4 x 8 repeats; this shared 2-core machine
     # varies by up to 40 % between runs). The op count falls 5-fold, the arithmetic does not.
     RATE_BATCH: ClassVar[int] = 1 << 18
-    GATHER_CACHE: ClassVar[int] = 4  # concatenated gather indices kept (`_gathered_bits`)
+    # Gather positions kept (`_gathered_bits`), in int32 entries over both caches (64 MB): a
+    # training step's of a 320x180 clip take ~15M, an image's ~5M; a 1080p GOP's evaluations
+    # would take gigabytes, and compute theirs as they go.
+    GATHER_CACHE: ClassVar[int] = 1 << 24
 
     def rate_bits(self, latents: list[torch.Tensor] | None = None, idx: torch.Tensor | None = None, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """Bits of all latents under the context model: what the file will pay.
@@ -679,8 +682,25 @@ class LatentGrid(FrameRepresentation):
                 scored.append((k, range(t) if slices is None else slices.tolist(), scale))
             coarser = z
         if window is None:
-            total = total + self._gathered_bits(latents, scored)
+            gathered = []
+            for k, slices, weight in scored:
+                if self._gather_entries(k, len(slices)) <= self.GATHER_CACHE // 2:
+                    gathered.append((k, slices, weight))
+                    continue
+                # too large to keep gather positions for (a 1080p level): priced as the coder
+                # reads it, chunk by chunk (rebuilding the positions each call took 1.6x as long)
+                coarser = latents[k + 1] if k + 1 < self.config.levels else None
+                chosen = torch.tensor(list(slices), device=latents[k].device)
+                for _, grids, mean, log_scale in self.context_chunks(k, latents[k], coarser, chosen):
+                    total = total + laplace_bits(grids, mean, log_scale) * weight
+            total = total + self._gathered_bits(latents, gathered)
         return total
+
+    def _gather_entries(self, k: int, slices: int) -> int:
+        """Gather positions `_site_index` would hold for `slices` time slices of coded tensor k."""
+        context, _ = self.context_of(k)
+        c, _, h, w = self.coded(k).shape
+        return c * h * w * slices * (1 + (context.net[0].in_features if context.width else 0))
 
     def _gathered_bits(self, latents: list[torch.Tensor], scored: list[tuple[int, list[int], float]]) -> torch.Tensor:
         """Bits of time slices of coded tensors (`scored`: (k, slices, weight x each site's
@@ -695,14 +715,19 @@ class LatentGrid(FrameRepresentation):
         dev = latents[0].device
         buffer = torch.cat([torch.tensor([0.0, 1.0], dtype=latents[0].dtype, device=dev), *(z.reshape(-1) for z in latents)])
         total = buffer.new_zeros(())
-        groups: dict[int, list] = {}  # context model -> pieces (k, slice, channels), in order
+        groups: dict[int, list] = {}  # context model -> pieces ((k, slice, channel, rows), ...), in order
         for k, slices, weight in scored:
             context, level = self.context_of(k)
             c, _, h, w = latents[k].shape
-            split = c * h * w > self.RATE_BATCH  # a slice larger than a batch goes a channel at a time
+            # a slice larger than a batch goes a channel at a time, a channel larger than
+            # that a band of rows at a time: memory follows the batch, not the level
+            split = c * h * w > self.RATE_BATCH
+            band = max(1, self.RATE_BATCH // w) if split else h
             for s in slices:
                 for ch in (range(c) if split else [None]):
-                    groups.setdefault(id(context), [context, []])[1].append(((k, int(s), ch), level, weight, (1 if split else c) * h * w))
+                    for r0 in range(0, h, band):
+                        r1 = min(r0 + band, h)
+                        groups.setdefault(id(context), [context, []])[1].append(((k, int(s), ch, r0, r1), level, weight, (1 if split else c) * (r1 - r0) * w))
         for context, pieces in groups.values():
             start, sites = 0, 0
             for i, (_, _, _, n) in enumerate(pieces):
@@ -716,14 +741,14 @@ class LatentGrid(FrameRepresentation):
         """`_gathered_bits` of one batch of pieces ((k, slice, channel or None), level, weight,
         sites) under one context model."""
         dev = buffer.device
-        key = (tuple(p[0] for p in pieces), str(dev))
-        cache = self._gather_batches
-        index = cache.get(key)
-        if index is None:
-            index = torch.cat([self._site_index(*p[0], dev) for p in pieces], 1)
-            if len(cache) >= self.GATHER_CACHE:
-                cache.pop(next(iter(cache)))
-            cache[key] = index
+        if len(pieces) == 1:
+            index = self._site_index(*pieces[0][0], dev)
+        else:
+            key = (tuple(p[0] for p in pieces), str(dev))
+            index = self._gather_batches.get(key)
+            if index is None:
+                index = torch.cat([self._site_index(*p[0], dev) for p in pieces], 1)
+                self._keep(self._gather_batches, key, index)
         rows = buffer.index_select(0, index.view(-1)).view(index.shape)  # (features + own value, sites)
         counts = [p[3] for p in pieces]
         # each piece's level bias, broadcast: its backward is a sum per piece, not a gather's
@@ -735,21 +760,33 @@ class LatentGrid(FrameRepresentation):
             bits = bits * torch.repeat_interleave(torch.tensor(weights, dtype=bits.dtype, device=dev), torch.tensor(counts, device=dev))
         return bits.sum()
 
-    def _site_index(self, k: int, s: int, ch: int | None, device) -> torch.Tensor:
+    def _keep(self, cache: dict, key, index: torch.Tensor) -> None:
+        """Cache `index` under `key` while both caches hold at most GATHER_CACHE entries; the
+        concatenated batches (a video step's differ with its frames) give way first."""
+        while self._gather_batches and self.gather_cached() + index.numel() > self.GATHER_CACHE:
+            self._gather_batches.pop(next(iter(self._gather_batches)))
+        if self.gather_cached() + index.numel() <= self.GATHER_CACHE:
+            cache[key] = index
+
+    def gather_cached(self) -> int:
+        """Int32 entries the gather caches hold (`_keep`)."""
+        return sum(v.numel() for c in (self._gather_sites, self._gather_batches) for v in c.values())
+
+    def _site_index(self, k: int, s: int, ch: int | None, r0: int, r1: int, device) -> torch.Tensor:
         """(features + 1, sites) int32 positions in `_gathered_bits`' buffer (0: zero, 1: one, then
-        every coded tensor flattened, in order) of the context inputs of time slice s of coded
-        tensor k (channel `ch`, or all), in `context_features`' order, and last of each
-        site's own value. The same inputs `ContextModel.params` reads; cached per shape."""
-        cache = self._gather_sites
-        key = (k, s, ch, str(device))
-        if key in cache:
-            return cache[key]
+        every coded tensor flattened, in order) of the context inputs of rows r0..r1-1 of time
+        slice s of coded tensor k (channel `ch`, or all), in `context_features`' order, and
+        last of each site's own value. The same inputs `ContextModel.params` reads; cached
+        per shape (`_keep`)."""
+        key = (k, s, ch, r0, r1, str(device))
+        if key in self._gather_sites:
+            return self._gather_sites[key]
         shapes = [self.coded(j).shape for j in range(self.num_coded)]
         offsets = [2 + sum(math.prod(sh) for sh in shapes[:j]) for j in range(len(shapes))]
         context, _ = self.context_of(k)
         c, t, h, w = shapes[k]
         g = torch.arange(c)[:, None, None] if ch is None else torch.tensor([ch])[:, None, None]
-        y, x = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
+        y, x = torch.arange(r0, r1)[None, :, None], torch.arange(w)[None, None, :]
         zero, one = torch.tensor(0), torch.tensor(1)  # the buffer's positions of 0.0 and 1.0
 
         def at(j: int, tj, yy, xx):  # positions in coded tensor j, zero (position 0) outside it
@@ -766,7 +803,7 @@ class LatentGrid(FrameRepresentation):
             if k + 1 < self.config.levels:  # the coarser level's co-located latent (and its four neighbours)
                 _, tc, hc, wc = shapes[k + 1]
                 tk = int(nearest_index(t, tc, torch.tensor([s])))
-                iy, ix = nearest_index(h, hc, torch.arange(h))[:, None], nearest_index(w, wc, torch.arange(w))[None, :]
+                iy, ix = nearest_index(h, hc, torch.arange(r0, r1))[:, None], nearest_index(w, wc, torch.arange(w))[None, :]
                 near = ((0, 0),) if context.n_coarse == 1 else ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
                 rows += [at(k + 1, tk, iy + dy, ix + dx) for dy, dx in near]
             else:
@@ -777,9 +814,9 @@ class LatentGrid(FrameRepresentation):
                 rows.append(at(k, s - 1, y, x) if s > 0 else zero)
                 rows.append(one if s > 0 else zero)
         rows.append(at(k, s, y, x))
-        shape = (g.shape[0], h, w)
+        shape = (g.shape[0], r1 - r0, w)
         index = torch.stack([r.expand(shape).flatten() for r in rows]).to(device=device, dtype=torch.int32)
-        cache[key] = index
+        self._keep(self._gather_sites, key, index)
         return index
 
     def _slice_groups(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, chunk: int, reverse: bool = False):
