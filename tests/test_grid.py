@@ -349,6 +349,27 @@ def test_grid_starts_from_the_picture(tiny_clip, luma_levels):
     assert psnr(out, signal.data) > 24.0
 
 
+def test_images_upsample_bicubically_and_start_from_the_picture(crop64, tiny_clip):
+    """An image's levels are upsampled bicubically (a video's, warped by its motion fields,
+    bilinearly), and the analysis start, read through that upsampling, reconstructs it."""
+    from inr.metrics import psnr
+    from inr.models import get_spec
+    from inr.pipeline import build_model
+    from inr.signals import image_signal, video_signal
+
+    signal = image_signal(crop64)
+    _, model = build_model(get_spec("grid"), signal, None, None, 0)
+    assert model.config.upsample == 1
+    model.quant_mode = "round"
+    with torch.no_grad():
+        out = model(torch.arange(1)).clamp(0, 1)[0].permute(1, 2, 0)
+    assert psnr(out, signal.data) > 40.0
+    _, video = build_model(get_spec("grid"), video_signal(tiny_clip), None, None, 0)
+    assert video.config.upsample == 0
+    with pytest.raises(ValueError, match="upsample"):
+        GridConfig(frames=2, height=16, width=24, levels=2, time_base=2, time_growth=1, motion=4, upsample=1).validate()
+
+
 @pytest.mark.parametrize("kind", ["image", "video"])
 @pytest.mark.parametrize("mutator", ["crc-fixed", "header-text", "header-json"])
 def test_hostile_grid_files_end_in_one_bitstream_error(crop64, tiny_clip, mutator, kind):
@@ -656,7 +677,7 @@ def test_low_rate_images_start_at_half_resolution(tmp_path, small_png, crop64):
     r = run_cli("encode", str(small_png), "-o", str(out), "--model", "grid", "--steps", "20", "--bpp", str(FINEST_IMAGE_BPP / 2))
     assert r.returncode == 0, r.stderr
     info = run_cli("info", str(out))
-    assert "finest=1" in info.stdout
+    assert "finest=1" in info.stdout and "upsample=1" in info.stdout
     decoded, _, _ = decode_bytes(out.read_bytes(), torch.device("cpu"))
     report = json.loads(out.with_name("low.inr.json").read_text())
     assert psnr(decoded.reshape(64, 64, 3).clamp(0, 1), crop64.float() / 255) == pytest.approx(report["psnr"], abs=0.1)

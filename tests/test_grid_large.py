@@ -5,20 +5,24 @@ The paths under test switch on pixel counts (1080p); the tests shrink the thresh
 small clip takes them, and check each against the whole-frame computation it replaces."""
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 import torch.nn.functional as F
 
 from inr.export import grid_codec
 from inr.export.grid_codec import GridTask, RateTarget
-from inr.models.grid import _RGB_TO_YCC, GridConfig, LatentGrid, level_shapes, nearest_index, time_factor
+from inr.models.grid import _RGB_TO_YCC, GridConfig, LatentGrid, level_shapes, nearest_index, resize_matrix, resize_taps, time_factor
 from inr.signals import video_signal
 
 CFG = GridConfig(frames=10, height=37, width=53, levels=4, time_base=2, temporal=1, hidden=8)
+UPSAMPLING = pytest.mark.parametrize("upsample", [0, 1], ids=["bilinear", "bicubic"])
 
 
-def _model(seed: int = 0) -> LatentGrid:
+def _model(seed: int = 0, upsample: int = 0) -> LatentGrid:
     torch.manual_seed(seed)
-    m = LatentGrid(CFG)
+    m = LatentGrid(dataclasses.replace(CFG, upsample=upsample))
     with torch.no_grad():
         for z in m.latents:
             z.copy_(torch.randn_like(z) * 3)
@@ -29,8 +33,9 @@ def _model(seed: int = 0) -> LatentGrid:
     return m
 
 
-def test_a_window_reads_the_same_features_as_the_whole_frame():
-    m = _model()
+@UPSAMPLING
+def test_a_window_reads_the_same_features_as_the_whole_frame(upsample):
+    m = _model(upsample=upsample)
     idx = torch.tensor([3, 7])
     latents = m.quantized()
     whole = m.upsampled(idx, latents)
@@ -39,8 +44,9 @@ def test_a_window_reads_the_same_features_as_the_whole_frame():
         assert torch.allclose(m.upsampled(idx, latents, window), whole[:, :, y0:y1, x0:x1], atol=1e-5)
 
 
-def test_banded_rendering_matches_the_whole_frame(monkeypatch):
-    m = _model()
+@UPSAMPLING
+def test_banded_rendering_matches_the_whole_frame(monkeypatch, upsample):
+    m = _model(upsample=upsample)
     idx = torch.tensor([0, 9])
     with torch.no_grad():
         whole = m(idx)
@@ -66,8 +72,9 @@ def test_nearest_index_is_interpolates_rule():
             assert torch.equal(nearest_index(n_out, n_in, torch.arange(n_out)), ref), (n_in, n_out)
 
 
-def test_whole_frame_window_rate_equals_the_slice_rate():
-    m = _model()
+@UPSAMPLING
+def test_whole_frame_window_rate_equals_the_slice_rate(upsample):
+    m = _model(upsample=upsample)
     idx = torch.tensor([2, 5])
     latents = m.quantized()
     assert torch.allclose(m.rate_bits(latents, idx, (0, CFG.height, 0, CFG.width)), m.rate_bits(latents, idx))
@@ -86,21 +93,36 @@ def test_rate_in_small_batches_equals_one_batch(monkeypatch):
         assert m.gather_cached() <= LatentGrid.GATHER_CACHE
 
 
-def test_a_windowed_step_moves_only_the_latents_its_window_reads(monkeypatch):
+@UPSAMPLING
+def test_a_windowed_step_moves_only_the_latents_its_window_reads(monkeypatch, upsample):
     monkeypatch.setattr(grid_codec, "TRAIN_PIXELS", 16 * 16)
     frames = torch.rand(CFG.frames, CFG.height, CFG.width, 3)
     task = GridTask(video_signal(frames), torch.device("cpu"), RateTarget(lam=1e-3), 0.0)
     assert task.window is not None and task.window[0] * task.window[1] <= 16 * 16
-    m = _model()
+    m = _model(upsample=upsample)
     m.quant_mode = "ste"
     loss, mse = task.batch_loss(m, torch.Generator().manual_seed(1), 1)
     loss.backward()
     grad = m.latents[0].grad.abs().sum(dim=(0, 1))  # (H, W) at full resolution
     rows, cols = grad.sum(1).nonzero().flatten(), grad.sum(0).nonzero().flatten()
     assert torch.isfinite(loss) and 0 < len(rows) < CFG.height and 0 < len(cols) < CFG.width
-    # the window, its refinement margin and its context neighbours: nothing further away
-    assert int(rows.max() - rows.min()) + 1 <= task.window[0] + 2 * CFG.refine + 2
-    assert int(cols.max() - cols.min()) + 1 <= task.window[1] + 2 * CFG.refine + 2
+    # the window, its refinement margin, the taps' reach and the context neighbours: nothing further away
+    reach = 2 + 2 * upsample
+    assert int(rows.max() - rows.min()) + 1 <= task.window[0] + 2 * CFG.refine + reach
+    assert int(cols.max() - cols.min()) + 1 <= task.window[1] + 2 * CFG.refine + reach
+
+
+@pytest.mark.parametrize("n_in,n_out", [(5, 9), (7, 14), (16, 37), (1, 4), (2, 3), (13, 53)])
+def test_bicubic_taps_and_matrix_are_torchs_bicubic(n_in, n_out):
+    """The levels' bicubic resize (`resize_matrix`, and the taps windows read) against torch's
+    bicubic kernel in float64, borders included."""
+    x = torch.randn(3, 1, n_in, n_in, dtype=torch.float64)
+    ref = F.interpolate(x, size=(n_out, n_out), mode="bicubic", align_corners=False)[:, 0]
+    m = resize_matrix(n_out, n_in, True).double()
+    assert torch.allclose(m @ x[:, 0] @ m.T, ref, atol=1e-6)
+    idx, w = resize_taps(n_out, n_in, 0, n_out, True)
+    rows = sum(x[:, 0].index_select(1, i) * wt.double()[:, None] for i, wt in zip(idx, w))
+    assert torch.allclose(rows, F.interpolate(x, size=(n_out, n_in), mode="bicubic", align_corners=False)[:, 0], atol=1e-6)
 
 
 def _pyramid_reference(frames: torch.Tensor, cfg: GridConfig, step: float) -> list[torch.Tensor]:
