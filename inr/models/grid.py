@@ -1345,6 +1345,10 @@ def with_time_structure(cfg: GridConfig, bpp: float | None) -> GridConfig:
 # second over its rate either way: too flat a crop for 0.25 bpp). At 1 bpp level 0 holds a third of
 # the latents' bits. Videos keep it: at 0.05 bpp on the tuning clips (Bunny 96-127, carphone
 # 60-91) it gained 0.3-0.6 dB in 30 s fits but nothing in 60 s, and overshot its rate by 16 %.
+# With bicubic upsampling (UPSAMPLE_CUBIC), moving the threshold to 0.6 bpp mixed at 0.5 bpp:
+# frame 20 34.12 dB at 0.515 vs 33.80 at 0.509, frame 120 31.56 at 0.515 vs 31.45 at 0.511,
+# frame 95 (smooth, 48 dB) 47.86 at 0.540 vs 48.53 at 0.542; at 1 bpp a half-resolution
+# finest level lost 3 dB (frame 70: 33.60 at 1.060 vs 36.55 at 1.014). Kept at 0.4.
 FINEST_IMAGE_BPP = 0.4
 
 # An image's levels are upsampled bicubically (`GridConfig.upsample` 1): a coarse level then
@@ -1355,7 +1359,10 @@ FINEST_IMAGE_BPP = 0.4
 # at 0.509 vs 33.71 at 0.512; frame 95 at 0.25 bpp 46.23 at 0.279 vs 45.89 at 0.293. As
 # matrix products (`resize_matrix`) it also trains faster than torch's bilinear kernel did
 # (1032 / 898 / 1527 steps vs 898 / 866 / 1117); torch's own bicubic kernel took twice the
-# step time and, at 60 s, lost on frame 70 (36.17 at 1.019) and tied on frame 20.
+# step time and, at 60 s, lost on frame 70 (36.17 at 1.019) and tied on frame 20. Videos keep
+# bilinear: each level upsampled bicubically and then warped at full resolution, 60 s at 0.2
+# bpp on the tuning clips, Bunny 96-127 33.17 dB at 0.207 vs 33.65 at 0.202, carphone 60-91
+# 33.03 at 0.197 vs 33.15 at 0.198.
 UPSAMPLE_CUBIC = 1
 
 # Pixels per motion-field cell of a new encode. Block matching on the tuning clip (Bunny
