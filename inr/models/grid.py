@@ -1362,7 +1362,8 @@ FINEST_IMAGE_BPP = 0.4
 # step time and, at 60 s, lost on frame 70 (36.17 at 1.019) and tied on frame 20. Videos keep
 # bilinear: each level upsampled bicubically and then warped at full resolution, 60 s at 0.2
 # bpp on the tuning clips, Bunny 96-127 33.17 dB at 0.207 vs 33.65 at 0.202, carphone 60-91
-# 33.03 at 0.197 vs 33.15 at 0.198.
+# 33.03 at 0.197 vs 33.15 at 0.198. (Same session, with bicubic: a 16-wide context network for
+# images instead of 8 lost on frames 70 / 20, 36.39 at 1.023 / 33.73 at 0.512.)
 UPSAMPLE_CUBIC = 1
 
 # Pixels per motion-field cell of a new encode. Block matching on the tuning clip (Bunny
