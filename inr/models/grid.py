@@ -1028,8 +1028,8 @@ class LatentGrid(FrameRepresentation):
         return out.reshape(*rows.shape[:-1], W)
 
     def _resize(self, n_out: int, n_in: int, like: torch.Tensor) -> torch.Tensor:
-        """`resize_matrix(n_out, n_in, cubic)` in `like`'s dtype and device, kept per model
-        (a handful of sizes: one per level and axis)."""
+        """The bicubic `resize_matrix(n_out, n_in, True)` in `like`'s dtype and device, kept
+        per model (a handful of sizes: one per level and axis)."""
         key = (n_out, n_in, like.dtype, like.device)
         m = self._resize_matrices.get(key)
         if m is None:
