@@ -169,6 +169,14 @@ def resize_taps(n_out: int, n_in: int, lo: int, hi: int, cubic: bool = False) ->
     return idx, torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)]).float()
 
 
+def window_taps(cfg: "GridConfig", h: int, w: int, window: tuple[int, int, int, int]):
+    """`resize_taps` of an h x w level's rows and columns for `window` (y0, y1, x0, x1) of the
+    frame, and the span (r0, r1, c0, c1) of level cells they read."""
+    y0, y1, x0, x1 = window
+    ty, tx = resize_taps(cfg.height, h, y0, y1, bool(cfg.upsample)), resize_taps(cfg.width, w, x0, x1, bool(cfg.upsample))
+    return ty, tx, (int(ty[0].min()), int(ty[0].max()) + 1, int(tx[0].min()), int(tx[0].max()) + 1)
+
+
 def resize_matrix(n_out: int, n_in: int, cubic: bool) -> torch.Tensor:
     """(n_out, n_in) matrix of the 1-D resize `resize_taps` describes: a level upsampled as two
     matrix products (rows, then columns) runs forward and backward on BLAS, where torch's
@@ -728,7 +736,8 @@ class LatentGrid(FrameRepresentation):
                 chosen = torch.tensor(list(slices), device=latents[k].device)
                 for _, grids, mean, log_scale in self.context_chunks(k, latents[k], coarser, chosen):
                     total = total + laplace_bits(grids, mean, log_scale) * weight
-            total = total + self._gathered_bits(latents, gathered)
+            if gathered:  # (its buffer copies every coded tensor)
+                total = total + self._gathered_bits(latents, gathered)
         return total
 
     def _gather_entries(self, k: int, slices: int) -> int:
@@ -892,9 +901,7 @@ class LatentGrid(FrameRepresentation):
         so the checkerboard keeps its parity."""
         cfg = self.config
         c, t, h, w = z.shape
-        y0, y1, x0, x1 = window
-        ty, tx = resize_taps(cfg.height, h, y0, y1, cfg.upsample), resize_taps(cfg.width, w, x0, x1, cfg.upsample)
-        r0, r1, c0, c1 = int(ty[0].min()), int(ty[0].max()) + 1, int(tx[0].min()), int(tx[0].max()) + 1
+        _, _, (r0, r1, c0, c1) = window_taps(cfg, h, w, window)
         m = 2 if cfg.raster else 1  # the raster neighbourhood reaches two cells up and sideways
         R0, C0 = max(r0 - m, 0) & ~1, max(c0 - m, 0) & ~1
         R1, C1 = min(r1 + 1, h), min(c1 + m, w)
@@ -1014,8 +1021,7 @@ class LatentGrid(FrameRepresentation):
             if cubic:  # rows, then columns, as matrix products (`resize_matrix`)
                 return torch.matmul(torch.matmul(self._resize(H, h, z), in_time(z)), self._resize(W, w, z).T)
             return F.interpolate(in_time(z), size=(H, W), mode="bilinear", align_corners=False)
-        ty, tx = resize_taps(H, h, y0, y1, cubic), resize_taps(W, w, x0, x1, cubic)  # on the CPU (even under a meta default device): read as ints
-        r0, r1, c0, c1 = int(ty[0].min()), int(ty[0].max()) + 1, int(tx[0].min()), int(tx[0].max()) + 1
+        ty, tx, (r0, r1, c0, c1) = window_taps(cfg, h, w, window)  # on the CPU (even under a meta default device): read as ints
         ty, tx = tuple(v.to(z.device) for v in ty), tuple(v.to(z.device) for v in tx)
         whole_rows = (x0, x1) == (0, W)
         rows = _apply_taps(in_time(z[:, :, r0:r1] if whole_rows else z[:, :, r0:r1, c0:c1]), ty, r0, -2)
