@@ -144,3 +144,50 @@ def test_the_depth_search_prices_each_candidate_at_the_steps_the_file_would_use(
     chosen = choose_network_steps(model, task, list(floats), encode_weights)
     assert chosen in priced
     assert all(torch.equal(w, floats[n]) for n, w in model.stored_tensors().items())  # restored
+
+
+
+def test_the_depth_search_keeps_the_cheapest_candidate_it_rendered_and_tries_every_coarser_depth(crop64):
+    """Each module's depth is searched down the whole range, not two bits below the whole
+    network's: a module the output hardly depends on (a context network only steers the
+    rate) is coarsened to the floor while the synthesis keeps its fine steps, and the steps
+    returned are the lowest mse + lambda x bpp of every candidate rendered. The task is a
+    stand-in whose distortion is each module's quantization error at a set sensitivity."""
+    from inr.export.grid_codec import WEIGHT_BITS, choose_network_steps, weight_groups
+    from inr.models.grid import GridConfig, LatentGrid
+
+    torch.manual_seed(0)
+    model = LatentGrid(GridConfig(frames=1, height=32, width=32, levels=3, hidden=12, hidden_layers=1)).eval()
+    with torch.no_grad():
+        for p in model.stored_tensors().values():
+            p.copy_(torch.randn_like(p) * 0.1)
+    floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
+    sensitivity = {"synthesis": 1e3, "refine": 1.0, "context": 1e-6}
+
+    class Task:
+        lam, pixels = 1e-4, 1024
+
+        def eval_frames(self, pixels=None):
+            return None
+
+        def mse(self, model, frames=None):
+            return sum(sensitivity[n.split(".")[0]] * float(((w - floats[n]) ** 2).sum()) for n, w in model.stored_tensors().items())
+
+        def latent_bits(self, model):
+            return 0.0
+
+    task = Task()
+    costs: dict[tuple, float] = {}
+
+    def encode_weights(steps):
+        data = netcode.encode_network(floats, steps)
+        costs[tuple(sorted(steps.items()))] = task.mse(model) + task.lam * len(data) * 8 / task.pixels
+        return data
+
+    chosen = choose_network_steps(model, task, list(floats), encode_weights)
+    assert costs[tuple(sorted(chosen.items()))] == pytest.approx(min(costs.values()), rel=1e-12)
+    def depth(module: str) -> int:  # the bit depth whose step its first tensor got
+        first = next(g[0] for g in weight_groups(list(floats)) if g[0].startswith(module))
+        return next(b for b in range(WEIGHT_BITS[0], 17) if netcode.step_for(floats[first], b) == chosen[first])
+
+    assert depth("context") == WEIGHT_BITS[0] and depth("synthesis") >= WEIGHT_BITS[0] + 4
