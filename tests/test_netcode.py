@@ -191,3 +191,36 @@ def test_the_depth_search_keeps_the_cheapest_candidate_it_rendered_and_tries_eve
         return next(b for b in range(WEIGHT_BITS[0], 17) if netcode.step_for(floats[first], b) == chosen[first])
 
     assert depth("context") == WEIGHT_BITS[0] and depth("synthesis") >= WEIGHT_BITS[0] + 4
+
+
+def test_the_depth_search_takes_the_latents_bits_it_is_given_instead_of_a_rate_pass():
+    """A large GOP's latents are priced once, under the float weights: the encoder passes the
+    bits its last evaluation measured (seconds of a 1080p GOP's fixed cost) and the search
+    prices every candidate with them, making no rate pass of its own."""
+    from inr.export.grid_codec import choose_network_steps
+    from inr.models.grid import GridConfig, LatentGrid
+
+    torch.manual_seed(0)
+    model = LatentGrid(GridConfig(frames=1, height=16, width=16, levels=2, hidden=8, hidden_layers=1)).eval()
+    floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
+    calls = []
+
+    class Task:
+        lam, pixels = 1e-3, 256
+
+        def eval_frames(self, pixels=None):
+            return [0]  # a sample of the frames: the latents are scored once
+
+        def mse(self, model, frames=None):
+            return sum(float(((w - floats[n]) ** 2).sum()) for n, w in model.stored_tensors().items())
+
+        def latent_bits(self, model):
+            calls.append(1)
+            return 1000.0
+
+    def encode_weights(steps):
+        return netcode.encode_network(floats, steps)
+
+    given = choose_network_steps(model, Task(), list(floats), encode_weights, latent_bits=1000.0)
+    assert not calls
+    assert choose_network_steps(model, Task(), list(floats), encode_weights) == given and len(calls) == 1

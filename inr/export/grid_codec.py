@@ -352,10 +352,12 @@ class GridTask(RateTask):
         model.train(was)
         return out[0].permute(1, 2, 0).cpu()
 
-    def evaluate(self, model: LatentGrid, reconstruction: bool = True, full: bool = True) -> dict:
+    def evaluate(self, model: LatentGrid, reconstruction: bool = True, full: bool = True, bits: float | None = None) -> dict:
         """Metrics of the model as it would decode (PSNR: the encoder measures the rest on its
         file, whatever `full` asks); `reconstruction=False` streams the frames (a long 1080p
-        GOP's reconstruction would be as large as its float target) and scores `eval_frames()`."""
+        GOP's reconstruction would be as large as its float target) and scores `eval_frames()`.
+        `bits`: the latents' `latent_bits` when the caller has just measured them (a rate
+        pass over a 1080p GOP's latents takes seconds)."""
         t0 = time.perf_counter()
         scored = None
         if reconstruction:
@@ -366,7 +368,7 @@ class GridTask(RateTask):
             mse = self.mse(model, scored)
         synchronize(self.device)
         seconds = time.perf_counter() - t0
-        bits = self.latent_bits(model)
+        bits = self.latent_bits(model) if bits is None else bits
         out = {"psnr": mse_to_psnr(mse), "latent_bpp_estimate": bits / self.pixels, "lambda": self.lam, "decode_seconds": seconds}
         if scored is not None:
             out["frames_scored"] = len(scored)  # the PSNR is that of these frames
@@ -589,7 +591,7 @@ REFINE_SHARE = 0.05  # the network's share of a file from which its modules' dep
 DEPTH_PATIENCE = 1
 
 
-def choose_network_steps(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes]) -> dict[str, int]:
+def choose_network_steps(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes], latent_bits: float | None = None) -> dict[str, int]:
     """The network's steps (`netcode` indices, by name) by rate-distortion on the decoded
     output, chosen as bit depths: each candidate quantizes the weights as the file will
     (`encode_weights(steps)` gives its bytes), renders, and pays its coded bytes. First one depth
@@ -597,7 +599,8 @@ def choose_network_steps(model, task: RateTask, names: list[str], encode_weights
     context model: `weight_groups`) at every coarser depth down to the floor, until two in a
     row do not pay: the context models steer only the rate and the refinement convs touch the
     output little, so they tolerate far coarser steps than the synthesis, whose sensitivity
-    sets the whole network's depth."""
+    sets the whole network's depth. `latent_bits`: the latents' bits under the float weights
+    as the fit's last evaluation measured them, where the caller has them."""
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().cpu().clone() for n in names}
     # A GOP of 1080p frames rendered five times would cost more than its training (ten of a
@@ -606,7 +609,7 @@ def choose_network_steps(model, task: RateTask, names: list[str], encode_weights
     frames = task.eval_frames(WEIGHT_EVAL_PIXELS)
     # A large GOP's latents are scored once, with the float weights: there the network is a
     # percent of the file, and a rate pass over 1080p latents costs seconds per candidate.
-    fixed_bits = None if task.eval_frames() is None else task.latent_bits(model)
+    fixed_bits = None if task.eval_frames() is None else (task.latent_bits(model) if latent_bits is None else latent_bits)
 
     def steps_at(depths: dict[str, int]) -> dict[str, int]:
         return {n: netcode.step_for(originals[n], depths[n]) for n in names}
@@ -753,7 +756,8 @@ def settle_rate(model, task: RateTask, metrics: dict, steps: int = 0) -> dict:
         model.coarsen(math.exp(goal - at))
     log.debug("rate settled: latents %.4f -> %.4f bpp (want %.4f), step x%.3f, %d rate passes", rate, tried[goal], want, math.exp(goal), len(tried) - 1)
     model.quant_mode = "round"
-    return {**task.evaluate(model, reconstruction=False), "settled_factor": math.exp(goal)}
+    known = tried[goal] * task.pixels if goal == at and tried[goal] > 1e-9 else None  # the last pass measured this state
+    return {**task.evaluate(model, reconstruction=False, bits=known), "settled_factor": math.exp(goal)}
 
 
 @dataclass
@@ -825,7 +829,8 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
         return encode_model(spec, cfg, tensors, signal_meta, 8, steps=steps)
 
     t_depth = time.perf_counter()
-    steps = choose_network_steps(model, task, names, weights_bytes)
+    # the latents' bits under the float weights: what settle_rate's metrics measured last
+    steps = choose_network_steps(model, task, names, weights_bytes, latent_bits=float_metrics["latent_bpp_estimate"] * task.pixels)
     log.debug("network steps chosen in %.1f s: %s", time.perf_counter() - t_depth, sorted(set(steps.values())))
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
