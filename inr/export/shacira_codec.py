@@ -70,9 +70,11 @@ class ShaciraTask(RateTask, CoordTask):
     def latent_bits(self, model: ShaciraMLP) -> float:
         return float(model.rate_bits(torch.round(model.latents)))
 
-    def evaluate(self, model: ShaciraMLP, reconstruction: bool = True, full: bool = True) -> dict:
+    def evaluate(self, model: ShaciraMLP, reconstruction: bool = True, full: bool = True, bits: float | None = None) -> dict:
+        """As GridTask.evaluate (`bits`: the latents' bits when the caller has just measured them)."""
         out = CoordTask.evaluate(self, model, full)  # in eval mode: the rounded latents, as decoded
-        out["latent_bpp_estimate"], out["lambda"] = self.latent_bits(model) / self.pixels, self.lam
+        bits = self.latent_bits(model) if bits is None else bits
+        out["latent_bpp_estimate"], out["lambda"] = bits / self.pixels, self.lam
         if not reconstruction:
             out.pop("reconstruction")
         return out
