@@ -146,46 +146,60 @@ def test_the_depth_search_prices_each_candidate_at_the_steps_the_file_would_use(
     assert all(torch.equal(w, floats[n]) for n, w in model.stored_tensors().items())  # restored
 
 
+class _StandInTask:
+    """What `choose_network_steps` asks of a task: distortion as each module's quantization
+    error from the float weights at a set sensitivity, a fixed latent rate, and which frames
+    are scored (None: all, so the latents are priced with every candidate)."""
 
-def test_the_depth_search_keeps_the_cheapest_candidate_it_rendered_and_tries_every_coarser_depth(crop64):
-    """Each module's depth is searched down the whole range, not two bits below the whole
-    network's: a module the output hardly depends on (a context network only steers the
-    rate) is coarsened to the floor while the synthesis keeps its fine steps, and the steps
-    returned are the lowest mse + lambda x bpp of every candidate rendered. The task is a
-    stand-in whose distortion is each module's quantization error at a set sensitivity."""
-    from inr.export.grid_codec import WEIGHT_BITS, choose_network_steps, weight_groups
+    lam = 1e-4
+
+    def __init__(self, model, sensitivity: dict[str, float], scored=None, pixels: int = 1024):
+        self.floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
+        self.sensitivity, self.scored, self.pixels = sensitivity, scored, pixels
+        self.rate_passes = 0
+
+    def eval_frames(self, pixels=None):
+        return self.scored
+
+    def mse(self, model, frames=None):
+        return sum(self.sensitivity[n.split(".")[0]] * float(((w - self.floats[n]) ** 2).sum()) for n, w in model.stored_tensors().items())
+
+    def latent_bits(self, model):
+        self.rate_passes += 1
+        return 1000.0
+
+
+def _random_grid(size: int, levels: int, hidden: int):
     from inr.models.grid import GridConfig, LatentGrid
 
     torch.manual_seed(0)
-    model = LatentGrid(GridConfig(frames=1, height=32, width=32, levels=3, hidden=12, hidden_layers=1)).eval()
+    model = LatentGrid(GridConfig(frames=1, height=size, width=size, levels=levels, hidden=hidden, hidden_layers=1)).eval()
     with torch.no_grad():
         for p in model.stored_tensors().values():
             p.copy_(torch.randn_like(p) * 0.1)
-    floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
-    sensitivity = {"synthesis": 1e3, "refine": 1.0, "context": 1e-6}
+    return model
 
-    class Task:
-        lam, pixels = 1e-4, 1024
 
-        def eval_frames(self, pixels=None):
-            return None
+def test_the_depth_search_keeps_the_cheapest_candidate_it_rendered_and_tries_every_coarser_depth():
+    """Each module's depth is searched down the whole range, not two bits below the whole
+    network's: a module the output hardly depends on (a context network only steers the
+    rate) is coarsened to the floor while the synthesis keeps its fine steps, and the steps
+    returned are the lowest mse + lambda x bpp of every candidate rendered."""
+    from inr.export.grid_codec import WEIGHT_BITS, choose_network_steps, weight_groups
 
-        def mse(self, model, frames=None):
-            return sum(sensitivity[n.split(".")[0]] * float(((w - floats[n]) ** 2).sum()) for n, w in model.stored_tensors().items())
-
-        def latent_bits(self, model):
-            return 0.0
-
-    task = Task()
+    model = _random_grid(32, 3, 12)
+    task = _StandInTask(model, {"synthesis": 1e3, "refine": 1.0, "context": 1e-6})
+    floats = task.floats
     costs: dict[tuple, float] = {}
 
     def encode_weights(steps):
         data = netcode.encode_network(floats, steps)
-        costs[tuple(sorted(steps.items()))] = task.mse(model) + task.lam * len(data) * 8 / task.pixels
+        costs[tuple(sorted(steps.items()))] = task.mse(model) + task.lam * (len(data) * 8 + task.latent_bits(model)) / task.pixels
         return data
 
     chosen = choose_network_steps(model, task, list(floats), encode_weights)
     assert costs[tuple(sorted(chosen.items()))] == pytest.approx(min(costs.values()), rel=1e-12)
+
     def depth(module: str) -> int:  # the bit depth whose step its first tensor got
         first = next(g[0] for g in weight_groups(list(floats)) if g[0].startswith(module))
         return next(b for b in range(WEIGHT_BITS[0], 17) if netcode.step_for(floats[first], b) == chosen[first])
@@ -198,29 +212,13 @@ def test_the_depth_search_takes_the_latents_bits_it_is_given_instead_of_a_rate_p
     bits its last evaluation measured (seconds of a 1080p GOP's fixed cost) and the search
     prices every candidate with them, making no rate pass of its own."""
     from inr.export.grid_codec import choose_network_steps
-    from inr.models.grid import GridConfig, LatentGrid
 
-    torch.manual_seed(0)
-    model = LatentGrid(GridConfig(frames=1, height=16, width=16, levels=2, hidden=8, hidden_layers=1)).eval()
-    floats = {n: w.detach().clone() for n, w in model.stored_tensors().items()}
-    calls = []
-
-    class Task:
-        lam, pixels = 1e-3, 256
-
-        def eval_frames(self, pixels=None):
-            return [0]  # a sample of the frames: the latents are scored once
-
-        def mse(self, model, frames=None):
-            return sum(float(((w - floats[n]) ** 2).sum()) for n, w in model.stored_tensors().items())
-
-        def latent_bits(self, model):
-            calls.append(1)
-            return 1000.0
+    model = _random_grid(16, 2, 8)
+    task = _StandInTask(model, {"synthesis": 1.0, "refine": 1.0, "context": 1.0}, scored=[0], pixels=256)  # a sample of the frames
 
     def encode_weights(steps):
-        return netcode.encode_network(floats, steps)
+        return netcode.encode_network(task.floats, steps)
 
-    given = choose_network_steps(model, Task(), list(floats), encode_weights, latent_bits=1000.0)
-    assert not calls
-    assert choose_network_steps(model, Task(), list(floats), encode_weights) == given and len(calls) == 1
+    given = choose_network_steps(model, task, list(task.floats), encode_weights, latent_bits=1000.0)
+    assert task.rate_passes == 0
+    assert choose_network_steps(model, task, list(task.floats), encode_weights) == given and task.rate_passes == 1
