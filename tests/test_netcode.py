@@ -222,3 +222,26 @@ def test_the_depth_search_takes_the_latents_bits_it_is_given_instead_of_a_rate_p
     given = choose_network_steps(model, task, list(task.floats), encode_weights, latent_bits=1000.0)
     assert task.rate_passes == 0
     assert choose_network_steps(model, task, list(task.floats), encode_weights) == given and task.rate_passes == 1
+
+
+def test_the_depth_search_stops_refining_modules_at_its_deadline():
+    """A clip's per-module search once took 48 renders and 16 s of a 60 s encode: with a
+    deadline already passed only the whole network's depth is chosen (one candidate per
+    WEIGHT_BITS), while without one the same model's modules are refined further."""
+    import time
+
+    from inr.export.grid_codec import WEIGHT_BITS, choose_network_steps
+
+    model = _random_grid(32, 3, 12)
+    task = _StandInTask(model, {"synthesis": 1e3, "refine": 1.0, "context": 1e-6})
+    priced = []
+
+    def encode_weights(steps):
+        priced.append(steps)
+        return netcode.encode_network(task.floats, steps)
+
+    late = choose_network_steps(model, task, list(task.floats), encode_weights, deadline=time.perf_counter())
+    assert len(priced) == len(WEIGHT_BITS) and late in priced
+    priced.clear()
+    free = choose_network_steps(model, task, list(task.floats), encode_weights)
+    assert len(priced) > len(WEIGHT_BITS) and free != late

@@ -591,7 +591,7 @@ REFINE_SHARE = 0.05  # the network's share of a file from which its modules' dep
 DEPTH_PATIENCE = 1
 
 
-def choose_network_steps(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes], latent_bits: float | None = None) -> dict[str, int]:
+def choose_network_steps(model, task: RateTask, names: list[str], encode_weights: Callable[[dict[str, int]], bytes], latent_bits: float | None = None, deadline: float | None = None) -> dict[str, int]:
     """The network's steps (`netcode` indices, by name) by rate-distortion on the decoded
     output, chosen as bit depths: each candidate quantizes the weights as the file will
     (`encode_weights(steps)` gives its bytes), renders, and pays its coded bytes. First one depth
@@ -600,7 +600,10 @@ def choose_network_steps(model, task: RateTask, names: list[str], encode_weights
     row do not pay: the context models steer only the rate and the refinement convs touch the
     output little, so they tolerate far coarser steps than the synthesis, whose sensitivity
     sets the whole network's depth. `latent_bits`: the latents' bits under the float weights
-    as the fit's last evaluation measured them, where the caller has them."""
+    as the fit's last evaluation measured them, where the caller has them. `deadline` (a
+    `time.perf_counter()` reading): the per-module search tries no candidate it expects to
+    end after it (the whole-network depth is always chosen). Unbounded, a 320x180 clip's
+    search took 48 candidates and 16 s of a 60 s encode, which ended at 69-74 s."""
     params = dict(model.named_parameters())
     originals = {n: params[n].detach().cpu().clone() for n in names}
     # A GOP of 1080p frames rendered five times would cost more than its training (ten of a
@@ -625,13 +628,17 @@ def choose_network_steps(model, task: RateTask, names: list[str], encode_weights
             latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
             return mse + task.lam * (network_bits + latent_bits) / task.pixels, network_bits / (network_bits + latent_bits)
 
+    t0 = time.perf_counter()
     (best_cost, share), best = min((cost(dict.fromkeys(names, b)), b) for b in WEIGHT_BITS)
+    per_try = (time.perf_counter() - t0) / len(WEIGHT_BITS)
     depths = dict.fromkeys(names, best)
     # Per module only where the network is a sizable part of the file (an image of a few KB):
     # in a video's tens of KB it is a few percent, and each try renders the clip again.
     for group in weight_groups(names) if share >= REFINE_SHARE else []:
         misses = 0
         for b in range(best - 1, WEIGHT_BITS[0] - 1, -1):
+            if deadline is not None and time.perf_counter() + per_try > deadline:
+                break
             trial = depths | dict.fromkeys(group, b)
             c, _ = cost(trial)
             if c < best_cost:
@@ -807,6 +814,7 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
             task.start_lambda(2 * step**2 * math.log(2) / 6)
     t_eval = time.perf_counter()
     start = _evaluated(model, task)
+    eval_seconds = time.perf_counter() - t_eval
     if budget is not None:
         # --seconds is the whole encode: what the analysis start and its retargeting took is
         # spent, and what follows the fit is kept back (RESERVE_SHARE of the budget, or
@@ -814,7 +822,7 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
         # bit-depth choice and the coding measured about that on Bunny 320x180x32). When the fit
         # got 9 s of a 10 s budget whatever came before and after it, 10 s encodes took 11.1
         # to 14.9 s (measured on three clips); now 11.2 s. A quarter is always trained.
-        reserve = max(RESERVE_SHARE * budget, RESERVE_EVALS * (time.perf_counter() - t_eval))
+        reserve = max(RESERVE_SHARE * budget, RESERVE_EVALS * eval_seconds)
         fit = dataclasses.replace(fit, seconds=max(budget - reserve - (time.perf_counter() - started), 0.25 * budget))
     trainer = Trainer(model, task, fit, task.optim_defaults(spec.optim), device)
     phase("fit")
@@ -830,7 +838,11 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
 
     t_depth = time.perf_counter()
     # the latents' bits under the float weights: what settle_rate's metrics measured last
-    steps = choose_network_steps(model, task, names, weights_bytes, latent_bits=float_metrics["latent_bpp_estimate"] * task.pixels)
+    # the depth search may use what the budget has left but the coding (about an evaluation),
+    # and at least RESERVE_SHARE of it: an image's fit ends about there, and its search (tries
+    # of ~30 ms on a 256x256 crop) is worth up to 7 % of the file
+    deadline = None if budget is None else max(started + budget - eval_seconds, t_depth + RESERVE_SHARE * budget)
+    steps = choose_network_steps(model, task, names, weights_bytes, latent_bits=float_metrics["latent_bpp_estimate"] * task.pixels, deadline=deadline)
     log.debug("network steps chosen in %.1f s: %s", time.perf_counter() - t_depth, sorted(set(steps.values())))
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
