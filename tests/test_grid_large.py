@@ -148,13 +148,16 @@ def _pyramid_reference(frames: torch.Tensor, cfg: GridConfig, step: float) -> li
     return out
 
 
-def test_the_streamed_analysis_start_matches_a_whole_clip_float64_pyramid(monkeypatch):
-    monkeypatch.setattr(LatentGrid, "RENDER_PIXELS", CFG.height * CFG.width * 3)  # 3 frames a batch
+# 37x53: no level tiles the one below; 40x48: each does (pooled from the finer level), then
+# 44x48 -> 22x24 -> 11x12 -> 6x6 tiles until 11 -> 6, after which levels pool from the frame
+@pytest.mark.parametrize("cfg", [CFG, dataclasses.replace(CFG, height=40, width=48), dataclasses.replace(CFG, height=44, width=48, levels=5)], ids=["untiled", "tiled", "mixed"])
+def test_the_streamed_analysis_start_matches_a_whole_clip_float64_pyramid(monkeypatch, cfg):
+    monkeypatch.setattr(LatentGrid, "RENDER_PIXELS", cfg.height * cfg.width * 3)  # 3 frames a batch
     torch.manual_seed(0)
-    frames = F.avg_pool2d(torch.rand(CFG.frames, 3, CFG.height, CFG.width), 3, 1, 1)
-    m = LatentGrid(CFG)
+    frames = F.avg_pool2d(torch.rand(cfg.frames, 3, cfg.height, cfg.width), 3, 1, 1)
+    m = LatentGrid(cfg)
     m.init_from_frames(frames, step=1 / 64)
-    for got, want in zip(m.latents, _pyramid_reference(frames, CFG, 1 / 64)):
+    for got, want in zip(m.latents, _pyramid_reference(frames, cfg, 1 / 64)):
         assert torch.allclose(got.double(), want, atol=1e-3)  # in latent steps (1/64): float32 rounding only
 
 

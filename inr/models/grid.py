@@ -1107,10 +1107,18 @@ class LatentGrid(FrameRepresentation):
         recon = [torch.zeros(sh, device=frames.device) for sh in shapes]
 
         def spread(image: torch.Tensor, idx: torch.Tensor, into: list[torch.Tensor], levels) -> None:
-            """Add (B, 3, H, W) frames `idx`, pooled, to the time slices of `levels` in `into`."""
+            """Add (B, 3, H, W) frames `idx`, pooled, to the time slices of `levels` (finest
+            first) in `into`. A level whose cells tile both the frame and the finer level's
+            cells is pooled from the finer level (the same averages): pooling every level from
+            the frame took 7 s of a 12-frame 1080p GOP's start."""
+            src, (H, W) = image, image.shape[-2:]
             for j in levels:
                 f, (c, t, h, w) = time_factor(cfg, j), shapes[j]
-                pooled = F.adaptive_avg_pool2d(image[:, :c], (h, w)).transpose(0, 1)  # (C_j, B, h, w): luma-only levels take Y
+                sh, sw = src.shape[-2:]
+                if (sh, sw) != (h, w):
+                    tiled = H % sh == 0 and W % sw == 0 and sh % h == 0 and sw % w == 0
+                    src = F.avg_pool2d(src, (sh // h, sw // w)) if tiled else F.adaptive_avg_pool2d(image, (h, w))
+                pooled = src[:, :c].transpose(0, 1)  # (C_j, B, h, w): luma-only levels take Y
                 weight = torch.ones(idx.numel(), device=image.device)
                 weight[idx == cfg.frames - 1] += t * f - cfg.frames
                 into[j].index_add_(1, idx // f, pooled * weight[None, :, None, None])
