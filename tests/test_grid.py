@@ -816,3 +816,21 @@ def test_images_train_under_annealed_soft_rounding_videos_under_uniform_noise(cr
     end = quantize_latents(z, "noise", 1.0) - z
     assert float(start.abs().max()) <= 1.0 and float(end.abs().max()) <= 1.0
     assert torch.equal(quantize_latents(z, "round", 0.5), torch.round(z))
+
+
+def test_the_context_network_without_gradients_runs_in_blocks_to_the_same_parameters(monkeypatch):
+    """Rate passes without gradients (rate control, a 1080p GOP's evaluations) run the context
+    network a block of sites at a time; the result is the whole-matrix evaluation's."""
+    from inr.models.grid import ContextModel
+
+    torch.manual_seed(0)
+    model = ContextModel(levels=2, width=8, temporal=True)
+    for p in model.parameters():
+        torch.nn.init.normal_(p)
+    monkeypatch.setattr(ContextModel, "HEAD_BLOCK", 64)
+    x = torch.randn(model.net[0].in_features, 3 * 64 + 5)
+    whole = model.head(x)  # with gradients: one product per layer
+    with torch.no_grad():
+        blocked = model.head(x)
+    assert blocked.shape == (2, x.shape[1])
+    torch.testing.assert_close(blocked, whole.detach(), rtol=1e-6, atol=1e-6)
