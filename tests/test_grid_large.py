@@ -52,7 +52,9 @@ def test_banded_rendering_matches_the_whole_frame(monkeypatch, upsample):
         whole = m(idx)
         monkeypatch.setattr(LatentGrid, "RENDER_PIXELS", 2 * CFG.width * 5)  # bands of 5 rows
         banded = m(idx)
-    assert torch.allclose(whole, banded, atol=1e-5)
+        monkeypatch.setattr(LatentGrid, "SYNTHESIS_PIXELS", 2 * CFG.width * 2)  # the MLP 2 rows at a time: 2 + 2 + 1 a band
+        blocked = m(idx)
+    assert torch.allclose(whole, banded, atol=1e-5) and torch.allclose(whole, blocked, atol=1e-5)
 
 
 def test_the_decoders_meta_probe_runs_the_banded_path(monkeypatch):
