@@ -625,8 +625,8 @@ def choose_network_steps(model, task: RateTask, names: list[str], encode_weights
                 params[n].copy_(w.to(params[n].device))
             mse = task.mse(model, frames)
             network_bits = len(encode_weights(steps)) * 8
-            latent_bits = fixed_bits if fixed_bits is not None else task.latent_bits(model)
-            return mse + task.lam * (network_bits + latent_bits) / task.pixels, network_bits / (network_bits + latent_bits)
+            latents = fixed_bits if fixed_bits is not None else task.latent_bits(model)
+            return mse + task.lam * (network_bits + latents) / task.pixels, network_bits / (network_bits + latents)
 
     t0 = time.perf_counter()
     (best_cost, share), best = min((cost(dict.fromkeys(names, b)), b) for b in WEIGHT_BITS)
@@ -837,12 +837,13 @@ def encode_rate_aware(signal, spec, cfg, model, fit, target: RateTarget, signal_
         return encode_model(spec, cfg, tensors, signal_meta, 8, steps=steps)
 
     t_depth = time.perf_counter()
-    # the latents' bits under the float weights: what settle_rate's metrics measured last
     # the depth search may use what the budget has left but the coding (about an evaluation),
     # and at least RESERVE_SHARE of it: an image's fit ends about there, and its search (tries
     # of ~30 ms on a 256x256 crop) is worth up to 7 % of the file
     deadline = None if budget is None else max(started + budget - eval_seconds, t_depth + RESERVE_SHARE * budget)
-    steps = choose_network_steps(model, task, names, weights_bytes, latent_bits=float_metrics["latent_bpp_estimate"] * task.pixels, deadline=deadline)
+    # the latents' bits under the float weights: what settle_rate's metrics measured last
+    measured_bits = float_metrics["latent_bpp_estimate"] * task.pixels
+    steps = choose_network_steps(model, task, names, weights_bytes, latent_bits=measured_bits, deadline=deadline)
     log.debug("network steps chosen in %.1f s: %s", time.perf_counter() - t_depth, sorted(set(steps.values())))
     model = model.cpu()
     with torch.no_grad():  # the decoder's weights, so latents are coded with its rate model
