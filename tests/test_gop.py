@@ -85,7 +85,7 @@ def test_the_time_budget_holds_for_the_whole_encode_of_sequential_gops():
     from video.gop_encode import TimeShare
 
     now = [0.0]
-    share = TimeShare(100.0, 40, 40, 4, clock=lambda: now[0])
+    share = TimeShare(100.0, 40, 40, clock=lambda: now[0])
     given = []
     for _ in range(4):
         given.append(share.next(10))
@@ -94,16 +94,25 @@ def test_the_time_budget_holds_for_the_whole_encode_of_sequential_gops():
     assert given[0] == pytest.approx(25.0)  # nothing measured yet: its fixed share
     assert given[1] == pytest.approx((70.0 - 3 * 5.0) / 3)  # 70 s left, 5 s for each GOP to come
     assert now[0] == pytest.approx(100.0)
-    assert TimeShare(None, 40, 40, 4).next(10) is None
+    assert TimeShare(None, 40, 40).next(10) is None
     # a budget the overheads alone exceed: each fit still gets a quarter of its fixed share
     now[0] = 0.0
-    tight = TimeShare(20.0, 40, 40, 4, clock=lambda: now[0])
+    tight = TimeShare(20.0, 40, 40, clock=lambda: now[0])
     tight.next(10)
     now[0] += 30.0
     tight.done(10)
     assert tight.next(10) == pytest.approx(0.25 * 5.0)
     # resumed: the finished half of the clip spent its half of the budget before
-    assert TimeShare(100.0, 20, 40, 2, clock=lambda: 0.0).next(10) == pytest.approx(25.0)
+    assert TimeShare(100.0, 20, 40, clock=lambda: 0.0).next(10) == pytest.approx(25.0)
+    # the first GOP keeps back what the GOPs to come are expected to spend besides their
+    # fits (before any is measured): two GOPs then get equal fits, not all and the floor
+    now[0] = 0.0
+    prior = TimeShare(120.0, 24, 24, clock=lambda: now[0], overhead_per_frame=1.5)
+    first = prior.next(12)
+    assert first == pytest.approx((120.0 - 1.5 * 24) / 2)
+    now[0] += first + 1.5 * 12
+    prior.done(12)
+    assert prior.next(12) == pytest.approx(first)
 
 
 def _peak_python_bytes(fn) -> int:

@@ -172,29 +172,52 @@ def gop_share(opts: FitOptions, frames: int, total: int) -> FitOptions:
     return dataclasses.replace(opts, fit=fit, params=part(opts.params, True))
 
 
+# What a GOP spends besides its fit (reading its frames, decoding its file, scoring it), in
+# seconds per pixel, before the first GOP has measured it. Without it the first GOP took its
+# whole fair share and the last ones got the floor: a 1080p clip of two 12-frame GOPs at
+# `--seconds 120` trained its first GOP 38 s and its second 4 s (18.97 dB). Measured on
+# this 2-core CPU for `grid`: 17-19 s for a 12-frame 1080p GOP (0.7-0.8 us a pixel); a GPU
+# spends less, which the measurement after the first GOP then gives back to the rest.
+OVERHEAD_SECONDS_PER_PIXEL = 7e-7
+
+
 class TimeShare:
     """`--seconds` shared among GOPs fitted one after another, so that it holds for the whole
     encode: each GOP gets the time still left, less what every GOP still to come will spend
-    besides its fit (reading its frames, decoding and scoring the file: measured on the GOPs
-    so far), in proportion to its frames. A fixed share each made a 1080p encode take 1.7x its
-    budget: a 12-frame GOP's decode and scoring take 20 s beside a 36 s share. A GOP never
-    gets less than a quarter of its fixed share (the encode then runs over, and says so)."""
+    besides its fit (reading its frames, decoding and scoring the file: measured per frame on
+    the GOPs so far; before the first, `overhead_per_frame`), in proportion to its frames. A
+    fixed share each made a 1080p encode take 1.7x its budget: a 12-frame GOP's decode and
+    scoring take 20 s beside a 36 s share. A GOP never gets less than a quarter of its fixed
+    share (the encode then runs over, and says so)."""
 
-    def __init__(self, seconds: float | None, frames_left: int, total_frames: int, gops_left: int, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        seconds: float | None,
+        frames_left: int,
+        total_frames: int,
+        clock: Callable[[], float] = time.perf_counter,
+        overhead_per_frame: float = 0.0,
+    ):
         self.seconds = None if seconds is None else seconds * frames_left / total_frames  # finished GOPs (--resume) spent theirs
-        self.frames_left, self.frames_todo, self.gops_left = frames_left, frames_left, gops_left
+        self.frames_left = self.frames_todo = frames_left
         self.clock = clock
         self.started = self.mark = clock()
-        self.overheads: list[float] = []
+        self.prior = overhead_per_frame
+        self.overheads: list[tuple[float, int]] = []  # (seconds besides the fit, frames) per GOP done
         self.given: float | None = None
+
+    def overhead_per_frame(self) -> float:
+        """Seconds a frame costs besides its GOP's fit: measured once a GOP is done."""
+        if not self.overheads:
+            return self.prior
+        return sum(s for s, _ in self.overheads) / sum(f for _, f in self.overheads)
 
     def next(self, frames: int) -> float | None:
         """Seconds for the fit of the next GOP, of `frames` frames (None: no time budget)."""
         if self.seconds is None:
             return None
         left = self.seconds - (self.clock() - self.started)
-        overhead = sum(self.overheads) / len(self.overheads) if self.overheads else 0.0
-        fair = (left - overhead * self.gops_left) * frames / max(self.frames_left, 1)
+        fair = (left - self.overhead_per_frame() * self.frames_left) * frames / max(self.frames_left, 1)
         self.given = max(fair, 0.25 * self.seconds * frames / max(self.frames_todo, 1), 1e-3)
         return self.given
 
@@ -202,10 +225,9 @@ class TimeShare:
         """A GOP of `frames` frames is finished and stored."""
         now = self.clock()
         if self.given is not None:
-            self.overheads.append(max(now - self.mark - self.given, 0.0))
+            self.overheads.append((max(now - self.mark - self.given, 0.0), frames))
         self.mark, self.given = now, None
         self.frames_left -= frames
-        self.gops_left -= 1
 
 
 @dataclass
@@ -269,7 +291,7 @@ def _encode_gops(path, out: Path, opts, exp, read, device, bpp, gops: GopOptions
     else:
         warm: dict | None = None
         todo = [i for i in range(n) if not _finished(work, i)]
-        clock = TimeShare(opts.fit.seconds, sum(plan.lengths[i] for i in todo), total, len(todo))
+        clock = TimeShare(opts.fit.seconds, sum(plan.lengths[i] for i in todo), total, overhead_per_frame=OVERHEAD_SECONDS_PER_PIXEL * size[0] * size[1])
         for i, chunk in enumerate(read_chunks(path, read, plan.lengths, info)):
             if _finished(work, i):  # finished before an interruption
                 blob = (work / f"gop_{i:05d}.inr").read_bytes()
