@@ -645,6 +645,20 @@ def test_rate_settling_stops_at_its_cap_when_the_rate_does_not_fall():
     assert model.factor == pytest.approx(MAX_COARSEN) and model.passes <= 2
 
 
+def test_a_long_fit_is_settled_only_when_far_over_its_rate():
+    """Lambda control steers a fit of SETTLE_STEPS or more: a few percent over is left alone
+    (settling such fits cost more quality than the rate they gave back), twice the target is
+    not (a file that far off breaks the rate contract)."""
+    from inr.export.grid_codec import RATE_SLACK, SETTLE_FAR, SETTLE_STEPS, settle_rate
+
+    rate = lambda f: 0.2 / f**1.5  # noqa: E731
+    near = {"latent_bpp_estimate": 0.1 * (1 + SETTLE_FAR) / 2}
+    model = _Coarsened(rate)
+    assert settle_rate(model, _RateOnlyTask(0.1), near, steps=SETTLE_STEPS) is near and model.passes == 0
+    far = settle_rate(model, _RateOnlyTask(0.1), {"latent_bpp_estimate": rate(1.0)}, steps=SETTLE_STEPS)
+    assert far["latent_bpp_estimate"] <= 0.1 * RATE_SLACK and model.factor > 1.0
+
+
 def test_small_files_get_smaller_networks():
     """The network is part of the file: the smaller the file, the smaller the network a
     rate target gets (below SMALL_FILE_BYTES and again below TINY_FILE_BYTES)."""

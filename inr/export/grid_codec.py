@@ -703,23 +703,29 @@ RATE_SLACK = 1.05
 # the curve they were on: 25.57 / 27.48 / 29.40 dB at 0.100 / 0.20 / 0.40 bpp against
 # 26.67 / 28.66 / 30.20 at 0.105 / 0.227 / 0.478 unsettled.
 SETTLE_STEPS = 8 * STEER_EVERY
+# A longer fit is settled too when it ended this far over (a file that far off breaks the
+# rate contract whatever settling costs): a 12-frame 1080p GOP whose finest level is half
+# its resolution trains 100-160 steps at 0.02 bpp, too few for lambda control, and ended
+# 65-130 % over its target.
+SETTLE_FAR = 1.25
 SETTLE_PASSES = 8  # rate passes the coarsening may take (one or two when 20 % over)
 MAX_COARSEN = 16.0  # the most a fit's latent step may be multiplied by to meet its rate
 
 
 def settle_rate(model, task: RateTask, metrics: dict, steps: int = 0) -> dict:
     """The end of a fit too short for lambda control (fewer than `SETTLE_STEPS` steps: a 1080p
-    GOP trains a dozen in its share of the budget) that ended above its target, made coarser
+    GOP trains a dozen in its share of the budget) that ended above its target (or of any
+    fit that ended more than SETTLE_FAR over it), made coarser
     until it is there (first, if that pays less, under the rate model's refitted scales):
     `model.coarsen(factor)` (families without it keep their rate), the factor found by a
     bracketed secant on log-rate over log-factor, measured under the file's own rate model,
     and at most MAX_COARSEN (what cannot be coarsened, the motion fields and the network, may
     alone exceed a target). Returns the metrics of what the file will hold."""
-    if task.target.bpp is None or not hasattr(model, "coarsen") or steps >= SETTLE_STEPS:
+    if task.target.bpp is None or not hasattr(model, "coarsen"):
         return metrics
     want = max(task.target.bpp - task.overhead_bpp, 0.1 * task.target.bpp)
     rate = metrics["latent_bpp_estimate"]
-    if rate <= want * SETTLE_ABOVE:
+    if rate <= want * (SETTLE_ABOVE if steps < SETTLE_STEPS else SETTLE_FAR):
         return metrics
     if hasattr(model, "fit_rate_scales"):  # first the rate model's own scales, kept if they pay less
         undo = model.fit_rate_scales()
