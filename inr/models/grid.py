@@ -883,15 +883,24 @@ class LatentGrid(FrameRepresentation):
         return index
 
     def _slice_groups(self, k: int, z: torch.Tensor, coarser: torch.Tensor | None, slices: torch.Tensor | None, chunk: int, reverse: bool = False):
-        """Coded tensor k (C, T_k, H, W) one channel at a time, in groups of time slices
-        `slices` (all if None) of at most `chunk` sites (or one grid, where a grid is larger):
-        (channel slice, start among the slices, grids (S, H, W), their coarser-level context,
-        their previous slices). Context inputs are gathered for the group alone, so memory
-        follows a chunk, not the level."""
+        """Coded tensor k (C, T_k, H, W) in groups of at most `chunk` sites (or one grid, where
+        a grid is larger), in channel-major order of its (C, |slices|) grids: several whole
+        channels at once where a channel's time slices `slices` (all if None) fit, else a
+        channel's slices a few at a time. Yields (channel slice, start among the slices,
+        grids (C' * S, H, W), their coarser-level context, their previous slices). Context
+        inputs are gathered for the group alone, so memory follows a chunk, not the level.
+        (A video's per-frame fields and residual are coded a frame at a time: four and three
+        one-frame grids, once a network call each, were 448 of the 512 context calls that
+        decoding a 320x180 clip made, and most of its latents' decoding time.)"""
         c, t, h, w = z.shape
         slices = torch.arange(t, device=z.device) if slices is None else slices
         step = max(1, chunk // (h * w))
-        starts = [(slice(ch, ch + 1), i) for ch in range(c) for i in range(0, len(slices), step)]
+        if step >= len(slices):  # whole channels fit: as many as a chunk holds
+            per = max(1, step // len(slices))
+            starts = [(slice(ch, min(ch + per, c)), 0) for ch in range(0, c, per)]
+            step = len(slices)
+        else:
+            starts = [(slice(ch, ch + 1), i) for ch in range(c) for i in range(0, len(slices), step)]
         for one, i in reversed(starts) if reverse else starts:
             part = slices[i : i + step]
             up = None if coarser is None else self.coarser_at(k, coarser[one], part)
