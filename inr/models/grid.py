@@ -718,11 +718,16 @@ class LatentGrid(FrameRepresentation):
         in value, but Adam then moved the unscored latents for distortion alone and the rate
         ran away from its target, 0.076 bpp for a 0.1 target on Bunny.) With `window` too,
         only the latents that window reads are scored, for the same reason.
-        Large levels are scored a few grids at a time, so memory does not follow the level."""
+        Large levels are scored a few grids at a time, so memory does not follow the level.
+        Without gradients (rate control, evaluations), a constant coded tensor costs nothing,
+        as in the file (an emptied level: `drop_empty_levels`)."""
         latents = latents if latents is not None else self.quantized()
         frames = None if idx is None else torch.unique(idx).tolist()
+        free = set() if torch.is_grad_enabled() else {k for k, z in enumerate(latents) if not z.numel() or bool(z.min() == z.max())}
         scored = []  # (coded tensor, its time slices, weight): the whole-frame rate, gathered
         for k in range(self.config.levels, len(latents)):  # one slice per frame, no coarser level
+            if k in free:
+                continue
             t = latents[k].shape[1]
             scored.append((k, range(t) if frames is None else frames, 1.0 if frames is None else t / len(frames)))
         total = latents[0].new_zeros(())
@@ -734,25 +739,46 @@ class LatentGrid(FrameRepresentation):
             if idx is not None and t > 1:
                 slices = torch.unique(self.slices_for(k, idx))
             scale = 1.0 if slices is None else t / slices.numel()
-            if window is not None:
+            if k in free:
+                pass
+            elif window is not None:
                 total = total + self._window_bits(k, z, coarser, slices, window) * scale
             else:
                 scored.append((k, range(t) if slices is None else slices.tolist(), scale))
             coarser = z
         if window is None:
-            gathered = []
-            for k, slices, weight in scored:
-                if self._gather_entries(k, len(slices)) <= self.GATHER_CACHE // 2:
-                    gathered.append((k, slices, weight))
-                    continue
-                # too large to keep gather positions for (a 1080p level): priced as the coder
-                # reads it, chunk by chunk (rebuilding the positions each call took 1.6x as long)
-                coarser = latents[k + 1] if k + 1 < self.config.levels else None
-                chosen = torch.tensor(list(slices), device=latents[k].device)
-                for _, grids, mean, log_scale in self.context_chunks(k, latents[k], coarser, chosen):
-                    total = total + laplace_bits(grids, mean, log_scale) * weight
-            if gathered:  # (its buffer copies every coded tensor)
-                total = total + self._gathered_bits(latents, gathered)
+            total = total + self._scored_bits(latents, scored)
+        return total
+
+    def coded_bits(self, k: int) -> float:
+        """Bits of coded tensor k alone (every time slice) as the file will code it: rounded,
+        under the context model."""
+        was = self.quant_mode
+        self.quant_mode = "round"
+        try:
+            with torch.no_grad():
+                latents = self.quantized()
+                return float(self._scored_bits(latents, [(k, range(latents[k].shape[1]), 1.0)]))
+        finally:
+            self.quant_mode = was
+
+    def _scored_bits(self, latents: list[torch.Tensor], scored: list[tuple[int, list[int], float]]) -> torch.Tensor:
+        """Bits of time slices of coded tensors (`scored`: (k, slices, weight)): gathered
+        (`_gathered_bits`) where the gather positions may be kept, else chunk by chunk."""
+        total = latents[0].new_zeros(())
+        gathered = []
+        for k, slices, weight in scored:
+            if self._gather_entries(k, len(slices)) <= self.GATHER_CACHE // 2:
+                gathered.append((k, slices, weight))
+                continue
+            # too large to keep gather positions for (a 1080p level): priced as the coder
+            # reads it, chunk by chunk (rebuilding the positions each call took 1.6x as long)
+            coarser = latents[k + 1] if k + 1 < self.config.levels else None
+            chosen = torch.tensor(list(slices), device=latents[k].device)
+            for _, grids, mean, log_scale in self.context_chunks(k, latents[k], coarser, chosen):
+                total = total + laplace_bits(grids, mean, log_scale) * weight
+        if gathered:  # (its buffer copies every coded tensor)
+            total = total + self._gathered_bits(latents, gathered)
         return total
 
     def _gather_entries(self, k: int, slices: int) -> int:
