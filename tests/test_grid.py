@@ -349,6 +349,44 @@ def test_grid_starts_from_the_picture(tiny_clip, luma_levels):
     assert psnr(out, signal.data) > 24.0
 
 
+def test_large_video_frames_read_coarser_levels_at_finer_steps(tiny_clip):
+    """Videos of large frames (more than LEVEL_GAIN_MIN_PIXELS) read level k's integers at
+    2^-k (`level_gain`): the analysis start then puts finer steps on the coarser levels and
+    reconstructs the clip as well as with one step; the file round-trips bit-exactly and
+    a header out of range is refused."""
+    from inr.export.compress import ExportOptions, decode_bytes, encode_signal
+    from inr.fit import FitConfig
+    from inr.metrics import psnr
+    from inr.models import get_spec
+    from inr.models.grid import LEVEL_GAIN_MIN_PIXELS, level_gains
+    from inr.pipeline import FitOptions
+    from inr.pipeline import build_model
+    from inr.signals import video_signal
+
+    assert get_spec("grid").adapt(GridConfig(), video_signal(torch.zeros(2, 400, 400, 3, dtype=torch.uint8))).level_gain == (400 * 400 > LEVEL_GAIN_MIN_PIXELS)
+    assert get_spec("grid").adapt(GridConfig(), video_signal(tiny_clip)).level_gain == 0
+    signal = video_signal(tiny_clip)
+    outs, spans = [], []
+    for gain in (0, 1):
+        _, model = build_model(get_spec("grid"), signal, None, {"level_gain": gain}, 0)
+        model.retarget(0.5, signal.num_samples)
+        model.quant_mode = "round"
+        with torch.no_grad():
+            outs.append(model(torch.arange(8)).clamp(0, 1).permute(0, 2, 3, 1))
+        spans.append([float(torch.round(z.detach()).abs().max()) for z in model.latents])
+    assert level_gains(model.config) == [2.0**-k for k in range(model.config.levels)]
+    assert psnr(outs[1], signal.data) > psnr(outs[0], signal.data) - 1.0
+    assert spans[1][-1] > spans[0][-1]  # the coarsest level holds larger integers: a finer step
+    with pytest.raises(ValueError, match="level_gain"):
+        dataclasses.replace(model.config, level_gain=2).validate()
+    sig = video_signal(tiny_clip[:2, :32, :48])
+    opts = FitOptions(model="grid", overrides={"level_gain": 1}, fit=FitConfig(steps=10))
+    enc = encode_signal(sig, opts, ExportOptions(bits=8), torch.device("cpu"))
+    decoded, header, _ = decode_bytes(enc.data, torch.device("cpu"))
+    assert header["config"]["level_gain"] == 1
+    assert torch.equal(decoded, enc.model.render(list(sig.data.shape), torch.device("cpu")))
+
+
 def test_images_upsample_bicubically_and_start_from_the_picture(crop64, tiny_clip):
     """An image's levels are upsampled bicubically (a video's, warped by its motion fields,
     bilinearly), and the analysis start, read through that upsampling, reconstructs it."""

@@ -55,6 +55,7 @@ class GridConfig:
     finest: int = 0  # level 0 holds a latent per 2^finest x 2^finest pixels (FINEST_IMAGE_BPP); 0 in older files
     luma_levels: int = 0  # the finest this many levels hold only the luma grid (channel 0: LUMA_ONLY_IMAGE_LEVELS); 0 in older files
     upsample: int = 0  # the levels' spatial upsampling: 0 bilinear (older files), 1 bicubic (UPSAMPLE_CUBIC)
+    level_gain: int = 0  # level k's latents are read as 2^(-level_gain * k) times their value (START_STEP_RATIO); 0 in older files
 
     def validate(self) -> None:
         """Ranges a decoder accepts before building anything (hostile headers)."""
@@ -77,6 +78,7 @@ class GridConfig:
             "finest": 0 <= self.finest <= 3,
             "luma_levels": 0 <= self.luma_levels <= self.levels,
             "upsample": self.upsample in (0, 1) and not (self.upsample and self.motion),  # warps sample bilinearly
+            "level_gain": self.level_gain in (0, 1),
             # motion fields refer to the level-0 slices: every level must share that layout
             "motion": self.motion in MOTION_CELLS and (not self.motion or (per_frame_fits(self.frames, self.height, self.width) and self.time_growth == 1)),
             "residual": self.residual in RESIDUAL_CELLS and (not self.residual or per_frame_fits(self.frames, self.height, self.width)),
@@ -117,6 +119,35 @@ def motion_shape(cfg: GridConfig) -> tuple[int, int, int, int]:
 # chroma detail is cheap to drop and the rate term finds that at once.
 _RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC)
+
+
+# Frames of more than MOTION_MAX_PIXELS get `GridConfig.level_gain` 1: level k's latents are
+# read as 2^-k times their integers, so a coarser level's step is finer in pixel terms. A latent
+# of level k draws a 2^k x 2^k patch through the upsampling, so its rounding error costs about
+# 4^k times a finest latent's in squared error: high-rate theory gives each level a step in
+# proportion to 1 / sqrt(that gain), 2^-k. With one step for all, a 12-frame 1080p GOP at
+# 0.02 bpp (a few dozen training steps: the analysis start is most of what it gets) spent 44 %
+# of its bits on its half-resolution level for 0.13 dB. As a gain on the latents (not folded
+# into the synthesis' first layer, whose columns for the coarse levels Adam then moved by far
+# more than their size: one of two 1080p GOPs of upscaled carphone diverged to 12.7 dB) the
+# first layer keeps one scale. Small frames keep one step: their fits train hundreds of steps,
+# and the step also sets each level's learning rate in pixel terms: steps 2^-k apart in the
+# start alone, 60 s on the tuning clips (Bunny 96-127 / carphone 60-91) gained 0.4 dB at
+# 0.05 bpp but lost 1.6-2.0 dB at 0.2 (33.07 at 0.198 vs 34.69 at 0.205; 32.59 at 0.192 vs
+# 34.60 at 0.199).
+LEVEL_GAIN_MIN_PIXELS = MOTION_MAX_PIXELS
+
+
+def level_gains(cfg: GridConfig) -> list[float]:
+    """What each level's latents are multiplied by where they are read (`level_gain`): powers
+    of two, so the product is exact."""
+    return [2.0 ** -(cfg.level_gain * k) for k in range(cfg.levels)]
+
+
+def start_scales(cfg: GridConfig) -> list[float]:
+    """Each `in_steps` tensor's step in pixel terms, relative to level 0's: the levels' gains,
+    then the residual's (level 0's)."""
+    return level_gains(cfg) + [1.0] * bool(cfg.residual)
 
 
 def level_shapes(cfg: GridConfig) -> list[tuple[int, int, int, int]]:
@@ -1012,7 +1043,7 @@ class LatentGrid(FrameRepresentation):
         (y0, y1, x0, x1): then only the latents the window reads are touched. F is the levels'
         channels (`level_shapes`), plus C for the residual. `latents` holds every coded tensor, in `coded`'s order."""
         cfg = self.config
-        levels = latents[: cfg.levels]
+        levels = [z if g == 1 else z * g for z, g in zip(latents[: cfg.levels], level_gains(cfg))]
         if (self.motion_latents is not None or self.residual_latents is not None) and window is not None:
             raise ValueError("a grid with per-frame tensors (motion fields, residual) renders whole frames")
         if self.motion_latents is not None:
@@ -1182,13 +1213,14 @@ class LatentGrid(FrameRepresentation):
             ycc = torch.einsum("ij,tjhw->tihw", to_ycc, frames[idx].float())
             ycc[:, 0] -= 0.5
             spread(ycc, idx, sums, range(cfg.levels))
+        scales = start_scales(cfg)
         for k in reversed(range(cfg.levels)):
             f = time_factor(cfg, k)
-            z = (sums[k] - recon[k]) / f / step
+            z = (sums[k] - recon[k]) / f / (step * scales[k])
             self.latents[k].copy_(z)
             if k:
                 for idx in chunks:
-                    spread(self.level_features(k, z * step, idx), idx, recon, range(k))
+                    spread(self.level_features(k, z * step * scales[k], idx), idx, recon, range(k))
         # synthesis: rows 0-2 = RGB of the summed levels, rows 3-5 = its negative; ReLU keeps
         # both halves; the last layer subtracts them back. Other units start silent.
         first, last = self.synthesis[0], self.synthesis[-1]
@@ -1345,10 +1377,11 @@ class LatentGrid(FrameRepresentation):
         if old is None:
             return float("nan")
         scaled = self.in_steps()
-        cont = [z * old for z in scaled]
+        scales = start_scales(self.config)
+        cont = [z * old * s for z, s in zip(scaled, scales)]
 
         def rate(step: float) -> float:
-            return sum(empirical_bits(z / step) for z in cont) / pixels
+            return sum(empirical_bits(z / (step * s)) for z, s in zip(cont, scales)) / pixels
 
         def solve(bpp: float) -> float:
             lo, hi = math.log(2.0**-10), math.log(0.5)  # rate falls as the step grows
@@ -1375,8 +1408,8 @@ class LatentGrid(FrameRepresentation):
         if self.residual_latents is not None:  # the start's residual values under the dead zone dropped, then re-solved
             cont[-1].mul_(cont[-1].abs() >= RESIDUAL_DEADZONE * step)
             step = solve(left())
-        for z, c in zip(scaled, cont):
-            z.copy_(c / step)
+        for z, c, s in zip(scaled, cont, scales):
+            z.copy_(c / (step * s))
         self.synthesis[0].weight.mul_(step / old)
         self.init_step = step
         self._fit_rate_model()
@@ -1397,6 +1430,8 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
         cfg = dataclasses.replace(cfg, upsample=UPSAMPLE_CUBIC)
     if per_frame_fits(t, h, w):
         cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
+    if t > 1 and h * w > LEVEL_GAIN_MIN_PIXELS:  # videos: frames are trained on windows there
+        cfg = dataclasses.replace(cfg, level_gain=1)
     return with_time_structure(cfg, None)
 
 
