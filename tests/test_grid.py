@@ -349,22 +349,20 @@ def test_grid_starts_from_the_picture(tiny_clip, luma_levels):
     assert psnr(out, signal.data) > 24.0
 
 
-def test_large_video_frames_read_coarser_levels_at_finer_steps(tiny_clip):
-    """Videos of large frames (more than LEVEL_GAIN_MIN_PIXELS) read level k's integers at
-    2^-k (`level_gain`): the analysis start then puts finer steps on the coarser levels and
-    reconstructs the clip as well as with one step; the file round-trips bit-exactly and
-    a header out of range is refused."""
+def test_videos_read_coarser_levels_at_finer_steps(tiny_clip):
+    """Videos read level k's integers at 2^-k (`level_gain`; images do not): the analysis
+    start then puts finer steps on the coarser levels and reconstructs the clip as well as
+    with one step; the file round-trips bit-exactly and a header out of range is refused."""
     from inr.export.compress import ExportOptions, decode_bytes, encode_signal
     from inr.fit import FitConfig
     from inr.metrics import psnr
     from inr.models import get_spec
-    from inr.models.grid import LEVEL_GAIN_MIN_PIXELS, level_gains
-    from inr.pipeline import FitOptions
-    from inr.pipeline import build_model
-    from inr.signals import video_signal
+    from inr.models.grid import level_gains
+    from inr.pipeline import FitOptions, build_model
+    from inr.signals import image_signal, video_signal
 
-    assert get_spec("grid").adapt(GridConfig(), video_signal(torch.zeros(2, 400, 400, 3, dtype=torch.uint8))).level_gain == (400 * 400 > LEVEL_GAIN_MIN_PIXELS)
-    assert get_spec("grid").adapt(GridConfig(), video_signal(tiny_clip)).level_gain == 0
+    assert get_spec("grid").adapt(GridConfig(), video_signal(tiny_clip)).level_gain == 1
+    assert get_spec("grid").adapt(GridConfig(), image_signal(tiny_clip[0])).level_gain == 0
     signal = video_signal(tiny_clip)
     outs, spans = [], []
     for gain in (0, 1):

@@ -121,21 +121,24 @@ _RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], 
 _YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC)
 
 
-# Frames of more than MOTION_MAX_PIXELS get `GridConfig.level_gain` 1: level k's latents are
-# read as 2^-k times their integers, so a coarser level's step is finer in pixel terms. A latent
-# of level k draws a 2^k x 2^k patch through the upsampling, so its rounding error costs about
-# 4^k times a finest latent's in squared error: high-rate theory gives each level a step in
-# proportion to 1 / sqrt(that gain), 2^-k. With one step for all, a 12-frame 1080p GOP at
-# 0.02 bpp (a few dozen training steps: the analysis start is most of what it gets) spent 44 %
-# of its bits on its half-resolution level for 0.13 dB. As a gain on the latents (not folded
-# into the synthesis' first layer, whose columns for the coarse levels Adam then moved by far
-# more than their size: one of two 1080p GOPs of upscaled carphone diverged to 12.7 dB) the
-# first layer keeps one scale. Small frames keep one step: their fits train hundreds of steps,
-# and the step also sets each level's learning rate in pixel terms: steps 2^-k apart in the
-# start alone, 60 s on the tuning clips (Bunny 96-127 / carphone 60-91) gained 0.4 dB at
-# 0.05 bpp but lost 1.6-2.0 dB at 0.2 (33.07 at 0.198 vs 34.69 at 0.205; 32.59 at 0.192 vs
-# 34.60 at 0.199).
-LEVEL_GAIN_MIN_PIXELS = MOTION_MAX_PIXELS
+# Videos get `GridConfig.level_gain` 1: level k's latents are read as 2^-k times their
+# integers, so a coarser level's step is finer in pixel terms. A latent of level k draws a
+# 2^k x 2^k patch through the upsampling, so its rounding error costs about 4^k times a finest
+# latent's in squared error: high-rate theory gives each level a step in proportion to
+# 1 / sqrt(that gain), 2^-k. With one step for all, a 12-frame 1080p GOP at 0.02 bpp (a few
+# dozen training steps: the analysis start is most of what it gets) spent 44 % of its bits on
+# its half-resolution level for 0.13 dB. As a gain on the latents, not folded into the
+# synthesis' first layer: there Adam moved the coarse levels' columns by far more than their
+# size (one of two 1080p GOPs of upscaled carphone diverged to 12.7 dB), and at 320x180 it lost
+# 1.6-2.0 dB at 0.2 bpp. Measured with the gain, decoded PSNR (dB at bpp), one run each:
+# - 1080p, `--bpp 0.02 --seconds 120 --gop 12`, 24 frames: Bunny 0-23 26.09 vs 22.97, Bunny
+#   100-123 25.96 vs 23.33, carphone upscaled 24.70 vs 22.54, all at 0.020;
+# - the tuning clips at 60 s (Bunny 96-127 / carphone 60-91), with vs without:
+#   0.05 bpp 27.11 at 0.049 vs 26.67 at 0.048 / 28.10 at 0.049 vs 27.74 at 0.044;
+#   0.1 bpp 31.18 at 0.102 vs 30.31 at 0.101 / 32.38 at 0.091 vs 31.91 at 0.101;
+#   0.2 bpp 35.18 at 0.201 vs 34.69 at 0.205 / 35.20 at 0.203 vs 34.60 at 0.199;
+#   0.4 bpp 36.68 at 0.375 vs 36.13 at 0.362 / 36.34 at 0.360 vs 35.76 at 0.357.
+# Images keep one step (not measured yet).
 
 
 def level_gains(cfg: GridConfig) -> list[float]:
@@ -1430,7 +1433,7 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
         cfg = dataclasses.replace(cfg, upsample=UPSAMPLE_CUBIC)
     if per_frame_fits(t, h, w):
         cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
-    if t > 1 and h * w > LEVEL_GAIN_MIN_PIXELS:  # videos: frames are trained on windows there
+    if t > 1:
         cfg = dataclasses.replace(cfg, level_gain=1)
     return with_time_structure(cfg, None)
 
