@@ -349,8 +349,8 @@ def test_grid_starts_from_the_picture(tiny_clip, luma_levels):
     assert psnr(out, signal.data) > 24.0
 
 
-def test_videos_read_coarser_levels_at_finer_steps(tiny_clip):
-    """Videos read level k's integers at 2^-k (`level_gain`; images do not): the analysis
+def test_coarser_levels_are_read_at_finer_steps(tiny_clip):
+    """New encodes read level k's integers at 2^-k (`level_gain`, images too): the analysis
     start then puts finer steps on the coarser levels and reconstructs the clip as well as
     with one step; the file round-trips bit-exactly and a header out of range is refused."""
     from inr.export.compress import ExportOptions, decode_bytes, encode_signal
@@ -362,7 +362,7 @@ def test_videos_read_coarser_levels_at_finer_steps(tiny_clip):
     from inr.signals import image_signal, video_signal
 
     assert get_spec("grid").adapt(GridConfig(), video_signal(tiny_clip)).level_gain == 1
-    assert get_spec("grid").adapt(GridConfig(), image_signal(tiny_clip[0])).level_gain == 0
+    assert get_spec("grid").adapt(GridConfig(), image_signal(tiny_clip[0])).level_gain == 1
     signal = video_signal(tiny_clip)
     outs, spans = [], []
     for gain in (0, 1):
