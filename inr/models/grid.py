@@ -55,7 +55,7 @@ class GridConfig:
     finest: int = 0  # level 0 holds a latent per 2^finest x 2^finest pixels (FINEST_IMAGE_BPP); 0 in older files
     luma_levels: int = 0  # the finest this many levels hold only the luma grid (channel 0: LUMA_ONLY_IMAGE_LEVELS); 0 in older files
     upsample: int = 0  # the levels' spatial upsampling: 0 bilinear (older files), 1 bicubic (UPSAMPLE_CUBIC)
-    level_gain: int = 0  # level k's latents are read as 2^(-level_gain * k) times their value (START_STEP_RATIO); 0 in older files
+    level_gain: int = 0  # level k's latents are read as 2^(-level_gain * k) times their value (`level_gains`); 0 in older files
 
     def validate(self) -> None:
         """Ranges a decoder accepts before building anything (hostile headers)."""
