@@ -41,7 +41,9 @@ def test_files_of_the_first_dictionary_still_read(siren_file):
 
 def test_the_second_dictionary_makes_a_grid_image_header_small(sample_image):
     """What it is for: at 0.25 bpp a 256x256 image is ~2 KB, and the first dictionary left its
-    header ~230 bytes (it predates the grid family's later fields and layouts)."""
+    header ~230 bytes (it predates the grid family's later fields and layouts). Under the
+    second a header is about a hundred bytes (108 since `level_gain`, a field the dictionary
+    predates: 8 more)."""
     import torch
 
     from inr.export.compress import ExportOptions, encode_to_bpp
@@ -54,7 +56,7 @@ def test_the_second_dictionary_makes_a_grid_image_header_small(sample_image):
     box = bitstream.read(enc.data)
     first = bitstream.read(bitstream.write(box.header, box.sections, flags=bitstream.FLAG_HEADER_DICT))
     assert first.header == box.header
-    assert box.sizes["header"] < 100 < first.sizes["header"]
+    assert box.sizes["header"] < 120 < first.sizes["header"]
 
 
 def test_files_without_the_dictionary_still_read(siren_file):
