@@ -791,7 +791,7 @@ def drop_empty_levels(model, task: RateTask, metrics: dict) -> dict:
     (per pixel). Stops at the first level kept: a finer level's context reads the coarser
     one, but an emptied finer level codes nothing. Returns `metrics` with the latents' rate
     less what was dropped."""
-    if not hasattr(model, "coded_bits") or task.lam is None:
+    if not hasattr(model, "coded_bits"):
         return metrics
     latent_bits = metrics["latent_bpp_estimate"] * task.pixels
     frames = task.eval_frames(WEIGHT_EVAL_PIXELS)

@@ -776,7 +776,7 @@ class LatentGrid(FrameRepresentation):
                 slices = torch.unique(self.slices_for(k, idx))
             scale = 1.0 if slices is None else t / slices.numel()
             if k in free:
-                pass
+                pass  # a constant level codes nothing (it is still the next level's coarser context)
             elif window is not None:
                 total = total + self._window_bits(k, z, coarser, slices, window) * scale
             else:
