@@ -481,10 +481,10 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
 
     assert 0.5 * FINE_TIME_BPP < RESIDUAL_MIN_BPP < 2 * FINE_TIME_BPP
     assert (low.residual, high.residual) == (0, 4)  # per-frame residual latents only where bits allow
-    from inr.models.grid import MOTION_MIN_BPP
+    from inr.models.grid import MOTION_COARSE_BPP, MOTION_COARSE_CELL
 
-    scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * MOTION_MIN_BPP * pixels)
-    assert scarce.motion == 0  # too few bits for motion fields
+    scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * MOTION_COARSE_BPP * pixels)
+    assert scarce.motion == MOTION_COARSE_CELL  # few bits: coarser motion fields
     high = dataclasses.replace(high, time_base=4, temporal=1)
     old = {k: v for k, v in dataclasses.asdict(high).items() if k not in ("time_growth", "motion", "residual")}
     assert (config_from_dict(spec, old).time_growth, config_from_dict(spec, old).motion, config_from_dict(spec, old).residual) == (2, 0, 0)
