@@ -474,15 +474,16 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
     spec = get_spec("grid")
     low, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * FINE_TIME_BPP * pixels)
     high, _ = build_model(spec, signal, None, None, 0, rate_bits=2 * FINE_TIME_BPP * pixels)
-    for cfg in (low, high):  # 8 frames of 96x64: motion fields, one slice a level
-        assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, 8)
+    from inr.models.grid import MOTION_CELL, MOTION_COARSE_BPP, MOTION_COARSE_CELL
+
+    for cfg, cell in ((low, MOTION_COARSE_CELL), (high, MOTION_CELL)):  # 8 frames of 96x64: motion fields, one slice a level
+        assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, cell)
         assert [s[1] for s in level_shapes(cfg)] == [1] * cfg.levels
     from inr.models.grid import RESIDUAL_MIN_BPP
 
     assert 0.5 * FINE_TIME_BPP < RESIDUAL_MIN_BPP < 2 * FINE_TIME_BPP
+    assert 0.5 * FINE_TIME_BPP < MOTION_COARSE_BPP < 2 * FINE_TIME_BPP
     assert (low.residual, high.residual) == (0, 4)  # per-frame residual latents only where bits allow
-    from inr.models.grid import MOTION_COARSE_BPP, MOTION_COARSE_CELL
-
     scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * MOTION_COARSE_BPP * pixels)
     assert scarce.motion == MOTION_COARSE_CELL  # few bits: coarser motion fields
     high = dataclasses.replace(high, time_base=4, temporal=1)

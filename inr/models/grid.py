@@ -1545,18 +1545,22 @@ LUMA_ONLY_VIDEO_BPP = (RESIDUAL_MIN_BPP, 0.3)
 # and 4x 29.05 / 28.70; at 0.4 bpp the two tie (34.53 / 34.27 vs 34.40 / 34.15).
 MOTION_PRUNE = 4.0
 # Below this rate a video's motion fields have cells of MOTION_COARSE_CELL pixels instead of
-# MOTION_CELL. Until 2026-12-03 a video got no fields at all below it: at 0.05 bpp (carphone
+# MOTION_CELL. Until 2026-12-03 a video got no fields at all below 0.075 bpp: at 0.05 bpp (carphone
 # 60-91, 60 s, an older fit) 8-pixel fields had run away (the zero vectors drifted across the
 # rounding threshold, the rate doubled within 8 steps, lambda rose a thousandfold: 21.2 dB at
 # 0.032 bpp against 26.2 at 0.053 without). With the fit of that date (rate settling, lambda's
 # ceiling, level_gain) no run ran away, and fields paid at every rate tried, coarser ones the
 # most. 60 s, decoded PSNR, dB at bpp (tuning clips Bunny 96-127 / carphone 60-91):
-# - 0.05 bpp: no fields 27.11 at 0.049 / 28.10 at 0.049; 8-pixel cells 27.32 at 0.045 / 28.46
+# - 0.05 bpp: no fields 27.11 at 0.049 / 28.10 at 0.049 (a faster day; on the slower afternoon
+#   below 26.85 at 0.046 / 27.79 at 0.047); that afternoon 8-pixel cells 27.32 at 0.045 / 28.46
 #   at 0.042; 16-pixel 27.90 at 0.049 / 30.07 at 0.047; 32-pixel 27.76 at 0.050 / 30.34 at 0.051;
-# - 0.025 bpp (Bunny): none 25.09 at 0.023, 16-pixel 25.77 at 0.024, 32-pixel 25.98 at 0.025;
-# - 0.1 bpp: 16-pixel cells 30.62 at 0.100 / 32.41 at 0.095 against 8-pixel 31.18 at 0.102 /
-#   32.38 at 0.091, hence the threshold between the two rates.
-MOTION_COARSE_BPP = 0.075
+# - 0.025 bpp (Bunny, that afternoon): none 25.09 at 0.023, 16-pixel 25.77 at 0.024, 32-pixel 25.98 at 0.025;
+# - 0.1 bpp, runs of one afternoon (a slower machine: ~300 steps where the others made ~450):
+#   16-pixel cells 30.62 at 0.100 / 32.41 at 0.095 and 32.30 at 0.095 against 8-pixel 30.70 at
+#   0.099 / 31.64 and 31.78 at 0.094; 32-pixel 29.70 at 0.101 / 31.10 at 0.091;
+# - 0.2 bpp, same afternoon: 16-pixel 34.34 at 0.203 / 34.67 at 0.191 against 8-pixel 34.50 at
+#   0.196 / 34.62 at 0.196 (a tie: kept at 8, whose fields the residual latents build on).
+MOTION_COARSE_BPP = 0.15
 MOTION_COARSE_CELL = 16
 
 # Below this latent rate (bits per pixel) a video's latents get one time slice per 8 frames
