@@ -921,6 +921,13 @@ def test_an_all_but_empty_finest_level_is_emptied_where_it_does_not_pay(lam, emp
         assert out["latent_bpp_estimate"] == pytest.approx(task.latent_bits(model) / task.pixels, rel=1e-5)
         _, records = encode_latents(model)
         assert records[0]["min"] == records[0]["max"] == 0
+        # an already empty level is passed over, not a stop: the next one is tried
+        with torch.no_grad():
+            model.latents[1].zero_()
+            model.latents[1].view(-1)[:: int(20 / EMPTY_LEVEL_FRACTION)] = 4.0
+            model.context.level_bias[1, 1] = -2.5
+        again = drop_empty_levels(model, task, {"latent_bpp_estimate": task.latent_bits(model) / task.pixels})
+        assert again["emptied_levels"] == [1] and not model.latents[1].any()
     else:
         assert out is metrics
     dense = _random_model(cfg, scale=2.0, seed=4)

@@ -788,8 +788,8 @@ def drop_empty_levels(model, task: RateTask, metrics: dict) -> dict:
     """Empty (set to zero) the finest latent levels whose content does not pay for its bits
     (`EMPTY_LEVEL_FRACTION`, `EMPTY_LEVEL_SHARE`): each from the finest up, while the
     distortion it adds, measured on the depth search's frames, is less than lambda x its bits
-    (per pixel). Stops at the first level kept: a finer level's context reads the coarser
-    one, but an emptied finer level codes nothing. Returns `metrics` with the latents' rate
+    (per pixel). Stops at the first level kept (a finer level's context reads the coarser
+    one, but an emptied finer level codes nothing); passes over one that is already empty. Returns `metrics` with the latents' rate
     less what was dropped."""
     if not hasattr(model, "coded_bits"):
         return metrics
@@ -800,7 +800,9 @@ def drop_empty_levels(model, task: RateTask, metrics: dict) -> dict:
     for k in range(model.config.levels - 1):  # the coarsest level always stays
         z = model.latents[k]
         rounded = torch.round(z.detach())
-        if not rounded.any() or float((rounded != 0).float().mean()) > EMPTY_LEVEL_FRACTION:
+        if not rounded.any():
+            continue  # already empty: the next one may be emptied as well
+        if float((rounded != 0).float().mean()) > EMPTY_LEVEL_FRACTION:
             break
         bits = model.coded_bits(k)  # what the file spends on it; nothing once it is constant
         if bits > EMPTY_LEVEL_SHARE * latent_bits:
