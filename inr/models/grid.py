@@ -1509,9 +1509,17 @@ MOTION_CELL = 8
 #   ran away the same way on carphone at 0.2 bpp (23.5 dB at 0.071 bpp; Bunny +0.4 dB).
 # - after the layout change (one slice per 16 frames at 0.4 bpp, video_time_structure),
 #   2-pixel cells at 0.4 bpp: -0.4 / -0.2 dB against 4-pixel ones (Bunny / carphone).
+# - 2026-12-03, with 16-pixel motion cells below 0.15 bpp (MOTION_COARSE_BPP) and level_gain,
+#   the residual together with the luma-only finest level (LUMA_ONLY_VIDEO_BPP) from lower
+#   rates, against neither (same afternoon, 60 s): 0.1 bpp 31.68 at 0.103 / 33.40 at 0.100
+#   against 30.39 and 30.62 at 0.100 / 32.01 at 0.093 and 32.41, 32.30 at 0.095 (the luma-only
+#   level alone: 30.90 at 0.102 / 32.89 at 0.099); 0.05 bpp 28.52 at 0.052 / 30.50 at 0.048
+#   against 27.98 and 27.90 at 0.050 / 30.07 at 0.047; 0.025 bpp (Bunny) 25.29 at 0.024
+#   against 25.77 at 0.024: hence from 0.04 bpp. (The residual at 0.1 bpp with 8-pixel motion
+#   cells, that afternoon: 30.73 at 0.097 / 31.28 at 0.095 against 30.70 / 31.64, 31.78.)
 RESIDUAL_CELL = 4
 RESIDUAL_LR_SCALE = 3.0
-RESIDUAL_MIN_BPP = 0.15
+RESIDUAL_MIN_BPP = 0.04
 RESIDUAL_DEADZONE = 1.0
 # Inside LUMA_ONLY_VIDEO_BPP (videos) the finest level holds only luma (`GridConfig.luma_levels`
 # = 1); an image's finest LUMA_ONLY_IMAGE_LEVELS levels do at every rate. Their chroma grids
@@ -1526,7 +1534,8 @@ RESIDUAL_DEADZONE = 1.0
 # 33.24 at 0.199. At 0.1 bpp (no residual latents there) Bunny 96-127 lost: 30.02 at 0.098 vs
 # 30.43 at 0.099, and so did the bundled clip (a report's, looked at because its 0.1 bpp
 # points ended 13-21 % over their rate: 27.55 at 0.113 vs 28.08 at 0.098 in 60 s), though its
-# level-0 chroma ends as empty: a video keeps it below RESIDUAL_MIN_BPP. The upper video limit
+# level-0 chroma ends as empty: a video kept it below 0.15 bpp until 2026-12-03, when with the
+# residual and coarser motion cells it paid from 0.05 bpp (at RESIDUAL_MIN_BPP). The upper video limit
 # lies between 0.2 bpp, measured, and 0.4, not (where the report's files hold 21 / 8 %
 # non-zero chroma at level 0).
 # Two luma-only levels against one (images until 2026-12-02: one below 1.5 bpp, none above),
