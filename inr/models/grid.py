@@ -1568,7 +1568,7 @@ MOTION_PRUNE = 4.0
 #   16-pixel cells 30.62 at 0.100 / 32.41 at 0.095 and 32.30 at 0.095 against 8-pixel 30.70 at
 #   0.099 / 31.64 and 31.78 at 0.094; 32-pixel 29.70 at 0.101 / 31.10 at 0.091;
 # - 0.2 bpp, same afternoon: 16-pixel 34.34 at 0.203 / 34.67 at 0.191 against 8-pixel 34.50 at
-#   0.196 / 34.62 at 0.196 (a tie: kept at 8, whose fields the residual latents build on).
+#   0.196 / 34.62 at 0.196 (a tie: kept at 8).
 MOTION_COARSE_BPP = 0.15
 MOTION_COARSE_CELL = 16
 
