@@ -474,13 +474,11 @@ def test_video_time_layout_follows_the_rate(tiny_clip):
     spec = get_spec("grid")
     low, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * FINE_TIME_BPP * pixels)
     high, _ = build_model(spec, signal, None, None, 0, rate_bits=2 * FINE_TIME_BPP * pixels)
-    from inr.models.grid import MOTION_CELL, MOTION_COARSE_BPP, MOTION_COARSE_CELL
+    from inr.models.grid import MOTION_CELL, MOTION_COARSE_BPP, MOTION_COARSE_CELL, RESIDUAL_MIN_BPP
 
     for cfg, cell in ((low, MOTION_COARSE_CELL), (high, MOTION_CELL)):  # 8 frames of 96x64: motion fields, one slice a level
         assert (cfg.time_base, cfg.time_growth, cfg.temporal, cfg.motion) == (8, 1, 0, cell)
         assert [s[1] for s in level_shapes(cfg)] == [1] * cfg.levels
-    from inr.models.grid import RESIDUAL_MIN_BPP
-
     assert 0.5 * FINE_TIME_BPP < MOTION_COARSE_BPP < 2 * FINE_TIME_BPP
     assert (low.residual, high.residual) == (4, 4)
     scarce, _ = build_model(spec, signal, None, None, 0, rate_bits=0.5 * RESIDUAL_MIN_BPP * pixels)

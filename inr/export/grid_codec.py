@@ -789,8 +789,8 @@ def drop_empty_levels(model, task: RateTask, metrics: dict) -> dict:
     (`EMPTY_LEVEL_FRACTION`, `EMPTY_LEVEL_SHARE`): each from the finest up, while the
     distortion it adds, measured on the depth search's frames, is less than lambda x its bits
     (per pixel). Stops at the first level kept (a finer level's context reads the coarser
-    one, but an emptied finer level codes nothing); passes over one that is already empty. Returns `metrics` with the latents' rate
-    less what was dropped."""
+    one, but an emptied finer level codes nothing); passes over one that is already empty.
+    Returns `metrics` with the latents' rate less what was dropped."""
     if not hasattr(model, "coded_bits"):
         return metrics
     latent_bits = metrics["latent_bpp_estimate"] * task.pixels

@@ -1428,14 +1428,13 @@ def _adapt(cfg: GridConfig, signal) -> GridConfig:
     else:
         t, h, w = signal.spatial_shape
     levels = max(1, min(cfg.levels, int(math.log2(max(2, min(h, w)))) - 1))
-    cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, coarse_context=1)
+    cfg = dataclasses.replace(cfg, frames=t, height=h, width=w, out_dim=signal.channels, levels=levels, coarse_context=1, level_gain=1)
     if t == 1 and h * w <= RASTER_MAX_PIXELS:
         cfg = dataclasses.replace(cfg, raster=1)
     if t == 1:
         cfg = dataclasses.replace(cfg, upsample=UPSAMPLE_CUBIC)
     if per_frame_fits(t, h, w):
         cfg = dataclasses.replace(cfg, motion=MOTION_CELL, residual=RESIDUAL_CELL)
-    cfg = dataclasses.replace(cfg, level_gain=1)
     return with_time_structure(cfg, None)
 
 
@@ -1564,7 +1563,7 @@ MOTION_PRUNE = 4.0
 #   below 26.85 at 0.046 / 27.79 at 0.047); that afternoon 8-pixel cells 27.32 at 0.045 / 28.46
 #   at 0.042; 16-pixel 27.90 at 0.049 / 30.07 at 0.047; 32-pixel 27.76 at 0.050 / 30.34 at 0.051;
 # - 0.025 bpp (Bunny, that afternoon): none 25.09 at 0.023, 16-pixel 25.77 at 0.024, 32-pixel 25.98 at 0.025;
-# - 0.1 bpp, runs of one afternoon (a slower machine: ~300 steps where the others made ~450):
+# - 0.1 bpp, runs of one afternoon (a slower machine: ~300 steps where session 19's made ~450):
 #   16-pixel cells 30.62 at 0.100 / 32.41 at 0.095 and 32.30 at 0.095 against 8-pixel 30.70 at
 #   0.099 / 31.64 and 31.78 at 0.094; 32-pixel 29.70 at 0.101 / 31.10 at 0.091;
 # - 0.2 bpp, same afternoon: 16-pixel 34.34 at 0.203 / 34.67 at 0.191 against 8-pixel 34.50 at
