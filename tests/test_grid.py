@@ -775,6 +775,32 @@ def test_windowed_fits_train_their_entropy_models_without_the_boost():
     assert dict(plain.lr_scales)["latents."] == dict(optim.lr_scales)["latents."]
 
 
+def test_video_steps_price_the_rate_every_other_step_at_twice_lambda(tiny_clip, crop64):
+    """RATE_EVERY: a small video's steps from RATE_EVERY_MIN_BPP carry the rate term on every
+    second step only, weighted by 2 x lambda; the steps between are the distortion alone.
+    Images, low targets and fixed lambdas price every step."""
+    from inr.export.grid_codec import RATE_EVERY, RATE_EVERY_MIN_BPP, GridTask, RateTarget
+    from inr.fit import FitState
+    from inr.signals import image_signal, video_signal
+
+    clip = video_signal(tiny_clip[:2, :32, :32])
+    task = GridTask(clip, torch.device("cpu"), RateTarget(bpp=0.2))
+    assert RATE_EVERY == 2 and task.rate_every == 2
+    model = LatentGrid(GridConfig(frames=2, height=32, width=32, levels=3))
+    task.attach(FitState(step=90, total_steps=100))  # the straight-through phase: rounded latents, no noise
+    with_rate, mse = task.batch_loss(model, torch.Generator().manual_seed(0), 0)
+    assert model.quant_mode == "ste"
+    bpp = float(model.rate_bits(model.quantized(), torch.tensor([0, 1])).detach()) / task.pixels  # priced as in training
+    assert float((with_rate - mse).detach()) == pytest.approx(2 * task.lam * bpp, rel=1e-4)
+    assert float(with_rate.detach()) > float(mse.detach()) > 0
+    without, mse1 = task.batch_loss(model, torch.Generator().manual_seed(0), 1)
+    assert torch.equal(without, mse1)
+    for other in (GridTask(clip, torch.device("cpu"), RateTarget(bpp=RATE_EVERY_MIN_BPP / 2)),
+                  GridTask(clip, torch.device("cpu"), RateTarget(lam=0.01)),
+                  GridTask(image_signal(crop64[:32, :32]), torch.device("cpu"), RateTarget(bpp=0.5))):
+        assert other.rate_every == 1
+
+
 def test_lambda_control_winds_up_no_further_than_its_ceiling_over_a_known_start():
     """While the context model learns the start, the measured rate is far over the target
     and steering kept raising lambda (25x on a tuning clip), squeezing the file under its
