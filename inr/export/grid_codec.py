@@ -74,11 +74,11 @@ ROUNDING_STEPS = 100
 # step only, at RATE_EVERY times lambda, from RATE_EVERY_MIN_BPP up: the rate estimate is a
 # third of a step (0.2 bpp on Bunny 96-127: ~48 of ~150 ms), and the latents answer its pull
 # over tens of steps, so half as many samples of it at twice the weight steer them as well
-# while the fit takes 10-40 % more steps. Measured on the tuning clips (Bunny 96-127 /
+# while the fit takes 3-41 % more steps. Measured on the tuning clips (Bunny 96-127 /
 # carphone 60-91, 320x180 / 176x144, 32 frames) at 60 s, each pair back to back, decoded PSNR
 # of every-2nd-step minus every-step: 0.2 bpp +0.09 / +0.02, -0.14 / +0.34 dB; 0.1 bpp +0.20 /
-# +0.23, -0.19 / 0.00; 0.4 bpp +0.90 / -0.11 (mean +0.13 dB, at 1.6 % fewer bits on average:
-# the rates land a few % lower). At 0.05 bpp it lost (-0.29 / -0.63 dB at 4 / 8 % fewer bits),
+# +0.23, -0.19 / 0.00; 0.4 bpp +0.90 / -0.11 (mean +0.13 dB, at 1.1 % fewer bits on average:
+# -4 to +3 % a pair). At 0.05 bpp it lost (-0.29 / -0.63 dB at 4 / 8 % fewer bits),
 # where the rate term is most of the loss; every third step lost at 0.2 bpp (-0.51 / -0.24).
 # Keeping every step in the straight-through phase (the last quarter) did no better (0.2 bpp
 # -0.29 / +0.10 dB at 4-5 % fewer bits). Frames trained on windows (1080p) and images price
