@@ -33,12 +33,12 @@ from inr.signals import image_signal, video_signal
 from video.media import ReadOptions, load_image, parse_size, read_media
 
 ASSETS = ROOT / "inr" / "assets"
-OFF = {"amp": False, "channels_last": False, "fused_adam": False, "compile": False}
-KNOBS = ("amp", "channels_last", "fused_adam")
+OFF = {"amp": False, "channels_last": False, "fused_adam": False, "compile": False, "input_cache": False}
+KNOBS = ("amp", "channels_last", "fused_adam", "input_cache")
 
 
 def variants(ablate: bool, compile_on: bool) -> dict[str, dict]:
-    out = {"off": OFF, "on": {"amp": None, "channels_last": None, "fused_adam": None, "compile": compile_on}}
+    out = {"off": OFF, "on": {"amp": None, "channels_last": None, "fused_adam": None, "input_cache": None, "compile": compile_on}}
     if ablate:
         out.update({f"+{k}": {**OFF, k: True} for k in KNOBS})
         if compile_on:

@@ -31,7 +31,7 @@ from video.media import ReadOptions, parse_size, read_media
 BUNNY = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"
 
 
-OFF = {"amp": False, "channels_last": False, "fused_adam": False}
+OFF = {"amp": False, "channels_last": False, "fused_adam": False, "input_cache": False}
 
 
 def run_model(name: str, signal, budget: int, args, variant: str, seed: int, device) -> dict:

@@ -39,7 +39,7 @@ def speed_table(results: list[dict]) -> str:
         if r["variant"] == "on":
             row["plan"] = r["plan"]
     cols = [("model", "model"), ("params", "params"), ("fp32 eager ms/step", "off"), ("default plan", "plan"), ("default ms/step", "on")]
-    cols += [(f"{k} alone", k) for k in ("+amp", "+channels_last", "+fused_adam", "+compile") if any(k in r for r in rows.values())]
+    cols += [(f"{k} alone", k) for k in ("+amp", "+channels_last", "+fused_adam", "+input_cache", "+compile") if any(k in r for r in rows.values())]
     return table(list(rows.values()), cols)
 
 

@@ -53,6 +53,7 @@ class SpeedPlan:
     channels_last: bool  # NHWC activations and conv weights (oneDNN / tensor cores prefer it)
     fused_adam: bool  # one fused Adam kernel instead of a Python loop over parameters
     compile: bool  # torch.compile (inductor) of the model's forward
+    input_cache: bool = False  # precompute what the model does to its fixed inputs (hash-grid lookups)
 
 
 def speed_plan(
@@ -63,6 +64,7 @@ def speed_plan(
     channels_last: bool | None = None,
     fused_adam: bool | None = None,
     compile: bool = False,
+    input_cache: bool | None = None,
 ) -> SpeedPlan:
     """Resolve each `None` to this device's default for this model.
 
@@ -71,8 +73,9 @@ def speed_plan(
     support and a family that declares it safe (`cpu_bf16 = True` on the model class: NeRV,
     NeRV++ and the Fourier-feature MLP, same PSNR at ~2x per step); SIREN lost 0.8 dB (w0 = 30
     amplifies bf16's 3-digit rounding), HNeRV 0.2 dB and Poly-INR 0.1 dB, and the hash grid
-    gains nothing (its time is in gathers). Channels-last is for convolutional models; MPS
-    gets none of it (autocast there is unreliable).
+    gains nothing from bf16 (its time is in gathers). Channels-last is for convolutional
+    models; MPS gets none of it (autocast there is unreliable). The input cache is plain
+    tensors: on for every device (a family with nothing to precompute ignores it).
     """
     kind = device.type
     if amp is None:
@@ -81,7 +84,10 @@ def speed_plan(
     channels_last = convolutional and (kind in ("cuda", "cpu") if channels_last is None else channels_last)
     if fused_adam is None:
         fused_adam = kind in ("cuda", "cpu")
-    return SpeedPlan(amp=bool(amp), channels_last=bool(channels_last), fused_adam=bool(fused_adam), compile=bool(compile))
+    return SpeedPlan(
+        amp=bool(amp), channels_last=bool(channels_last), fused_adam=bool(fused_adam), compile=bool(compile),
+        input_cache=True if input_cache is None else bool(input_cache),
+    )
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

@@ -26,7 +26,9 @@ class FitTask(Protocol):
     """What the Trainer asks of a task. One hook is optional and read with `hasattr`:
     `late_lr_factor() -> float`, the factor on the learning rate of the parameters the
     family's `OptimDefaults.late` names (a rate-aware task's latents in its straight-through
-    phase, `inr.export.grid_codec.RateTask`); 1 where a task has none."""
+    phase, `inr.export.grid_codec.RateTask`); 1 where a task has none. Another,
+    `prepare(model, plan: SpeedPlan)`, is called once the model is on its device and in its
+    memory format, for work on the task's fixed inputs (`CoordTask`'s input cache)."""
 
     steps_per_epoch: int
 
@@ -63,6 +65,7 @@ class FitConfig:
     channels_last: bool | None = None  # NHWC for convolutional models
     fused_adam: bool | None = None  # fused Adam kernel instead of the per-parameter loop
     compile: bool = False  # torch.compile the model (slow to start; off by default)
+    input_cache: bool | None = None  # a coordinate task's per-point work on its fixed inputs, once
 
     def validate(self) -> None:
         for name in ("steps", "epochs"):
@@ -122,7 +125,9 @@ def is_convolutional(model: nn.Module) -> bool:
 
 def plan_for(model: nn.Module, cfg: FitConfig, device: torch.device) -> SpeedPlan:
     bf16_safe = bool(getattr(model, "cpu_bf16", False))  # a family's measured claim, see speed_plan
-    return speed_plan(device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile)
+    return speed_plan(
+        device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile, cfg.input_cache
+    )
 
 
 def apply_plan(model: nn.Module, plan: SpeedPlan) -> None:
@@ -159,6 +164,8 @@ class Trainer:
             total = by_epochs if total is None else min(total, by_epochs)
         self.state = FitState(total_steps=total, seconds=cfg.seconds, steps_per_epoch=task.steps_per_epoch)
         task.attach(self.state)
+        if hasattr(task, "prepare"):
+            task.prepare(model, self.speed)
         # Not a dataclass field (never saved): lets progress displays render the current fit.
         self.state.preview = (lambda: task.preview(model)) if hasattr(task, "preview") else None
 

@@ -28,8 +28,16 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> 
     raise ValueError(f"unknown loss {kind!r}")
 
 
+INPUT_CACHE_BYTES = 512 << 20  # largest per-pixel plan a fit keeps (1080p image, hash grid: 265 MB)
+
+
 class CoordTask:
-    """Coordinate MLPs on any signal: random batches of (coords, values), or the full grid."""
+    """Coordinate MLPs on any signal: random batches of (coords, values), or the full grid.
+
+    A model may precompute what it does to its inputs alone (`plan_inputs`: the hash grid's
+    table rows and interpolation weights); with the speed plan's input cache on and the plan
+    of every sample under INPUT_CACHE_BYTES, that runs once per fit and batches are cut from
+    it, the same numbers as computing them per batch."""
 
     def __init__(self, signal: Signal, device: torch.device, batch_size: int | None = None, loss: str = "l2"):
         if loss not in ("l2", "l1"):  # a batch of scattered coordinates has no frame for SSIM
@@ -37,13 +45,36 @@ class CoordTask:
         self.signal, self.device, self.loss_kind = signal, device, loss
         self.sampler = CoordinateSampler(signal, batch_size, device)
         self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.input_plan = None  # `prepare`'s cache: the model's plan of every coordinate
 
     def attach(self, state) -> None:
         """The loss does not change over the fit."""
 
+    def prepare(self, model: nn.Module, speed) -> None:
+        """Plan every coordinate once when the speed plan allows it, the model has a plan and
+        it fits the cache (its size is measured on a few samples first)."""
+        self.input_plan = None
+        plan_inputs = getattr(model, "plan_inputs", None)
+        if not speed.input_cache or plan_inputs is None:
+            return
+        coords = self.sampler.coords
+        probe = plan_inputs(coords[:256])
+        if probe is None or probe.nbytes / len(probe) * coords.shape[0] > INPUT_CACHE_BYTES:
+            return
+        self.input_plan = plan_inputs(coords)
+
+    def batch(self, generator: torch.Generator):
+        """(model inputs, values) of the next batch: coordinates, or rows of the input plan."""
+        if self.input_plan is None:
+            return self.sampler.sample(generator)
+        rows = self.sampler.sample_rows(generator)
+        if rows is None:
+            return self.input_plan, self.sampler.values
+        return self.input_plan[rows], self.sampler.values.index_select(0, rows)
+
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
-        coords, values = self.sampler.sample(generator)
-        pred = model(coords).float()
+        inputs, values = self.batch(generator)
+        pred = model(inputs).float()
         mse = F.mse_loss(pred, values)
         return reconstruction_loss(pred, values, self.loss_kind), mse
 

@@ -17,8 +17,8 @@ from inr.pipeline import FitOptions, build_model, fit_signal
 from inr.signals import image_signal, video_signal
 
 CPU = torch.device("cpu")
-ON = {"amp": True, "channels_last": True, "fused_adam": True}
-OFF = {"amp": False, "channels_last": False, "fused_adam": False}
+ON = {"amp": True, "channels_last": True, "fused_adam": True, "input_cache": True}
+OFF = {"amp": False, "channels_last": False, "fused_adam": False, "input_cache": False}
 TINY = {"nerv": {"fc_dim": 8}, "ffn": {"hidden": 32, "layers": 1, "num_features": 16}}
 
 
@@ -122,3 +122,44 @@ def test_target_psnr_full_evaluations_are_rationed():
     state = trainer.run()
     assert state.step == 50
     assert task.evaluations == 3  # steps 1, 21, 41: not one per step
+
+
+@pytest.mark.parametrize("name,batch", [("hashgrid", 64), ("hashgrid", None), ("shacira", 64)])
+def test_input_cache_trains_bit_for_bit_like_per_batch_lookups(name, batch, crop64):
+    """The cached plan of every pixel, cut per batch, is the per-batch lookup: same batches,
+    same parameters after a few steps, whether the cache is on or off."""
+    signal = image_signal(crop64[:24, :24])
+    spec = get_spec(name)
+    over = {"n_levels": 4, "hidden": 16, "layers": 1}
+    states = {}
+    for cache in (True, False):
+        cfg, model = build_model(spec, signal, None, over, seed=0)
+        opts = FitOptions(model=name, overrides=over, batch_size=batch, fit=FitConfig(steps=5, input_cache=cache))
+        task = model.make_task(signal, CPU, opts)
+        trainer = Trainer(model, task, opts.fit, spec.optim, CPU)
+        assert trainer.speed.input_cache is cache and (task.input_plan is not None) is cache
+        torch.manual_seed(0)  # shacira's training noise draws from the global generator
+        losses = [trainer.step_once() for _ in range(5)]
+        states[cache] = (losses, model.state_dict())
+    assert states[True][0] == states[False][0]
+    assert all(torch.equal(v, states[False][1][k]) for k, v in states[True][1].items())
+
+
+def test_input_cache_is_skipped_past_its_byte_budget(monkeypatch, crop64):
+    import inr.tasks
+
+    signal = image_signal(crop64[:24, :24])
+    spec = get_spec("hashgrid")
+    cfg, model = build_model(spec, signal, None, {"n_levels": 4, "hidden": 16, "layers": 1}, seed=0)
+    opts = FitOptions(model="hashgrid", fit=FitConfig(steps=2))
+    task = model.make_task(signal, CPU, opts)
+    plan = model.plan_inputs(task.sampler.coords)
+    monkeypatch.setattr(inr.tasks, "INPUT_CACHE_BYTES", plan.nbytes - 1)
+    trainer = Trainer(model, task, opts.fit, spec.optim, CPU)
+    assert trainer.speed.input_cache and task.input_plan is None  # on, but too big: per batch
+    assert torch.isfinite(torch.tensor(trainer.step_once()))
+    # A family with nothing to precompute leaves the task as it was.
+    _, siren = build_model(get_spec("siren"), signal, None, None, seed=0)
+    task = siren.make_task(signal, CPU, FitOptions(model="siren", fit=FitConfig(steps=1)))
+    Trainer(siren, task, FitConfig(steps=1), get_spec("siren").optim, CPU)
+    assert task.input_plan is None

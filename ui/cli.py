@@ -106,6 +106,7 @@ def _speed_options(args) -> dict:
         "channels_last": False if args.no_channels_last else None,
         "fused_adam": False if args.no_fused_adam else None,
         "compile": args.compile,
+        "input_cache": False if args.no_input_cache else None,
     }
 
 
@@ -516,6 +517,7 @@ def _add_speed(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format for conv models")
     g.add_argument("--no-fused-adam", action="store_true", help="plain per-parameter Adam loop")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to start; long fits)")
+    g.add_argument("--no-input-cache", action="store_true", help="recompute hash-grid lookups of the pixels every step")
 
 
 def build_parser() -> Parser:

@@ -58,9 +58,9 @@ class ShaciraTask(RateTask, CoordTask):
 
     def batch_loss(self, model: ShaciraMLP, generator: torch.Generator, step: int):
         model.quant_mode = self.quant_mode()
-        coords, values = self.sampler.sample(generator)
+        inputs, values = self.batch(generator)
         q = model.quantized_latents()
-        pred = model.render_points(coords, q).float()
+        pred = model.render_points(inputs, q).float()
         mse = F.mse_loss(pred, values)
         bpp = model.rate_bits(q) / self.pixels
         self.steer_at(step, lambda: self.latent_bits(model))

@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding
+from inr.encodings import GaussianFourierFeatures, HashGridConfig, HashGridEncoding, LookupPlan
 from inr.models.registry import ModelSpec, OptimDefaults, register
 from inr.models.representation import CoordinateRepresentation
 from inr.models.schedules import FAST, PAPER
@@ -251,8 +251,12 @@ class HashGridMLP(CoordinateRepresentation):
         self.body = relu_mlp(self.encoding.out_dim, cfg.hidden, cfg.layers)
         self.head = nn.Linear(cfg.hidden, cfg.out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | LookupPlan) -> torch.Tensor:
         return self.head(self.body(self.encoding(x)))
+
+    def plan_inputs(self, coords: torch.Tensor) -> LookupPlan | None:
+        """The grid's lookup plan of `coords`, accepted by `forward` in their place."""
+        return self.encoding.plan(coords)
 
 
 def adapt_hash_grid(cfg: HashMLPConfig, signal) -> HashMLPConfig:

@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from inr.encodings import HashGridEncoding
+from inr.encodings import HashGridEncoding, LookupPlan
 from inr.models.coordinate import HashMLPConfig, adapt_hash_grid, relu_mlp
 from inr.models.grid import laplace_bits, quantize_latents
 from inr.models.registry import ModelSpec, OptimDefaults, register
@@ -95,11 +95,15 @@ class ShaciraMLP(CoordinateRepresentation):
         lv = self.level_of_entry
         return torch.einsum("ei,eif->ef", q, self.decoder_weight[lv]) + self.decoder_bias[lv]
 
-    def render_points(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    def render_points(self, x: torch.Tensor | LookupPlan, q: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.encoding.lookup(x, self.decoded_table(q))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | LookupPlan) -> torch.Tensor:
         return self.render_points(x, self.quantized_latents())
+
+    def plan_inputs(self, coords: torch.Tensor) -> LookupPlan | None:
+        """The grid's lookup plan of `coords`, accepted by `forward` in their place."""
+        return self.encoding.plan(coords)
 
     def rate_bits(self, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Bits of the latents under the factorized Laplace model: what section HLAT pays
