@@ -8,7 +8,8 @@ Every `--eval-every` epochs the full clip is decoded and scored; the time column
 training steps only (evaluation excluded), so the curves are PSNR vs epochs and vs seconds.
 A variant is `schedule:speed`: the learning-rate schedule (`fast` or `paper`, see
 inr/models/schedules.py; `paper@hnerv` borrows another family's) and the speed-ups (`on`: the device's defaults; `off`: fp32, NCHW,
-per-parameter Adam). `--reach X` adds the training seconds to the first evaluation at or
+per-parameter Adam; `amp`: the defaults with bf16 autocast forced on, to measure what bf16
+costs a family that does not use it by default). `--reach X` adds the training seconds to the first evaluation at or
 above X dB (evaluate often, e.g. `--eval-every 2`, for a fine reading).
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ BUNNY = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"
 
 
 OFF = {"amp": False, "channels_last": False, "fused_adam": False, "input_cache": False}
+SPEEDS = {"on": {}, "off": OFF, "amp": {"amp": True}}
 
 
 def run_model(name: str, signal, budget: int, args, variant: str, seed: int, device) -> dict:
@@ -43,7 +45,7 @@ def run_model(name: str, signal, budget: int, args, variant: str, seed: int, dev
         optim = dataclasses.replace(optim, **{schedule: get_spec(family).optim.schedule(schedule)})
     cfg, model = build_model(spec, signal, budget, None, seed=seed)
     model = model.to(device)
-    fit = FitConfig(epochs=args.epochs, lr=args.lr, seed=seed, schedule=schedule, **(OFF if speed == "off" else {}))
+    fit = FitConfig(epochs=args.epochs, lr=args.lr, seed=seed, schedule=schedule, **SPEEDS[speed])
     opts = FitOptions(model=name, params=budget, batch_size=2, fit=fit)
     task = model.make_task(signal, device, opts)
     trainer = Trainer(model, task, opts.fit, optim, device)
@@ -96,6 +98,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    bad = [v for v in args.variants.split(",") if v.partition(":")[2] not in SPEEDS]
+    if bad:
+        ap.error(f"unknown speed in {', '.join(bad)} (use {', '.join(SPEEDS)})")
     device = select_device(args.device)
     frames, info = read_media(Path(args.video), ReadOptions(max_frames=args.frames, resize=parse_size(args.resize, "resize"), crop=parse_size(args.crop, "crop")))
     signal = video_signal(frames)
