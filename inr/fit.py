@@ -125,9 +125,9 @@ def is_convolutional(model: nn.Module) -> bool:
 
 def plan_for(model: nn.Module, cfg: FitConfig, device: torch.device) -> SpeedPlan:
     bf16_safe = bool(getattr(model, "cpu_bf16", False))  # a family's measured claim, see speed_plan
-    return speed_plan(
-        device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile, cfg.input_cache
-    )
+    # The input cache only means something for a model that plans its inputs (hash grids).
+    cache = cfg.input_cache if hasattr(model, "plan_inputs") else False
+    return speed_plan(device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile, cache)
 
 
 def apply_plan(model: nn.Module, plan: SpeedPlan) -> None:

@@ -28,7 +28,7 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> 
     raise ValueError(f"unknown loss {kind!r}")
 
 
-INPUT_CACHE_BYTES = 512 << 20  # largest per-pixel plan a fit keeps (1080p image, hash grid: 265 MB)
+INPUT_CACHE_BYTES = 512 << 20  # largest plan a fit keeps (2-D hash grid, 16 levels x 2 features: 1 KiB a pixel)
 
 
 class CoordTask:

@@ -79,7 +79,7 @@ def test_hashgrid_plan_rows_are_the_lookup_of_those_points(in_dim):
     x = torch.rand(500, in_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1
     x[0], x[1] = -1.0, 1.0
     plan = enc.plan(x)
-    assert plan.index.shape == plan.weight.shape == (500, 2**in_dim, 5) and plan.index.dtype == torch.int32
+    assert plan.index.shape == plan.weight.shape == (500, 2**in_dim, 5, 3) and plan.index.dtype == torch.int32
     rows = torch.tensor([1, 0, 499, 7, 7, 250])
     grads = []
     for inputs in (plan[rows], x[rows]):
