@@ -178,6 +178,16 @@ class CoordinateRepresentation(Representation):
     any_resolution = True
     losses = ("l2", "l1")  # per-coordinate batches: no SSIM, which needs whole frames
 
+    @classmethod
+    def fit_memory(cls, frames: int, height: int, width: int, params: int) -> int:
+        """The generic estimate, plus the task's input cache for a family that plans its inputs
+        (`plan_inputs`: the hash grids): 8 corners x 16 levels x 2 features x 8 bytes a
+        sample at the default grid, kept only while under `inr.tasks.INPUT_CACHE_BYTES`."""
+        from inr.tasks import INPUT_CACHE_BYTES
+
+        cache = frames * height * width * 2048 if hasattr(cls, "plan_inputs") else 0
+        return super().fit_memory(frames, height, width, params) + (cache if cache <= INPUT_CACHE_BYTES else 0)
+
     def make_task(self, signal, device, opts):
         from inr.tasks import CoordTask
 
