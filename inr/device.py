@@ -72,8 +72,9 @@ def speed_plan(
     epoch with bf16 on vs off) showed a gain at equal quality. On CPU, bf16 needs native
     support and a family that declares it safe (`cpu_bf16 = True` on the model class: NeRV,
     NeRV++ and the Fourier-feature MLP, same PSNR at ~2x per step); SIREN lost 0.8 dB (w0 = 30
-    amplifies bf16's 3-digit rounding), HNeRV 0.2 dB and Poly-INR 0.1 dB, and the hash grid
-    gains nothing from bf16 (its time is in gathers). Channels-last is for convolutional
+    amplifies bf16's 3-digit rounding), Poly-INR 0.1 dB, HNeRV 0.04 / 0.52 / 2.90 dB at 40
+    epochs over three seeds (bench_video's `amp` variant), and the hash grid gains ~10 % a
+    step from it (its time is in gathers), not worth an unmeasured risk to its features. Channels-last is for convolutional
     models; MPS gets none of it (autocast there is unreliable). The input cache is plain
     tensors: on for every device (a family with nothing to precompute ignores it).
     """

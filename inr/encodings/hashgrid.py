@@ -165,8 +165,9 @@ class TorchHashGrid(nn.Module):
 @dataclass(frozen=True)
 class LookupPlan:
     """Flat table positions and multilinear weights of N points, (N, 2^d, L, F) each
-    (corner, level, feature; level offsets included): what a lookup needs besides the table. Rows of it are the plan of those points,
-    bit for bit, so a batch may be cut from the plan of a whole training set."""
+    (corner, level, feature; level offsets included): what a lookup needs besides the table.
+    Rows of it are the plan of those points, bit for bit, so a batch may be cut from the
+    plan of a whole training set."""
 
     index: torch.Tensor
     weight: torch.Tensor

@@ -239,7 +239,18 @@ class HashMLPConfig:
         )
 
 
-class HashGridMLP(CoordinateRepresentation):
+class PlannedInputs:
+    """For a coordinate family whose `self.encoding` is a `HashGridEncoding`: its fit task may
+    plan every training coordinate once (`inr.tasks.CoordTask.prepare`) and pass rows of the
+    plan to `forward` in place of coordinates."""
+
+    encoding: HashGridEncoding
+
+    def plan_inputs(self, coords: torch.Tensor) -> LookupPlan | None:
+        return self.encoding.plan(coords)
+
+
+class HashGridMLP(PlannedInputs, CoordinateRepresentation):
     """`backend` (auto / torch / tcnn) is how this machine runs the grid, not part of the model:
     None takes $INR_HASHGRID_BACKEND, else "auto"."""
 
@@ -253,10 +264,6 @@ class HashGridMLP(CoordinateRepresentation):
 
     def forward(self, x: torch.Tensor | LookupPlan) -> torch.Tensor:
         return self.head(self.body(self.encoding(x)))
-
-    def plan_inputs(self, coords: torch.Tensor) -> LookupPlan | None:
-        """The grid's lookup plan of `coords`, accepted by `forward` in their place."""
-        return self.encoding.plan(coords)
 
 
 def adapt_hash_grid(cfg: HashMLPConfig, signal) -> HashMLPConfig:

@@ -319,7 +319,8 @@ HNERV_EXTRA_STEP_BYTES = 256  # a pixel, over the generic 512 (see HNeRV.fit_mem
 
 class HNeRV(FrameRepresentation):
     fit_only = ("encoder.",)  # the encoder only exists to fit; files carry the embeddings
-    # Not bf16 on CPU by default: a 40-epoch fit lost 0.2 dB with it (NeRV/NeRV++ lost 0.00).
+    # Not bf16 on CPU by default: 40-epoch fits lost 0.04 / 0.52 / 2.90 dB with it over three seeds
+    # (bench/results/video_hnerv_amp_s25.json; NeRV/NeRV++ lost 0.00).
     cpu_bf16 = False
 
     def __init__(self, cfg: HNeRVConfig, fit_modules: bool = True):

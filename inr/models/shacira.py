@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from inr.encodings import HashGridEncoding, LookupPlan
-from inr.models.coordinate import HashMLPConfig, adapt_hash_grid, relu_mlp
+from inr.models.coordinate import HashMLPConfig, PlannedInputs, adapt_hash_grid, relu_mlp
 from inr.models.grid import laplace_bits, quantize_latents
 from inr.models.registry import ModelSpec, OptimDefaults, register
 from inr.models.representation import CoordinateRepresentation
@@ -48,7 +48,7 @@ class ShaciraConfig(HashMLPConfig):
     table_size: int = 1 << 14
 
 
-class ShaciraMLP(CoordinateRepresentation):
+class ShaciraMLP(PlannedInputs, CoordinateRepresentation):
     """Quantized hash-grid latents -> per-level linear decoder -> hash-grid lookup -> MLP."""
 
     losses = ("l2",)  # its task minimises MSE + lambda x rate
@@ -100,10 +100,6 @@ class ShaciraMLP(CoordinateRepresentation):
 
     def forward(self, x: torch.Tensor | LookupPlan) -> torch.Tensor:
         return self.render_points(x, self.quantized_latents())
-
-    def plan_inputs(self, coords: torch.Tensor) -> LookupPlan | None:
-        """The grid's lookup plan of `coords`, accepted by `forward` in their place."""
-        return self.encoding.plan(coords)
 
     def rate_bits(self, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Bits of the latents under the factorized Laplace model: what section HLAT pays
