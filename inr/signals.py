@@ -105,19 +105,16 @@ class CoordinateSampler:
         self.batch_size = None if batch_size is None or batch_size >= n else int(batch_size)
         self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
 
-    def sample_rows(self, generator: torch.Generator) -> torch.Tensor | None:
-        """The rows of the next batch, None for the whole signal: what `sample` returns the
-        coordinates and values of, for callers that index other per-sample tensors alike."""
+    def sample(self, generator: torch.Generator, inputs=None) -> tuple:
+        """(inputs, values) of the next batch. `inputs` are per-sample model inputs in the
+        coordinates' order (default: the coordinates themselves; a hash grid's `LookupPlan`
+        of them), a tensor or anything that a 1-D row tensor indexes."""
+        inputs = self.coords if inputs is None else inputs
         if self.batch_size is None:
-            return None
-        idx = torch.randint(0, self.coords.shape[0], (self.batch_size,), generator=generator)
-        return idx.to(self.coords.device)
-
-    def sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.sample_rows(generator)
-        if rows is None:
-            return self.coords, self.values
-        return self.coords.index_select(0, rows), self.values.index_select(0, rows)
+            return inputs, self.values
+        rows = torch.randint(0, self.coords.shape[0], (self.batch_size,), generator=generator).to(self.coords.device)
+        picked = inputs.index_select(0, rows) if isinstance(inputs, torch.Tensor) else inputs[rows]
+        return picked, self.values.index_select(0, rows)
 
 
 RENDER_CHUNK = 1 << 16  # coordinates per forward call when rendering a whole grid

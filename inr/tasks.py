@@ -65,12 +65,7 @@ class CoordTask:
 
     def batch(self, generator: torch.Generator):
         """(model inputs, values) of the next batch: coordinates, or rows of the input plan."""
-        if self.input_plan is None:
-            return self.sampler.sample(generator)
-        rows = self.sampler.sample_rows(generator)
-        if rows is None:
-            return self.input_plan, self.sampler.values
-        return self.input_plan[rows], self.sampler.values.index_select(0, rows)
+        return self.sampler.sample(generator, self.input_plan)
 
     def batch_loss(self, model: nn.Module, generator: torch.Generator, step: int):
         inputs, values = self.batch(generator)
