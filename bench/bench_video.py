@@ -33,7 +33,7 @@ BUNNY = ROOT.parent / "shared" / "media" / "bigbuckbunny.mp4"
 
 
 OFF = {"amp": False, "channels_last": False, "fused_adam": False, "input_cache": False}
-SPEEDS = {"on": {}, "off": OFF, "amp": {"amp": True}}
+SPEEDS = {"on": {}, "off": OFF, "amp": {"amp": True}, "fp32": {"amp": False}}  # fp32: the defaults less bf16 (CUDA turns bf16 on for all)
 
 
 def run_model(name: str, signal, budget: int, args, variant: str, seed: int, device) -> dict:
