@@ -69,20 +69,25 @@ def speed_plan(
     """Resolve each `None` to this device's default for this model.
 
     Defaults are on only where a measurement (bench/bench_speed.py, and a fit to the same
-    epoch with bf16 on vs off) showed a gain at equal quality. On CPU, bf16 needs native
-    support and a family that declares it safe (`cpu_bf16 = True` on the model class: NeRV,
-    NeRV++ and the Fourier-feature MLP, same PSNR at ~2x per step); SIREN lost 0.8 dB (w0 = 30
-    amplifies bf16's 3-digit rounding), Poly-INR 0.1 dB, HNeRV 0.04 / 0.52 / 2.90 dB at 40
-    epochs over three seeds (bench_video's `amp` variant), and the hash grid gains ~10 % a
-    step from it (its time is in gathers), not worth an unmeasured risk to its features. Channels-last is for convolutional
-    models; MPS gets none of it (autocast there is unreliable). The input cache is plain
-    tensors: on for every device (a family with nothing to precompute ignores it).
+    epoch with bf16 on vs off) showed a gain at equal quality. bf16 needs a family that
+    declares it safe (`bf16_safe = True` on the model class: NeRV, NeRV++ and the
+    Fourier-feature MLP, same PSNR at ~2x per step on CPU); SIREN lost 0.8 dB on CPU and 2.8 dB
+    on an H200 (w0 = 30 amplifies bf16's 3-digit rounding), Poly-INR 0.1 dB, HNeRV 0.04 / 0.52
+    / 2.90 dB at 40 epochs over three seeds (bench_video's `amp` variant), and the hash grid
+    gains ~10 % a step from it (its time is in gathers). On CPU it also needs native bf16.
+    On CUDA bf16 and channels-last stay off: at the 0.15M sizes this codec fits, an H200
+    runs them slower (bench/results/gpu_h200_speed_015M_s26.json: NeRV x0.85 / x0.94,
+    NeRV++ x0.80 / x0.90; channels-last HNeRV x1.12 alone), the steps being launch-bound;
+    larger models may gain, so each can be forced on. Fused Adam pays on both (x1.06-1.15
+    on the H200's conv families). MPS gets none of it (autocast there is unreliable). The
+    input cache is plain tensors: on for every device (a family with nothing to precompute
+    ignores it).
     """
     kind = device.type
     if amp is None:
-        amp = kind == "cuda" or (kind == "cpu" and bf16_safe and cpu_has_bf16())
+        amp = bf16_safe and kind == "cpu" and cpu_has_bf16()
     # Memory format only means something for convolutions.
-    channels_last = convolutional and (kind in ("cuda", "cpu") if channels_last is None else channels_last)
+    channels_last = convolutional and (kind == "cpu" if channels_last is None else channels_last)
     if fused_adam is None:
         fused_adam = kind in ("cuda", "cpu")
     return SpeedPlan(

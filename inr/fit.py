@@ -124,7 +124,7 @@ def is_convolutional(model: nn.Module) -> bool:
 
 
 def plan_for(model: nn.Module, cfg: FitConfig, device: torch.device) -> SpeedPlan:
-    bf16_safe = bool(getattr(model, "cpu_bf16", False))  # a family's measured claim, see speed_plan
+    bf16_safe = bool(getattr(model, "bf16_safe", False))  # a family's measured claim, see speed_plan
     # The input cache only means something for a model that plans its inputs (hash grids).
     cache = cfg.input_cache if hasattr(model, "plan_inputs") else False
     return speed_plan(device, is_convolutional(model), bf16_safe, cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.compile, cache)

@@ -35,3 +35,14 @@ def test_fit_sizes_by_weights_kb_and_keeps_size_kb_for_files(small_png, tmp_path
     assert main(["fit", str(small_png), "--model", "siren", "--steps", "1", "--weights-kb", "2", "-o", str(out)]) == 0
     params = json.loads((out / "metrics.json").read_text())["params"]
     assert abs(params - 2 * KIB) <= 0.1 * 2 * KIB  # sized to 2 KiB of 8-bit weights, as --params 2048 would be
+
+
+@pytest.mark.parametrize("flags, amp, channels_last", [([], None, None), (["--amp", "--channels-last"], True, True), (["--no-amp", "--no-channels-last"], False, False)])
+def test_speed_flags_force_or_leave_the_devices_default(flags, amp, channels_last):
+    """Absent: the device's measured default (None); `--X` / `--no-X` force it either way
+    (CUDA's defaults are off, so a large model on a GPU needs the way to turn them on)."""
+    from ui.cli import _speed_options, build_parser
+
+    args = build_parser().parse_args(["fit", "x.png", "--model", "nerv", "-o", "o", *flags])
+    knobs = _speed_options(args)
+    assert (knobs["amp"], knobs["channels_last"]) == (amp, channels_last)

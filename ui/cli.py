@@ -99,11 +99,11 @@ def _read_options(args):
 
 
 def _speed_options(args) -> dict:
-    """FitConfig speed knobs from the flags: a `--no-X` sets False, absent leaves the
+    """FitConfig speed knobs from the flags: `--X` / `--no-X` force one, absent leaves the
     device's measured default (None)."""
     return {
-        "amp": False if args.no_amp else None,
-        "channels_last": False if args.no_channels_last else None,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
         "fused_adam": False if args.no_fused_adam else None,
         "compile": args.compile,
         "input_cache": False if args.no_input_cache else None,
@@ -513,8 +513,10 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
 
 def _add_speed(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed (defaults: what measured faster at equal quality on this device)")
-    g.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision (CUDA; CPU for NeRV/NeRV++/ffn)")
-    g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format for conv models")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 mixed precision (default on a CPU with native bf16 for NeRV/NeRV++/ffn; off on CUDA)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format for conv models (default on a CPU, off on CUDA)")
     g.add_argument("--no-fused-adam", action="store_true", help="plain per-parameter Adam loop")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to start; long fits)")
     g.add_argument("--no-input-cache", action="store_true", help="recompute hash-grid lookups of the pixels every step")

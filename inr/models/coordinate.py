@@ -189,7 +189,7 @@ class FFNConfig:
 class FourierFeatureMLP(CoordinateRepresentation):
     # bf16 autocast on CPU by default (inr.device.speed_plan): 2x per step, same PSNR (the
     # features are formed in fp32/float64 outside autocast; only the ReLU MLP runs in bf16).
-    cpu_bf16 = True
+    bf16_safe = True
 
     def __init__(self, cfg: FFNConfig):
         super().__init__()

@@ -205,7 +205,7 @@ class NeRVConfig:
 
 class NeRV(FrameRepresentation):
     plus_plus = False
-    cpu_bf16 = True  # bf16 autocast on CPU by default (inr.device.speed_plan): ~2x per step
+    bf16_safe = True  # bf16 autocast by default (inr.device.speed_plan): ~2x per step on CPU
 
     def __init__(self, cfg: NeRVConfig):
         super().__init__()
@@ -321,7 +321,7 @@ class HNeRV(FrameRepresentation):
     fit_only = ("encoder.",)  # the encoder only exists to fit; files carry the embeddings
     # Not bf16 on CPU by default: 40-epoch fits lost 0.04 / 0.52 / 2.90 dB with it over three seeds
     # (bench/results/video_hnerv_amp_s25.json; NeRV/NeRV++ lost 0.00).
-    cpu_bf16 = False
+    bf16_safe = False
 
     def __init__(self, cfg: HNeRVConfig, fit_modules: bool = True):
         """`fit_modules=False` (the decoder) leaves out the encoder, which files never carry,

@@ -46,9 +46,9 @@ class Representation(nn.Module):
     side_tensors: ClassVar[tuple[str, ...]] = ()
     # Whether `render` accepts any spatial resolution (coordinate models) or only the fitted one.
     any_resolution: ClassVar[bool] = False
-    # Speed plan claims (inr.fit.plan_for): bf16 autocast on a CPU was measured not to cost
-    # quality for this family; channels-last memory pays (None: decided by whether it has convs).
-    cpu_bf16: ClassVar[bool] = False
+    # Speed plan claims (inr.fit.plan_for): bf16 autocast (CPU or CUDA) was measured not to
+    # cost quality for this family; channels-last memory pays (None: decided by whether it has convs).
+    bf16_safe: ClassVar[bool] = False
     channels_last_friendly: ClassVar[bool | None] = None
     # The reconstruction losses the family's task trains with (checked by inr.options).
     losses: ClassVar[tuple[str, ...]] = ("l2",)
