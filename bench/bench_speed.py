@@ -11,7 +11,10 @@ Variants: `off` (fp32, NCHW, per-parameter Adam, eager), `on` (the defaults of
 with --ablate, each knob alone on top of `off`. The NeRV families fit Bunny 320x160x32 (the
 bundled clip, cropped as in HNeRV); coordinate families fit the bundled 256x256 image with
 the default batch. `loss` (after the same steps) is a sanity check, not a quality claim:
-quality per epoch is bench_video's job.
+quality per epoch is bench_video's job. `gflop_per_s` is the step's matmul and convolution
+work (FlopCounterMode, forward and backward) over its time, printed beside a 2048^3 matmul's
+rate in fp32 and bf16: a family whose fp32 eager step already runs at over half the fp32
+matmul rate cannot be made 2x faster in fp32 by any plan.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from common import ROOT, print_table, write_json  # noqa: I001
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from inr.device import select_device, synchronize
 from inr.fit import FitConfig, Trainer
@@ -46,6 +50,29 @@ def variants(ablate: bool, compile_on: bool) -> dict[str, dict]:
     return out
 
 
+def step_gflop(trainer: Trainer) -> float:
+    """Matmul and convolution work of one training step (forward and backward), counted by
+    torch's FlopCounterMode on a copy of the trainer (the timed ones keep their batch
+    sequence). It is the same whatever the speed plan, and against the step time it says how
+    close a family runs to the machine's arithmetic peak: how much any fp32 plan could gain."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        copy.deepcopy(trainer).step_once()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of one large square matmul: the ceiling a training step is read against."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def bench_family(name: str, signal, budget: int, args, device: torch.device) -> list[dict]:
     spec = get_spec(name)
     cfg, model = build_model(spec, signal, budget, None, seed=0)
@@ -62,6 +89,7 @@ def bench_family(name: str, signal, budget: int, args, device: torch.device) -> 
         for _ in range(args.warmup):
             tr.step_once()
         synchronize(device)
+    gflop = step_gflop(trainers["off"])
     times: dict[str, list[float]] = {k: [] for k in trainers}
     for _ in range(args.rounds):
         for label, tr in trainers.items():
@@ -82,6 +110,8 @@ def bench_family(name: str, signal, budget: int, args, device: torch.device) -> 
                 "params": stored_params(spec, cfg),
                 "ms_per_step": round(1000 * ms, 2),
                 "speedup": round(base / ms, 2),
+                "gflop_per_step": round(gflop, 3),
+                "gflop_per_s": round(gflop / ms, 1),
                 "loss": round(tr.state.loss, 6),
                 "round_ms": [round(1000 * t, 2) for t in times[label]],
             }
@@ -119,12 +149,14 @@ def main() -> None:
         signals["frame"] = video_signal(frames)
     if not all(video_only.values()):
         signals["coord"] = image_signal(load_image(Path(args.image)))
+    peak = {str(dt).removeprefix("torch."): round(matmul_peak(device, dt), 1) for dt in (torch.float32, torch.bfloat16)}
+    print(f"matmul 2048^3 on {device}: " + ", ".join(f"{k} {v} GFLOP/s" for k, v in peak.items()), flush=True)
     rows = []
     for n in names:
         rows += bench_family(n, signals["frame" if video_only[n] else "coord"], budget, args, device)
-    print_table(rows, ["model", "variant", "plan", "params", "ms_per_step", "speedup", "loss"])
+    print_table(rows, ["model", "variant", "plan", "params", "ms_per_step", "speedup", "gflop_per_s", "loss"])
     shapes = {k: list(s.data.shape) for k, s in signals.items()}
-    write_json(args.name, {"args": vars(args), "device": str(device), "signals": shapes, "results": rows})
+    write_json(args.name, {"args": vars(args), "device": str(device), "matmul_gflop_per_s": peak, "signals": shapes, "results": rows})
 
 
 if __name__ == "__main__":
