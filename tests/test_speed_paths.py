@@ -166,3 +166,31 @@ def test_input_cache_is_skipped_past_its_byte_budget(monkeypatch, crop64):
     task = siren.make_task(signal, CPU, FitOptions(model="siren", fit=FitConfig(steps=1)))
     Trainer(siren, task, FitConfig(steps=1), get_spec("siren").optim, CPU)
     assert task.input_plan is None
+
+
+@pytest.mark.parametrize("stride, kernel", [(2, 3), (5, 1), (3, 5)])
+def test_channels_last_upblock_matches_the_pixel_shuffle_it_replaces(stride, kernel):
+    """The channels-last UpBlock permutes its conv's output channels instead of shuffling
+    strided ones: same parameters, same outputs and gradients as conv -> PixelShuffle (up to
+    float summation order in the input gradient), in fp32 and under bf16 autocast."""
+    from inr.models.nerv import UpBlock
+
+    torch.manual_seed(0)
+    block = UpBlock(6, 5, stride, kernel)
+    x = torch.randn(2, 6, 7, 9, dtype=torch.float64)
+    ref_block = UpBlock(6, 5, stride, kernel).double()
+    ref_block.load_state_dict(block.state_dict())
+    ref_x = x.clone().requires_grad_()
+    ref = nn.functional.gelu(nn.functional.pixel_shuffle(ref_block.conv(ref_x), stride))  # the official layer, float64
+    ref.square().sum().backward()
+    fast_x = x.float().contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = block(fast_x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.square().sum().backward()
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(block.conv.weight.grad.double(), ref_block.conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast_x.grad.double(), ref_x.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(block(x.float()), out.detach().contiguous())  # the NCHW path (decoding) agrees
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = block(x.float().contiguous(memory_format=torch.channels_last))
+    assert torch.isfinite(half).all() and (half.float() - out.detach()).abs().max() < 0.1
