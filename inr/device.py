@@ -49,11 +49,25 @@ def cpu_has_bf16() -> bool:
 class SpeedPlan:
     """How one fit runs; none of it changes the parameters' layout or what a file holds."""
 
-    amp: bool  # bf16 autocast for the forward pass; master weights and optimizer stay fp32
+    amp: bool  # autocast for the forward pass; master weights and optimizer stay fp32
     channels_last: bool  # NHWC activations and conv weights (oneDNN / tensor cores prefer it)
     fused_adam: bool  # one fused Adam kernel instead of a Python loop over parameters
     compile: bool  # torch.compile (inductor) of the model's forward
     input_cache: bool = False  # precompute what the model does to its fixed inputs (hash-grid lookups)
+    amp_dtype: str = "bfloat16"  # "float16" only on a GPU without bf16; the trainer then scales the loss
+
+    @property
+    def loss_scaling(self) -> bool:
+        """fp16's 5-bit exponent flushes small gradients to zero: scale the loss (GradScaler)."""
+        return self.amp and self.amp_dtype == "float16"
+
+
+def amp_dtype(device: torch.device) -> str:
+    """bf16 wherever the hardware has it (CPUs through oneDNN, CUDA from Ampere on); fp16 on older
+    GPUs (Volta, Turing), where bf16 autocast would be emulated, slower than fp32."""
+    if device.type == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "float16"
+    return "bfloat16"
 
 
 def speed_plan(
@@ -92,14 +106,14 @@ def speed_plan(
         fused_adam = kind in ("cuda", "cpu")
     return SpeedPlan(
         amp=bool(amp), channels_last=bool(channels_last), fused_adam=bool(fused_adam), compile=bool(compile),
-        input_cache=True if input_cache is None else bool(input_cache),
+        input_cache=True if input_cache is None else bool(input_cache), amp_dtype=amp_dtype(device) if amp else "bfloat16",
     )
 
 
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA and CPU when enabled; a no-op elsewhere (MPS is unreliable)."""
+def autocast(device: torch.device, enabled: bool = True, dtype: str = "bfloat16") -> contextlib.AbstractContextManager:
+    """Autocast (bf16 unless told fp16) on CUDA and CPU when enabled; a no-op elsewhere (MPS is unreliable)."""
     if enabled and device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
 
 

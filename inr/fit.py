@@ -61,7 +61,7 @@ class FitConfig:
     grad_clip: float | None = None
     # Speed knobs (inr.device.speed_plan): None takes the device's measured default. None of
     # them changes the parameter layout, checkpoints or files, so a fit may resume with any.
-    amp: bool | None = None  # bf16 autocast, CPU and CUDA; fp32 master weights and optimizer
+    amp: bool | None = None  # autocast (bf16; fp16 + loss scaling on a GPU without bf16); fp32 master weights
     channels_last: bool | None = None  # NHWC for convolutional models
     fused_adam: bool | None = None  # fused Adam kernel instead of the per-parameter loop
     compile: bool = False  # torch.compile the model (slow to start; off by default)
@@ -156,6 +156,9 @@ class Trainer:
             weight_decay=optim.weight_decay,
             **({"fused": True} if self.speed.fused_adam else {}),
         )
+        # fp16 autocast only (a GPU without bf16): the loss is scaled so small gradients survive.
+        # The scale is not checkpointed: a resumed fit starts it afresh, as it would on any path.
+        self.scaler = torch.amp.GradScaler(device.type) if self.speed.loss_scaling else None
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self._last_full_eval = -(1 << 62)
         total = cfg.steps
@@ -237,13 +240,21 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = (steady if g.get("steady") else lr) * g.get("lr_scale", 1.0) * (late if g.get("late") else 1.0)
         self.model.train()
-        with autocast(self.device, self.speed.amp):
+        with autocast(self.device, self.speed.amp, self.speed.amp_dtype):
             loss, mse = self.task.batch_loss(self.model, self.generator, s.step)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            if self.cfg.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+        else:  # skips the update when the scaled gradients overflowed, then adapts the scale
+            self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         s.step += 1
         s.lr = lr
         s.loss = float(loss.detach())

@@ -194,3 +194,38 @@ def test_channels_last_upblock_matches_the_pixel_shuffle_it_replaces(stride, ker
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = block(x.float().contiguous(memory_format=torch.channels_last))
     assert torch.isfinite(half).all() and (half.float() - out.detach()).abs().max() < 0.1
+
+
+def test_fp16_path_scales_the_loss_and_keeps_fp32_weights(monkeypatch, tiny_clip):
+    """A GPU without bf16 (Volta, Turing) gets fp16 autocast with a GradScaler. The same code
+    runs here by forcing the plan: finite steps, learning, fp32 weights, and the model trains
+    on under the default plan afterwards."""
+    import inr.fit as fit_module
+    from inr.device import SpeedPlan
+
+    fp16 = SpeedPlan(amp=True, channels_last=True, fused_adam=True, compile=False, amp_dtype="float16")
+    assert fp16.loss_scaling and not dataclasses.replace(fp16, amp_dtype="bfloat16").loss_scaling
+    signal = video_signal(tiny_clip[:4, :32, :48])
+    with monkeypatch.context() as m:
+        m.setattr(fit_module, "speed_plan", lambda *a, **k: fp16)
+        spec, cfg, model, tr = _trainer("nerv", signal, {}, steps=30)
+        assert tr.scaler is not None
+        losses = [tr.step_once() for _ in range(30)]
+    assert all(torch.isfinite(torch.tensor(losses))) and min(losses[-5:]) < losses[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert tr.scaler.get_scale() > 0
+    plain = Trainer(model, model.make_task(signal, CPU, FitOptions(model="nerv", overrides=TINY["nerv"], batch_size=2)), FitConfig(steps=5), spec.optim, CPU)
+    assert plain.scaler is None and torch.isfinite(torch.tensor(plain.step_once()))
+
+
+def test_amp_dtype_is_fp16_only_on_a_gpu_without_bf16(monkeypatch):
+    from inr.device import amp_dtype
+
+    assert amp_dtype(CPU) == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert amp_dtype(torch.device("cuda")) == "float16"
+    plan = speed_plan(torch.device("cuda"), convolutional=True, bf16_safe=True, amp=True)
+    assert plan.amp_dtype == "float16" and plan.loss_scaling
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert not speed_plan(torch.device("cuda"), convolutional=True, bf16_safe=True, amp=True).loss_scaling
