@@ -229,3 +229,17 @@ def test_amp_dtype_is_fp16_only_on_a_gpu_without_bf16(monkeypatch):
     assert plan.amp_dtype == "float16" and plan.loss_scaling
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert not speed_plan(torch.device("cuda"), convolutional=True, bf16_safe=True, amp=True).loss_scaling
+
+
+def test_nervpp_skip_convolves_before_it_upsamples():
+    """NeRV++'s skip runs its 1x1 conv before the bilinear upsampling (cheaper); the function
+    is the upsample-then-conv of its definition, checked in float64."""
+    from inr.models.nerv import NeRVPPStage
+
+    torch.manual_seed(0)
+    stage = NeRVPPStage(6, 4, 3, 3).double()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    pre = stage.pre(x)
+    up = nn.functional.interpolate(pre, scale_factor=3, mode="bilinear", align_corners=False)
+    ref = stage.post(stage.up(pre) + stage.skip(up))
+    torch.testing.assert_close(stage(x), ref, rtol=1e-12, atol=1e-12)
