@@ -56,7 +56,7 @@ done
 
 # An encode on the GPU; the file decoded on the GPU and on the CPU must give the same frames.
 section encode 120 $INR encode "$FRAMES" -o "$OUT/bunny.inr" --bpp 0.2 --seconds $ENC --device $DEV $MEM
-for amp in on off; do  # the grid family at equal steps, bf16 (the CUDA default) vs fp32
+for amp in on off; do  # the grid family at equal steps, bf16 (forced: CUDA defaults to fp32) vs fp32
   flag=$([ $amp = off ] && echo --no-amp || echo --amp)
   section "encode_steps_amp_$amp" 120 $INR encode "$FRAMES" -o "$OUT/steps_$amp.inr" --bpp 0.2 --steps $ESTEPS --device $DEV $MEM $flag
 done
