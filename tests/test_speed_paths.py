@@ -243,3 +243,24 @@ def test_nervpp_skip_convolves_before_it_upsamples():
     up = nn.functional.interpolate(pre, scale_factor=3, mode="bilinear", align_corners=False)
     ref = stage.post(stage.up(pre) + stage.skip(up))
     torch.testing.assert_close(stage(x), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(1, 1), (2, 1), (4, 6)])
+def test_pointwise_conv_on_channels_last_is_a_matmul_with_conv2ds_values(c_in, c_out):
+    from inr.models.nerv import pointwise
+
+    torch.manual_seed(0)
+    layer = nn.Conv2d(c_in, c_out, 1).double()
+    x = torch.randn(2, c_in, 6, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    ref_x, fast_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = layer(ref_x)
+    ref.square().sum().backward()
+    ref_grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    out = pointwise(layer, fast_x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast_x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
+    for p, g in zip(layer.parameters(), ref_grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-12)
