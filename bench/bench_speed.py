@@ -2,10 +2,13 @@
 
     python bench/bench_speed.py [--models siren,poly,ffn,hashgrid,nerv,nervpp,hnerv]
         [--params 0.15M] [--steps 10] [--rounds 5] [--warmup 3] [--ablate] [--compile]
+        [--plus 'amp;compile;amp,compile']
 
 Same process, same batches: every variant of a family starts from a copy of one initial
 model and draws the same batch sequence; the variants take turns, `--steps` steps each per
 round, so load on a shared machine hits them alike, and the median round is reported.
+`--plus` adds the default plan with knobs it leaves off forced on (`on+amp`, ...): what a
+speed-up the defaults refuse (bf16 on a family it costs quality) would have bought.
 Variants: `off` (fp32, NCHW, per-parameter Adam, eager), `on` (the defaults of
 `inr.device.speed_plan` for this device and family, plus torch.compile with --compile) and,
 with --ablate, each knob alone on top of `off`. The NeRV families fit Bunny 320x160x32 (the
@@ -41,12 +44,15 @@ OFF = {"amp": False, "channels_last": False, "fused_adam": False, "compile": Fal
 KNOBS = ("amp", "channels_last", "fused_adam", "input_cache")
 
 
-def variants(ablate: bool, compile_on: bool) -> dict[str, dict]:
-    out = {"off": OFF, "on": {"amp": None, "channels_last": None, "fused_adam": None, "input_cache": None, "compile": compile_on}}
+def variants(ablate: bool, compile_on: bool, plus: list[list[str]] | None = None) -> dict[str, dict]:
+    on = {"amp": None, "channels_last": None, "fused_adam": None, "input_cache": None, "compile": compile_on}
+    out = {"off": OFF, "on": on}
     if ablate:
         out.update({f"+{k}": {**OFF, k: True} for k in KNOBS})
         if compile_on:
             out["+compile"] = {**OFF, "compile": True}
+    for knobs in plus or []:  # the default plan with knobs forced on (what the defaults leave off, and why)
+        out["on+" + "+".join(knobs)] = {**on, **{k: True for k in knobs}}
     return out
 
 
@@ -78,12 +84,13 @@ def bench_family(name: str, signal, budget: int, args, device: torch.device) -> 
     cfg, model = build_model(spec, signal, budget, None, seed=0)
     total = args.warmup + args.rounds * args.steps
     trainers: dict[str, Trainer] = {}
-    for label, knobs in variants(args.ablate, args.compile).items():
+    plus = [k.split(",") for k in args.plus.split(";")] if args.plus else None
+    for label, knobs in variants(args.ablate, args.compile, plus).items():
         opts = FitOptions(model=name, params=budget, fit=FitConfig(steps=total, seed=0, **knobs))
         m = copy.deepcopy(model).to(device)
         tr = Trainer(m, m.make_task(signal, device, opts), opts.fit, spec.optim, device)
-        if label != "off" and tr.speed == trainers["off"].speed:
-            continue  # e.g. channels-last on an MLP: nothing to measure
+        if any(tr.speed == other.speed for other in trainers.values()):
+            continue  # e.g. channels-last on an MLP, or a knob the default already has: nothing new to measure
         trainers[label] = tr
     for tr in trainers.values():  # warm-up: first-call allocations, oneDNN primitives, compilation
         for _ in range(args.warmup):
@@ -129,6 +136,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--ablate", action="store_true", help="also time each speed-up alone")
     ap.add_argument("--compile", action="store_true", help="include torch.compile in `on` (slow to start)")
+    ap.add_argument("--plus", default="", help="extra variants: the default plan with these knobs forced on, e.g. 'amp;amp,compile'")
     ap.add_argument("--video", default=str(ASSETS / "bunny_320x180_32f.mp4"))
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--crop", default="320x160")
