@@ -45,6 +45,29 @@ def test_laplace_bits_match_a_float64_reference():
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
 
 
+
+def test_synthesis_is_the_per_pixel_mlp_then_the_refinement():
+    """synthesize() runs the MLP channels-first on each frame; a float64 reference applies
+    it pixel by pixel, as a list of (C,) vectors, then the replicate-padded 3x3 residual convs."""
+    cfg = GridConfig(frames=2, height=9, width=13, levels=3)
+    m = LatentGrid(cfg).double()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in [*m.synthesis.parameters(), *m.refine.parameters()]:
+            p.normal_(0, 0.3)
+    feats = torch.randn(2, m.synthesis[0].in_features, cfg.height, cfg.width, dtype=torch.float64)
+    x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+    for layer in m.synthesis:
+        x = x @ layer.weight.T + layer.bias if isinstance(layer, torch.nn.Linear) else torch.relu(x)
+    ref = x.reshape(2, cfg.height, cfg.width, -1).permute(0, 3, 1, 2)
+    for conv in m.refine:
+        padded = torch.nn.functional.pad(torch.relu(ref), (1, 1, 1, 1), mode="replicate")
+        ref = ref + torch.nn.functional.conv2d(padded, conv.weight, conv.bias)
+    out = m.synthesize(feats)
+    assert out.shape == (2, 3, cfg.height, cfg.width)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("temporal,coarse", [(0, 0), (1, 0), (0, 1), (1, 1)])
 def test_the_rate_estimate_and_the_coder_run_one_context_network(temporal, coarse):
     """The estimate's channels-first order and the coder's sites-first order are one network:
