@@ -64,6 +64,10 @@ def test_coordinate_task_trains_the_loss_it_is_given(crop64):
     coords, values = task.sampler.sample(torch.Generator().manual_seed(0))
     pred = model(coords)
     assert torch.allclose(loss, F.l1_loss(pred, values)) and torch.allclose(mse, F.mse_loss(pred, values))
+    assert loss.grad_fn is not None and mse.grad_fn is None  # the reported MSE builds no graph
+    task = CoordTask(signal, torch.device("cpu"), batch_size=256, loss="l2")
+    loss, mse = task.batch_loss(model, torch.Generator().manual_seed(0), 0)
+    assert torch.equal(loss.detach(), mse) and torch.allclose(loss, F.mse_loss(pred, values)) and mse.grad_fn is None
 
 
 def test_batch_leaves_coordinate_batches_to_the_family(tmp_path, monkeypatch, tiny_clip):
