@@ -45,7 +45,6 @@ def test_laplace_bits_match_a_float64_reference():
     assert float(laplace_bits(x, mean, log_scale)) == pytest.approx(float(ref), rel=1e-9)
 
 
-
 def test_synthesis_is_the_per_pixel_mlp_then_the_refinement():
     """synthesize() runs the MLP channels-first on each frame; a float64 reference applies
     it pixel by pixel, as a list of (C,) vectors, then the replicate-padded 3x3 residual convs."""
