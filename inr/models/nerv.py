@@ -80,8 +80,8 @@ class UpBlock(nn.Module):
 def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A 1x1 conv; on a channels-last input (the CPU speed plan, or any one-channel input,
     whose two layouts are the same bytes) one matmul over its (N, H, W, C) view. oneDNN's
-    1x1 kernel from one channel took 5 ms forward and 15 ms with its backward at 2 x 320x160
-    (NeRV++'s last stage at 0.15M); the matmul 0.7 ms."""
+    1x1 kernel from one channel took 4.0 ms forward and backward at 2 x 160x320 (NeRV++'s
+    last stage at 0.15M), the matmul 0.61 ms (bench/results/nervpp_pointwise_s28.log)."""
     if not x.is_contiguous(memory_format=torch.channels_last):
         return conv(x)
     y = F.linear(x.permute(0, 2, 3, 1), conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
